@@ -1,0 +1,183 @@
+"""One camera's processing chain, frame by frame: detect -> track -> pose -> trajectories -> gait -> alerts.
+
+Synchronous on purpose: it runs in the daemon's single inference thread (so crops of several cameras never fight
+over the two cores), and the same object runs offline in tests, replays and benchmarks. It owns per-camera state
+(tracker, trajectory buffers, alert policy); the detector, pose backend and classifier are shared between cameras
+because they hold no per-camera state and are only ever called from the one inference thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from gaitwatch.gait.alerts import AlertPolicy
+from gaitwatch.gait.classifier import GaitClassifier
+from gaitwatch.gait.features import GaitSettings, analyze_window
+from gaitwatch.gait.trajectory import TrajectoryBuffer
+from gaitwatch.gait.types import Alert, Assessment, GaitMetrics
+from gaitwatch.pose.backend import PoseBackend
+from gaitwatch.pose.roi import box_from_keypoints
+from gaitwatch.pose.types import Poses
+from gaitwatch.tracking.detector import PersonDetector
+from gaitwatch.tracking.tracker import Tracker
+from gaitwatch.tracking.types import Detections, Frame, Tracks, TrackState
+
+STAGES = ("detect", "track", "pose", "gait")
+
+# A pose-derived box is trusted as the track's observation only from landmarks the model itself believes in.
+BOX_MIN_VISIBILITY = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class GaitResult:
+    metrics: GaitMetrics
+    assessment: Assessment
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """Everything one frame produced, for publishing, metrics and rendering (never leaves the PC as pixels)."""
+
+    frame: Frame
+    detected: bool
+    tracks: Tracks
+    poses: Poses
+    gait: tuple[GaitResult, ...]
+    alerts: tuple[Alert, ...]
+    stage_s: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    """``detect_interval_s``: run the detector once this much time has passed since the last detection
+    (0 = every frame); between detections boxes come from pose. ``min_presence``: pose crops scored below this
+    are not people and are not recorded. ``window_s``/``hop_s``: gait analysis window and publication period.
+    ``buffer_s``: keypoint history kept per person."""
+
+    detect_interval_s: float
+    min_presence: float
+    window_s: float
+    hop_s: float
+    buffer_s: float
+
+
+class CameraPipeline:
+    def __init__(
+        self,
+        camera_id: str,
+        settings: PipelineSettings,
+        detector: PersonDetector,
+        tracker: Tracker,
+        pose: PoseBackend,
+        gait_settings: GaitSettings,
+        classifier: GaitClassifier,
+        policy: AlertPolicy,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.camera_id = camera_id
+        self._settings = settings
+        self._detector = detector
+        self._tracker = tracker
+        self._pose = pose
+        self._gait_settings = gait_settings
+        self._classifier = classifier
+        self._policy = policy
+        self._clock = clock
+        self._last_detect_t: float | None = None
+        self._buffers: dict[int, TrajectoryBuffer] = {}
+        self._last_window_t: dict[int, float] = {}
+
+    @property
+    def tracked_people(self) -> int:
+        """People with a keypoint history right now."""
+        return len(self._buffers)
+
+    def process(self, frame: Frame) -> FrameResult:
+        stage_s: dict[str, float] = {}
+        t = frame.t
+        mark = self._clock()
+
+        detected = self._last_detect_t is None or t - self._last_detect_t >= self._settings.detect_interval_s
+        detections = self._detector.detect(frame.image) if detected else Detections.empty()
+        now = self._clock()
+        stage_s["detect"], mark = now - mark, now
+
+        if detected:
+            self._last_detect_t = t
+            tracks = self._tracker.update(detections, t)
+        else:
+            tracks = self._tracker.predict(t)
+        now = self._clock()
+        stage_s["track"], mark = now - mark, now
+
+        poses = self._estimate_poses(frame, tracks)
+        if not detected and len(poses):
+            tracks = self._correct_from_poses(poses, t, tracks)
+        now = self._clock()
+        stage_s["pose"], mark = now - mark, now
+
+        gait, alerts = self._analyse(poses, tracks, t)
+        stage_s["gait"] = self._clock() - mark
+        return FrameResult(frame, detected, tracks, poses, tuple(gait), tuple(alerts), stage_s)
+
+    def close(self, t: float) -> list[Alert]:
+        """End every open alert (camera stopped): tracks that will never be seen again."""
+        alerts: list[Alert] = []
+        for track_id in list(self._buffers):
+            alerts.extend(self._policy.forget(track_id, t))
+        self._buffers.clear()
+        self._last_window_t.clear()
+        return alerts
+
+    def _estimate_poses(self, frame: Frame, tracks: Tracks) -> Poses:
+        confirmed = tracks.state == TrackState.CONFIRMED
+        if not np.any(confirmed):
+            return Poses.empty()
+        poses = self._pose.estimate(frame.image, tracks.ids[confirmed], tracks.xyxy[confirmed])
+        return poses.select(poses.presence >= self._settings.min_presence)
+
+    def _correct_from_poses(self, poses: Poses, t: float, tracks: Tracks) -> Tracks:
+        ids: list[int] = []
+        boxes: list[np.ndarray] = []
+        for track_id, keypoints in zip(poses.track_ids, poses.keypoints, strict=True):
+            box = box_from_keypoints(keypoints, BOX_MIN_VISIBILITY)
+            if box is not None:
+                ids.append(int(track_id))
+                boxes.append(box)
+        if not ids:
+            return tracks
+        return self._tracker.correct(
+            np.asarray(ids, dtype=np.int64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4), t
+        )
+
+    def _analyse(self, poses: Poses, tracks: Tracks, t: float) -> tuple[list[GaitResult], list[Alert]]:
+        results: list[GaitResult] = []
+        alerts: list[Alert] = []
+        for track_id, keypoints, world in zip(poses.track_ids, poses.keypoints, poses.world, strict=True):
+            tid = int(track_id)
+            buffer = self._buffers.get(tid)
+            if buffer is None:
+                buffer = self._buffers[tid] = TrajectoryBuffer(self._settings.buffer_s)
+                # The first window is due one full window after the person was first seen.
+                self._last_window_t[tid] = t - self._settings.hop_s + self._settings.window_s
+            buffer.append(t, keypoints, world)
+            if t - self._last_window_t[tid] < self._settings.hop_s:
+                continue
+            self._last_window_t[tid] = t
+            window = buffer.window(self._settings.window_s, t)
+            if window is None:
+                continue
+            metrics = analyze_window(window, self._gait_settings)
+            assessment = self._classifier.assess(metrics)
+            results.append(GaitResult(metrics, assessment))
+            alerts.extend(self._policy.update(metrics, assessment))
+        alive = {int(i) for i in tracks.ids}
+        for tid in [tid for tid in self._buffers if tid not in alive]:
+            del self._buffers[tid]
+            del self._last_window_t[tid]
+            alerts.extend(self._policy.forget(tid, t))
+        return results, alerts

@@ -1,0 +1,316 @@
+"""The daemon's configuration: TOML read with ``tomllib``, validated by pydantic v2 models.
+
+Every model forbids unknown keys, so a misspelled key is an error that names its path instead of a setting that
+silently keeps its default. Every duration is in seconds and every size in physical units, so a config survives a
+change of camera frame rate. ``load_settings`` turns every problem into a ``ConfigError`` whose message names the
+file, the key path and the bad value; the CLI maps it to exit code 78 (EX_CONFIG).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+EX_CONFIG = 78
+
+PositiveSeconds = Annotated[float, Field(gt=0.0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceSettings(_Section):
+    """Who this daemon is and where it keeps its state."""
+
+    site: str = Field("site", pattern=r"^[A-Za-z0-9_.-]+$", description="site id, used in MQTT topics")
+    host: str = Field(
+        default_factory=lambda: _topic_safe(socket.gethostname()),
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="host id, used in MQTT topics and alert ids; defaults to the machine's hostname",
+    )
+    ward: str = ""
+    state_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", "/var/lib/gaitwatch").split(":")[0]),
+        description="where the alert outbox lives; systemd's StateDirectory= sets $STATE_DIRECTORY",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class CameraSettings(_Section):
+    """One camera: a video file, an RTSP/HTTP URL, or a V4L2 device (``/dev/video0`` or a bare index)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    source: str = Field(min_length=1)
+    zone: str = ""
+    fps: float | None = Field(
+        None,
+        gt=0.0,
+        le=240.0,
+        description="override the frame rate the container or driver reports (real cameras misreport it)",
+    )
+    playback: Literal["live", "replay"] = Field(
+        "live",
+        description="files only: 'live' plays at the frame rate like a camera, 'replay' as fast as possible "
+        "without dropping frames",
+    )
+    loop: bool = Field(False, description="files only: start again at the end instead of finishing")
+    open_timeout_s: PositiveSeconds = 10.0
+    read_timeout_s: PositiveSeconds = 5.0
+    reconnect_initial_s: PositiveSeconds = 1.0
+    reconnect_max_s: PositiveSeconds = 30.0
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CameraSettings:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        return self
+
+
+class HogSettingsModel(_Section):
+    """OpenCV's HOG people detector. Its window is 64x128 px; people smaller than ~100 px tall are found only
+    when the image is upscaled, at a cost that grows with the square of ``upscale``."""
+
+    upscale: float = Field(1.0, gt=0.0, le=4.0)
+    hit_threshold: float = 0.0
+    win_stride_px: int = Field(8, ge=1, le=64)
+    scale: float = Field(1.05, gt=1.0, le=2.0)
+    min_score: Fraction = 0.3
+    nms_iou: Fraction = 0.45
+
+
+class DetectorSettings(_Section):
+    """Person detection, run on a frame once ``interval_s`` has passed since the last detection (with
+    ``interval_s = N / fps`` that is every N frames). Between detections each track's box comes from its last
+    pose, which is tighter than a detector box; a longer interval saves CPU but finds newcomers later."""
+
+    kind: Literal["hog", "onnx"] = "hog"
+    interval_s: float = Field(0.25, ge=0.0, le=10.0)
+    hog: HogSettingsModel = HogSettingsModel()
+    onnx_model: Path | None = Field(None, description="person-detector .onnx file (kind = 'onnx')")
+    onnx_min_score: Fraction = 0.4
+    onnx_person_class: int = Field(0, ge=0)
+    onnx_nms_iou: Fraction = 0.45
+
+    @model_validator(mode="after")
+    def _onnx_needs_model(self) -> DetectorSettings:
+        if self.kind == "onnx" and self.onnx_model is None:
+            raise ValueError("kind = 'onnx' needs onnx_model = path to a person-detector .onnx file")
+        return self
+
+
+class TrackerSettingsModel(_Section):
+    """Kalman + Hungarian tracker; times in seconds."""
+
+    min_hits: int = Field(3, ge=1, le=50, description="matched observations before a track is confirmed")
+    max_age_s: PositiveSeconds = Field(
+        1.5,
+        description="how long an unseen track coasts before it is deleted: longer keeps IDs through "
+        "occlusions, but a coasting box can be handed to someone else who walks by",
+    )
+    iou_threshold: Fraction = Field(0.3, description="minimum IoU for a detection to continue a track")
+    min_score: Fraction = Field(0.0, description="detections below this score are ignored")
+
+
+class PoseSettingsModel(_Section):
+    """BlazePose landmarks on each confirmed track's crop."""
+
+    model: Literal["full", "lite"] = Field("full", description="full: better ankles; lite: ~20% faster")
+    model_path: Path | None = Field(None, description="use this .tflite instead of the shipped model")
+    num_threads: int = Field(1, ge=1, le=16)
+    roi_scale: float = Field(1.25, ge=1.0, le=2.5, description="crop side as a multiple of the box's longer side")
+    min_presence: Fraction = Field(0.5, description="crops the model scores below this are not people")
+
+
+class GaitSettingsModel(_Section):
+    """Sliding-window gait analysis per tracked person."""
+
+    window_s: float = Field(8.0, ge=2.0, le=60.0, description="longer windows resolve cadence more finely")
+    hop_s: float = Field(1.0, gt=0.0, le=60.0, description="how often each person's metrics are published")
+    buffer_s: float = Field(30.0, ge=2.0, le=600.0, description="keypoint history kept per person")
+
+
+class AlertSettings(_Section):
+    """When sustained abnormal gait becomes an alert."""
+
+    abnormal_k: int = Field(4, ge=1, description="abnormal windows among the last N that start an alert")
+    abnormal_n: int = Field(6, ge=1)
+    abnormal_end_k: int = Field(1, ge=0, description="the alert ends when at most this many of the last N are abnormal")
+    cooldown_s: float = Field(300.0, ge=0.0, description="quiet time before the same alert may restart for a person")
+    update_interval_s: float = Field(30.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> AlertSettings:
+        if not self.abnormal_end_k < self.abnormal_k <= self.abnormal_n:
+            raise ValueError("need abnormal_end_k < abnormal_k <= abnormal_n (hysteresis)")
+        return self
+
+
+class TlsSettings(_Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class MqttSettings(_Section):
+    """The broker that nurse-call integrators subscribe to."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str | None = None
+    topic_root: str = Field("gaitwatch/v1", pattern=r"^[A-Za-z0-9_./-]+$")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    username: str | None = None
+    password_file: Path | None = Field(
+        None,
+        description="file holding the password; a bare name is looked up in $CREDENTIALS_DIRECTORY "
+        "(systemd LoadCredential=)",
+    )
+    tls: TlsSettings | None = None
+    timeout_s: PositiveSeconds = Field(10.0, description="limit on every network wait")
+    reconnect_initial_s: PositiveSeconds = 1.0
+    reconnect_max_s: PositiveSeconds = 60.0
+    ack_topic: str | None = Field(None, description="integrator acknowledgement topic (optional)")
+
+
+class MetricsSettings(_Section):
+    """Prometheus endpoint. Bound to loopback unless you say otherwise: it must not face the ward network
+    by accident."""
+
+    enabled: bool = True
+    address: str = "127.0.0.1"
+    port: int = Field(9810, ge=0, le=65535)
+
+
+class OutboxSettings(_Section):
+    max_rows: int = Field(100_000, ge=100, description="alerts kept undelivered before loud overflow")
+    keep_published_s: float = Field(7 * 86400.0, ge=0.0)
+
+
+class Settings(_Section):
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    cameras: list[CameraSettings] = Field(min_length=1)
+    detector: DetectorSettings = DetectorSettings()
+    tracker: TrackerSettingsModel = TrackerSettingsModel()
+    pose: PoseSettingsModel = PoseSettingsModel()
+    gait: GaitSettingsModel = GaitSettingsModel()
+    alerts: AlertSettings = AlertSettings()
+    mqtt: MqttSettings = MqttSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    outbox: OutboxSettings = OutboxSettings()
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_camera_ids(cls, cameras: list[CameraSettings]) -> list[CameraSettings]:
+        ids = [c.id for c in cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique; repeated: {', '.join(dupes)}")
+        return cameras
+
+
+class ConfigError(Exception):
+    """A configuration problem; its message is meant for the admin who wrote the file."""
+
+
+def _topic_safe(name: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in name)
+    return safe or "host"
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "(top level)"
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed beside the offending one, to suggest a spelling."""
+    model: Any = Settings
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            continue
+        field = model.model_fields.get(item) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        ann = field.annotation
+        inner = getattr(ann, "__args__", None)
+        candidates = [ann, *(inner or ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def describe_validation_error(source: str, error: ValidationError) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        path = _key_path(loc)
+        value = item.get("input")
+        if item["type"] == "extra_forbidden":
+            hint = difflib.get_close_matches(str(loc[-1]), _known_keys(loc), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            lines.append(f"  {path}: unknown key{suggestion}; value {value!r}")
+        elif item["type"] == "missing":
+            lines.append(f"  {path}: required key is missing")
+        else:
+            lines.append(f"  {path}: {item['msg']}; got {value!r}")
+    return "\n".join(lines)
+
+
+def parse_settings(data: dict[str, Any], source: str = "<config>") -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(source, exc)) from None
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate a TOML config file; every failure is a ``ConfigError`` naming the problem."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass --config with the path of your TOML file")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return parse_settings(data, str(path))
+
+
+def read_secret(path: Path) -> str:
+    """Read a secret (e.g. the MQTT password) from a file; a bare file name is looked up in
+    ``$CREDENTIALS_DIRECTORY`` first, where systemd's ``LoadCredential=`` puts it. The value is never logged."""
+    candidates = [path]
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and not path.is_absolute() and len(path.parts) == 1:
+        candidates.insert(0, Path(cred_dir) / path)
+    for candidate in candidates:
+        try:
+            return candidate.read_text(encoding="utf-8").rstrip("\r\n")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ConfigError(f"mqtt.password_file: cannot read {candidate}: {exc.strerror}") from None
+    raise ConfigError(
+        f"mqtt.password_file: {path} not found"
+        + (f" (also looked in $CREDENTIALS_DIRECTORY={cred_dir})" if cred_dir else "")
+    )

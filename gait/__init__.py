@@ -1,0 +1,1 @@
+"""Gait analysis from keypoint trajectories: pure, synchronous, typed (no asyncio, no network)."""

@@ -1,0 +1,113 @@
+"""Knobs of the gait stage, all in physical units (seconds, hertz, body heights, leg lengths), never frame counts,
+so one configuration survives a change of camera frame rate. The daemon's pydantic settings map onto these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Winter (2009), Biomechanics and Motor Control of Human Movement, segment lengths as fractions of body height H:
+# thigh (greater trochanter to knee) 0.245 H, shank (knee to ankle) 0.246 H. Hip-to-ankle leg length 0.491 H is
+# what pose keypoints measure, so body height in pixels is estimated as leg length / 0.491.
+LEG_LENGTH_PER_HEIGHT = 0.491
+
+
+@dataclass(frozen=True, slots=True)
+class GaitSettings:
+    """How windows of one person's keypoints are prepared and analysed.
+
+    window_s: analysis window. Frequency resolution of a plain FFT is 1/window_s; peak interpolation recovers
+        much finer cadence, but a window must still hold several strides (>= 5 s): longer windows give steadier
+        cadence and variability estimates but react later to a change and need the person in view longer.
+    hop_s: how often a window is analysed. Shorter hops give more (overlapping, correlated) windows and cost CPU.
+    min_duration_s: the shortest contiguous, well-seen stretch analysed; below it the window is invalid.
+    resample_hz: uniform grid the irregular frame times are resampled onto. Above the camera rate it only
+        interpolates (harmless); the usable bandwidth is always the camera's own Nyquist frequency.
+    max_gap_s: gaps between observations up to this long are linearly interpolated; longer ones are missing.
+        A camera's own frame interval is never a gap (at 7 fps frames are 0.14 s apart), see gap_intervals.
+    gap_intervals: a gap is also tolerated up to this many median frame intervals. 1.5 tolerates jitter but not
+        a dropped frame; 2.5 would bridge single dropped frames at the cost of blurring events.
+    min_visibility: landmarks the pose model sees with less visibility are treated as missing. Higher rejects
+        more hallucinated (occluded) limbs but loses more windows.
+    min_coverage: fraction of the window that must have the hips, knees and ankles seen.
+    min_quality: windows whose quality score (mean visibility x coverage) is below this are invalid.
+    lowpass_hz: low-pass cut-off for kinematic signals (events, amplitudes); gait content lies below ~6 Hz
+        (Stenum et al. 2021) and pose jitter above it. Spectral features use the unfiltered signal.
+    cadence_min_spm / cadence_max_spm: band searched for the cadence peak. Widening it admits shuffling or
+        running but also more chances to lock onto noise or a harmonic.
+    freq_step_hz: spectral grid spacing after zero padding (before parabolic interpolation): finer costs a
+        longer FFT, coarser relies more on interpolation.
+    swing_min_ll: smallest oscillation amplitude of the ankle separation (leg lengths) counted as stepping.
+        Normal walking is ~0.6-0.8; shuffling ~0.25; pose jitter on a standing person < 0.05.
+    walk_speed_min_bh_s: pelvis speed (body heights per second) that by itself shows progression. Normal adult
+        walking is ~0.75 bh/s (1.3 m/s); a very slow patient ~0.15 bh/s.
+    periodicity_min: fraction of the gait-band power in the stride peak and its harmonics that shows stepping
+        in place (e.g. walking towards the camera, where the pelvis barely moves in the image).
+    """
+
+    window_s: float = 8.0
+    hop_s: float = 1.0
+    min_duration_s: float = 5.0
+    resample_hz: float = 30.0
+    max_gap_s: float = 0.12
+    gap_intervals: float = 1.5
+    min_visibility: float = 0.5
+    min_coverage: float = 0.6
+    min_quality: float = 0.35
+    lowpass_hz: float = 6.0
+    cadence_min_spm: float = 30.0
+    cadence_max_spm: float = 180.0
+    freq_step_hz: float = 0.005
+    swing_min_ll: float = 0.12
+    walk_speed_min_bh_s: float = 0.1
+    periodicity_min: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("window_s", "hop_s", "min_duration_s", "resample_hz", "max_gap_s", "lowpass_hz"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"GaitSettings.{name} must be > 0; got {getattr(self, name)}")
+        if self.min_duration_s > self.window_s:
+            raise ValueError("GaitSettings.min_duration_s must not exceed window_s")
+        if not 0 < self.cadence_min_spm < self.cadence_max_spm:
+            raise ValueError("GaitSettings.cadence_min_spm must be in (0, cadence_max_spm)")
+        for name in ("min_visibility", "min_coverage", "min_quality", "periodicity_min"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"GaitSettings.{name} must be in [0, 1]; got {getattr(self, name)}")
+
+    @property
+    def buffer_s(self) -> float:
+        """How many seconds a per-track TrajectoryBuffer must keep to serve one window plus one hop."""
+        return self.window_s + self.hop_s
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPolicySettings:
+    """When sustained abnormal gait becomes an alert, and when it ends.
+
+    window_count (N) / k_start (K) / k_end: an alert starts when at least K of the last N valid windows are
+        abnormal and ends when at most k_end of them are (hysteresis: k_end < K stops an alert flapping on and
+        off around the threshold). Larger N and K mean fewer false alarms but later alerts.
+    cooldown_s: after an alert of a type ends, the same type does not start again for the same person for this
+        long (one nurse call per episode rather than one per flicker).
+    update_interval_s: an active alert re-publishes at most this often with fresh evidence (phase "update").
+    min_quality: windows below this quality are not counted at all (neither normal nor abnormal).
+    min_confidence: an abnormal window counts only if the classifier's p_abnormal is at least this.
+    """
+
+    window_count: int = 5
+    k_start: int = 4
+    k_end: int = 1
+    cooldown_s: float = 120.0
+    update_interval_s: float = 30.0
+    min_quality: float = 0.35
+    min_confidence: float = 0.5
+    priority: str = "medium"
+
+    def __post_init__(self) -> None:
+        if self.window_count < 1:
+            raise ValueError("AlertPolicySettings.window_count must be >= 1")
+        if not 1 <= self.k_start <= self.window_count:
+            raise ValueError("AlertPolicySettings.k_start must be in [1, window_count]")
+        if not 0 <= self.k_end < self.k_start:
+            raise ValueError("AlertPolicySettings.k_end must be in [0, k_start)")
+        if self.cooldown_s < 0 or self.update_interval_s <= 0:
+            raise ValueError("AlertPolicySettings.cooldown_s must be >= 0 and update_interval_s > 0")

@@ -1,0 +1,108 @@
+"""Contracts of the gait stage: windows of one person's keypoints, the metrics computed on them, the
+classifier's assessment and the alerts the policy raises. Times are seconds on the pipeline's clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True, slots=True)
+class GaitWindow:
+    """One track's keypoints over one analysis window, as sampled (irregular times allowed).
+
+    ``t`` (M,) seconds, increasing; ``keypoints`` (M, 33, 3) image x, y pixels and visibility in [0, 1];
+    ``world`` (M, 33, 3) metres (hip-centred).
+    """
+
+    track_id: int
+    t: NDArray[np.float64]
+    keypoints: NDArray[np.float32]
+    world: NDArray[np.float32]
+
+    def __post_init__(self) -> None:
+        m = self.t.shape[0]
+        if self.t.shape != (m,):
+            raise ValueError(f"GaitWindow.t must be 1-D; got {self.t.shape}")
+        if m > 1 and np.any(np.diff(self.t) <= 0):
+            raise ValueError("GaitWindow.t must be strictly increasing")
+        for name in ("keypoints", "world"):
+            arr = getattr(self, name)
+            if arr.ndim != 3 or arr.shape[0] != m or arr.shape[2] != 3:
+                raise ValueError(f"GaitWindow.{name} must have shape ({m}, K, 3); got {arr.shape}")
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.t[-1] - self.t[0]) if self.t.shape[0] > 1 else 0.0
+
+
+class ActivityState(StrEnum):
+    WALKING = "walking"
+    STANDING = "standing"
+    SITTING = "sitting"
+    LYING = "lying"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class GaitMetrics:
+    """What one window says about one person's gait.
+
+    ``valid`` is False when the window is too short, too sparse or too poorly seen to trust; numbers that could
+    not be computed are None. ``features`` holds the named numeric features the classifier reads (all finite).
+    """
+
+    track_id: int
+    t_start: float
+    t_end: float
+    valid: bool
+    quality: float
+    state: ActivityState
+    cadence_spm: float | None
+    features: Mapping[str, float] = field(default_factory=dict)
+
+
+class GaitLabel(StrEnum):
+    NORMAL = "normal"
+    ABNORMAL = "abnormal"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """The classifier's verdict on one window: ``p_abnormal`` in [0, 1]; ``pattern`` names the kind of
+    abnormality when there is one (e.g. "slow", "unsteady"), else ""."""
+
+    track_id: int
+    label: GaitLabel
+    p_abnormal: float
+    pattern: str = ""
+
+
+class AlertPhase(StrEnum):
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A clinical alert about one tracked person, as raised by the alert policy.
+
+    ``t_start`` is when the condition was first observed, ``t_observed`` the end of the window that produced
+    this phase. ``evidence`` carries the metrics that justified it, so a nurse-call integrator can show them.
+    """
+
+    type: str
+    phase: AlertPhase
+    track_id: int
+    t_start: float
+    t_observed: float
+    confidence: float
+    priority: str
+    quality: float
+    evidence: Mapping[str, float] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Pose estimation on tracked people's crops: pure, synchronous, typed (no asyncio, no network)."""

@@ -1,0 +1,241 @@
+"""BlazePose GHUM landmark model (MediaPipe Pose, Apache-2.0) run directly with ai-edge-litert on box crops.
+
+No MediaPipe graph is involved: we cut a square ROI around each tracked person's box (see ``roi.py``), run
+the 256 x 256 landmark model once per person, and map its landmarks back to frame pixels. The person
+detector stage of MediaPipe is replaced by our tracker's boxes.
+
+One :class:`BlazePoseBackend` owns one LiteRT interpreter, which is not thread-safe: create one backend per
+inference thread and call it only from that thread (the daemon runs every camera's crops through one such
+thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from gaitwatch.pose.keypoints import NUM_LANDMARKS
+from gaitwatch.pose.roi import (
+    DEFAULT_ROI_SCALE,
+    MODEL_INPUT_SIZE,
+    Roi,
+    crop_to_frame,
+    extract_crop,
+    roi_from_alignment,
+    roi_from_box,
+    rotate_world,
+)
+from gaitwatch.pose.types import Poses
+
+ModelVariant = Literal["full", "lite"]
+
+_MODEL_FILES: dict[str, str] = {
+    "full": "pose_landmark_full.tflite",
+    "lite": "pose_landmark_lite.tflite",
+}
+
+# The model emits 39 points: the 33 BlazePose landmarks, then 6 auxiliary points. Auxiliary point 0 (row 33)
+# is the body centre between the hips and point 1 (row 34) lies above the head; together they span half of
+# the body's bounding circle and are what MediaPipe uses to place the next frame's ROI.
+_NUM_POINTS = 39
+_AUX_CENTRE = 33
+_AUX_TOP = 34
+
+# Output tensors by name (their index order differs between model files and converter versions).
+_OUT_LANDMARKS = "Identity"  # [1, 195] = 39 x (x, y, z, visibility logit, presence logit)
+_OUT_PRESENCE = "Identity_1"  # [1, 1] probability that the crop holds a person
+_OUT_WORLD = "Identity_4"  # [1, 117] = 39 x (x, y, z) metres, origin between the hips
+
+
+class PoseModelError(RuntimeError):
+    """The pose model file is missing, unreadable or not the expected BlazePose landmark model."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlazePoseSettings:
+    """Knobs of the BlazePose backend.
+
+    ``model``: "full" is the more accurate landmark model (about 11-15 ms per crop on one core here); "lite"
+    saves about 20% of the time and loses accuracy mostly on ankles and wrists.
+    ``num_threads``: LiteRT threads for one crop. Two threads were not faster on these small models on a
+    2-core PC, and every thread taken here is taken from the camera readers and the tracker; keep 1 unless
+    measured otherwise on the target PC.
+    ``roi_scale``: side of the square crop as a multiple of the box's longer side; see ``roi_from_box``.
+    ``second_pass``: run the model a second time on an ROI re-centred on the hips and rotated upright from
+    the first pass's alignment points (BlazePose's own tracking ROI). Doubles the cost per person; it helps
+    where boxes are off-centre or people lean or lie, see the pose README for the measured effect.
+    ``replicate_border``: fill the part of a crop beyond the frame edge with the edge pixels instead of black.
+    ``model_path``: use this .tflite file instead of the packaged one (e.g. a site's re-exported model).
+    """
+
+    model: ModelVariant = "full"
+    num_threads: int = 1
+    roi_scale: float = DEFAULT_ROI_SCALE
+    second_pass: bool = False
+    replicate_border: bool = False
+    model_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.model not in _MODEL_FILES:
+            raise ValueError(
+                f"BlazePoseSettings.model must be one of {sorted(_MODEL_FILES)}; got {self.model!r}"
+            )
+        if self.num_threads < 1:
+            raise ValueError(f"BlazePoseSettings.num_threads must be >= 1; got {self.num_threads}")
+        if not (math.isfinite(self.roi_scale) and 0.5 <= self.roi_scale <= 4.0):
+            raise ValueError(f"BlazePoseSettings.roi_scale must be in [0.5, 4]; got {self.roi_scale}")
+
+
+@dataclass(frozen=True, slots=True)
+class CropLandmarks:
+    """The model's answer for one ROI, already mapped to frame pixels.
+
+    ``keypoints`` (33, 3): x, y frame pixels and visibility in [0, 1]; ``world`` (33, 3) metres in frame
+    orientation; ``presence`` in [0, 1]; ``aux`` (6, 2) the auxiliary points in frame pixels (row 0 body
+    centre, row 1 above the head); ``roi`` the region the model saw.
+    """
+
+    keypoints: NDArray[np.float32]
+    world: NDArray[np.float32]
+    presence: float
+    aux: NDArray[np.float64]
+    roi: Roi
+
+    def alignment_roi(self, scale: float = DEFAULT_ROI_SCALE) -> Roi:
+        """The upright ROI BlazePose itself would use next: centred on the hips, turned along the body axis."""
+        return roi_from_alignment(self.aux[0], self.aux[1], scale)
+
+
+def packaged_model_path(model: ModelVariant) -> Path:
+    """Path of the packaged model file (package data of ``gaitwatch.pose``; no download ever happens)."""
+    resource = importlib.resources.files("gaitwatch.pose").joinpath("models", _MODEL_FILES[model])
+    return Path(str(resource))
+
+
+def _sigmoid(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    # Clip so exp never overflows on extreme logits (the model emits about +-20 at most, but be safe).
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0))), dtype=np.float32)
+
+
+class BlazePoseBackend:
+    """BlazePose full/lite landmark model behind the ``PoseBackend`` protocol.
+
+    Not thread-safe: the interpreter is reused for every crop, so one instance belongs to one inference
+    thread. Crops are processed one by one because the model's batch size is fixed at 1.
+    """
+
+    def __init__(self, settings: BlazePoseSettings | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter  # heavy import, only when a backend is made
+
+        self.settings = settings if settings is not None else BlazePoseSettings()
+        path = self.settings.model_path or packaged_model_path(self.settings.model)
+        self.model_path = Path(path)
+        hint = (
+            "reinstall gaitwatch (the BlazePose models ship inside the package under gaitwatch/pose/models/) "
+            "or point pose.model_path at a BlazePose GHUM landmark .tflite file"
+        )
+        if not self.model_path.is_file():
+            raise PoseModelError(f"pose model file not found: {self.model_path}; {hint}")
+        try:
+            blob = self.model_path.read_bytes()
+            interp: Any = Interpreter(model_content=blob, num_threads=self.settings.num_threads)
+            interp.allocate_tensors()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise PoseModelError(
+                f"pose model file {self.model_path} cannot be loaded ({exc}); {hint}"
+            ) from exc
+        self._interp = interp
+        inputs = interp.get_input_details()
+        shape = tuple(int(v) for v in inputs[0]["shape"]) if len(inputs) == 1 else ()
+        if shape != (1, MODEL_INPUT_SIZE, MODEL_INPUT_SIZE, 3):
+            raise PoseModelError(
+                f"pose model file {self.model_path} has input {shape}, expected "
+                f"(1, {MODEL_INPUT_SIZE}, {MODEL_INPUT_SIZE}, 3); {hint}"
+            )
+        self._input_index = int(inputs[0]["index"])
+        outputs = {str(d["name"]): int(d["index"]) for d in interp.get_output_details()}
+        missing = [n for n in (_OUT_LANDMARKS, _OUT_PRESENCE, _OUT_WORLD) if n not in outputs]
+        if missing:
+            raise PoseModelError(
+                f"pose model file {self.model_path} lacks outputs {missing} (has {sorted(outputs)}); {hint}"
+            )
+        self._out_landmarks = outputs[_OUT_LANDMARKS]
+        self._out_presence = outputs[_OUT_PRESENCE]
+        self._out_world = outputs[_OUT_WORLD]
+        self._model_version = f"{self.model_path.stem}@{hashlib.sha256(blob).hexdigest()[:12]}"
+        self._name = f"blazepose-{self.settings.model}" if self.settings.model_path is None else "blazepose"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def model_version(self) -> str:
+        return self._model_version
+
+    def run_roi(self, image: NDArray[np.uint8], roi: Roi) -> CropLandmarks:
+        """Run the model once on ``roi`` of the BGR frame ``image``; landmarks come back in frame pixels."""
+        crop = extract_crop(image, roi, MODEL_INPUT_SIZE, replicate_border=self.settings.replicate_border)
+        # Colour conversion on the 256x256 crop only: converting the full frame would cost more than the warp.
+        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+        tensor = rgb.astype(np.float32)
+        tensor *= 1.0 / 255.0
+        self._interp.set_tensor(self._input_index, tensor[None])
+        self._interp.invoke()
+        raw = np.asarray(self._interp.get_tensor(self._out_landmarks), dtype=np.float32)
+        points = raw.reshape(_NUM_POINTS, 5)
+        world_raw = np.asarray(self._interp.get_tensor(self._out_world), dtype=np.float32).reshape(
+            _NUM_POINTS, 3
+        )
+        presence = float(np.asarray(self._interp.get_tensor(self._out_presence)).reshape(-1)[0])
+
+        xy = crop_to_frame(points[:, :2], roi, MODEL_INPUT_SIZE)
+        keypoints = np.empty((NUM_LANDMARKS, 3), dtype=np.float32)
+        keypoints[:, :2] = xy[:NUM_LANDMARKS]
+        keypoints[:, 2] = _sigmoid(points[:NUM_LANDMARKS, 3])
+        world = rotate_world(world_raw[:NUM_LANDMARKS], roi.angle).astype(np.float32)
+        return CropLandmarks(
+            keypoints=keypoints,
+            world=world,
+            presence=min(max(presence, 0.0), 1.0),
+            aux=xy[NUM_LANDMARKS:],
+            roi=roi,
+        )
+
+    def estimate_one(self, image: NDArray[np.uint8], xyxy: NDArray[np.float64]) -> CropLandmarks:
+        """One person: first pass on the box's ROI, then optionally the aligned second pass."""
+        first = self.run_roi(image, roi_from_box(xyxy, self.settings.roi_scale))
+        if not self.settings.second_pass or first.presence < 0.5:
+            return first
+        return self.run_roi(image, first.alignment_roi(self.settings.roi_scale))
+
+    def estimate(
+        self, image: NDArray[np.uint8], track_ids: NDArray[np.int64], xyxy: NDArray[np.float64]
+    ) -> Poses:
+        """See ``PoseBackend.estimate``: one row per box, in input order."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"estimate expects a uint8 HxWx3 BGR image; got {image.dtype} {image.shape}")
+        n = int(track_ids.shape[0])
+        if track_ids.shape != (n,) or xyxy.shape != (n, 4):
+            raise ValueError(
+                f"estimate expects track_ids (N,) and xyxy (N, 4); got {track_ids.shape} and {xyxy.shape}"
+            )
+        if n == 0:
+            return Poses.empty()
+        keypoints = np.empty((n, NUM_LANDMARKS, 3), dtype=np.float32)
+        world = np.empty((n, NUM_LANDMARKS, 3), dtype=np.float32)
+        presence = np.empty(n, dtype=np.float32)
+        for i in range(n):
+            result = self.estimate_one(image, np.asarray(xyxy[i], dtype=np.float64))
+            keypoints[i] = result.keypoints
+            world[i] = result.world
+            presence[i] = result.presence
+        return Poses(np.asarray(track_ids, dtype=np.int64).copy(), keypoints, world, presence)

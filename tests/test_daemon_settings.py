@@ -1,0 +1,100 @@
+"""Configuration: the example config is valid, and every mistake is rejected with its key path and value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gaitwatch.daemon.cli import main
+from gaitwatch.daemon.settings import EX_CONFIG, ConfigError, load_settings, parse_settings, read_secret
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "config" / "gaitwatch.example.toml"
+
+
+def test_example_config_is_valid_and_documents_the_defaults() -> None:
+    settings = load_settings(EXAMPLE)
+    assert settings.cameras[0].id == "bay1"
+    # The example must show the defaults: a config with only the required keys gives the same values.
+    minimal = parse_settings({"cameras": [{"id": "bay1", "source": "rtsp://192.0.2.10:554/stream1"}]})
+    for section in ("detector", "tracker", "pose", "gait", "alerts", "metrics", "outbox"):
+        assert getattr(settings, section) == getattr(minimal, section), section
+    assert settings.mqtt.model_dump(exclude={"client_id"}) == minimal.mqtt.model_dump(exclude={"client_id"})
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gaitwatch.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_misspelled_key_is_named_with_its_path_and_a_suggestion(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[[cameras]]\nid = "a"\nsource = "x.mp4"\nfsp = 7\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert "cameras[0].fsp" in message
+    assert "unknown key" in message
+    assert "did you mean 'fps'" in message
+    assert str(path) in message
+
+
+def test_bad_value_names_key_and_value(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[[cameras]]\nid = "a"\nsource = "x.mp4"\n[pose]\nmodel = "huge"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "pose.model" in str(info.value)
+    assert "'huge'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("", "cameras: required key is missing"),
+        ('[[cameras]]\nid = "a"\nsource = "x"\n[[cameras]]\nid = "a"\nsource = "y"\n', "repeated: a"),
+        ('[[cameras]]\nid = "a b"\nsource = "x"\n', "cameras[0].id"),
+        ('[[cameras]]\nid = "a"\nsource = "x"\n[alerts]\nabnormal_k = 9\n', "hysteresis"),
+        ('[[cameras]]\nid = "a"\nsource = "x"\n[detector]\nkind = "onnx"\n', "onnx_model"),
+        ('[[cameras]]\nid = "a"\nsource = "x"\n[gait]\nwindow_s = -1\n', "gait.window_s"),
+        ("[[cameras]\n", "not valid TOML"),
+    ],
+)
+def test_invalid_configs_are_rejected(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, text))
+    assert needle in str(info.value)
+
+
+def test_missing_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    assert "OK" in capsys.readouterr().out
+    bad = _write(tmp_path, '[[cameras]]\nid = "a"\nsource = "x.mp4"\n[tracker]\nmax_age = 2\n')
+    assert main(["check-config", str(bad)]) == EX_CONFIG
+    err = capsys.readouterr().err
+    assert "tracker.max_age" in err and "max_age_s" in err
+
+
+def test_console_script_exits_78_on_a_misspelled_key(tmp_path: Path) -> None:
+    bad = _write(tmp_path, '[[cameras]]\nid = "a"\nsource = "x.mp4"\n[mqtt]\nhots = "broker"\n')
+    for command in (["check-config", str(bad)], ["run", "--config", str(bad)]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "gaitwatch.daemon.cli", *command], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == EX_CONFIG, proc.stderr
+        assert "mqtt.hots" in proc.stderr
+
+
+def test_secret_is_read_from_credentials_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mqtt-password").write_text("s3cret\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert read_secret(Path("mqtt-password")) == "s3cret"
+    with pytest.raises(ConfigError, match="not found"):
+        read_secret(Path("other"))

@@ -1,0 +1,159 @@
+"""Camera sources: frame order, media timestamps, frame-rate override, playback modes, dead sources."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from videogen import read_index, write_numbered_video
+
+from gaitwatch.daemon.settings import CameraSettings
+from gaitwatch.daemon.sources import FrameSlot, OpenCvCamera, SourceError, SourceKind, classify_source
+from gaitwatch.tracking.types import Frame
+
+
+def _frame(seq: int) -> Frame:
+    return Frame("c", seq, float(seq), np.zeros((4, 4, 3), dtype=np.uint8))
+
+
+def _drain(camera: OpenCvCamera, limit_s: float = 30.0) -> list[Frame]:
+    frames: list[Frame] = []
+    waited = 0.0
+    while not camera.finished and waited < limit_s:
+        frame = camera.get(0.2)
+        if frame is None:
+            waited += 0.2
+            continue
+        frames.append(frame)
+    return frames
+
+
+def test_classify_source() -> None:
+    assert classify_source("0") is SourceKind.DEVICE
+    assert classify_source("/dev/video2") is SourceKind.DEVICE
+    assert classify_source("rtsp://cam/stream") is SourceKind.STREAM
+    assert classify_source("http://127.0.0.1:8080/video.mjpg") is SourceKind.STREAM
+    assert classify_source("/data/ward.mp4") is SourceKind.FILE
+
+
+def test_live_slot_keeps_only_the_newest_frame_and_counts_drops() -> None:
+    slot = FrameSlot(block_when_full=False)
+    assert slot.put(_frame(0)) is False
+    assert slot.put(_frame(1)) is True  # frame 0 was never consumed
+    got = slot.get(0.1)
+    assert got is not None and got.seq == 1
+    assert slot.get(0.01) is None
+
+
+def test_replay_slot_blocks_the_producer_instead_of_dropping() -> None:
+    slot = FrameSlot(block_when_full=True)
+    received: list[int] = []
+
+    def produce() -> None:
+        for i in range(50):
+            assert slot.put(_frame(i)) is False
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    while len(received) < 50:
+        frame = slot.get(1.0)
+        assert frame is not None
+        received.append(frame.seq)
+    producer.join(5)
+    assert received == list(range(50))
+
+
+def test_replay_delivers_every_frame_in_order_with_overridden_media_time(tmp_path: Path) -> None:
+    video = write_numbered_video(tmp_path / "clip.avi", frames=40, fps=10.0)
+    camera = OpenCvCamera(CameraSettings(id="c1", source=str(video), playback="replay", fps=7.0))
+    camera.check()
+    camera.start()
+    frames = _drain(camera)
+    camera.stop()
+    assert [read_index(f.image) for f in frames] == list(range(40))
+    assert [f.seq for f in frames] == list(range(40))
+    # The container says 10 fps; the override says the footage was captured at 7 fps.
+    assert np.allclose(np.diff([f.t for f in frames]), 1 / 7.0)
+    assert camera.stats.decoded == 40 and camera.stats.dropped == 0
+
+
+def test_live_playback_paces_frames_by_media_time_and_drops_when_nobody_reads(tmp_path: Path) -> None:
+    video = write_numbered_video(tmp_path / "clip.avi", frames=12, fps=50.0)
+    camera = OpenCvCamera(CameraSettings(id="c1", source=str(video), playback="live"))
+    camera.start()
+    while not camera.finished and camera.stats.decoded < 12:
+        threading.Event().wait(0.05)
+    camera.stop()
+    # Nobody consumed: every frame but the last still waiting was overwritten.
+    assert camera.stats.decoded == 12
+    assert camera.stats.dropped >= 10
+    last = camera.get(0.1)
+    assert last is not None and read_index(last.image) == 11
+
+
+def test_live_playback_never_hands_out_a_frame_before_its_media_time(tmp_path: Path) -> None:
+    video = write_numbered_video(tmp_path / "clip.avi", frames=10, fps=40.0)
+    camera = OpenCvCamera(CameraSettings(id="c1", source=str(video), playback="live"))
+    camera.start()
+    arrivals: list[tuple[float, Frame]] = []
+    while len(arrivals) < 10 and not camera.finished:
+        frame = camera.get(0.5)
+        if frame is not None:
+            arrivals.append((time.monotonic(), frame))
+    camera.stop()
+    assert [read_index(f.image) for _, f in arrivals] == list(range(len(arrivals)))
+    assert len(arrivals) >= 8  # a fast consumer may still lose a frame on a loaded machine
+    for received_at, frame in arrivals:
+        assert received_at >= frame.t - 1e-3  # paced like a camera: never early
+
+
+def test_looping_file_keeps_media_time_increasing(tmp_path: Path) -> None:
+    video = write_numbered_video(tmp_path / "clip.avi", frames=5, fps=10.0)
+    camera = OpenCvCamera(CameraSettings(id="c1", source=str(video), playback="replay", loop=True))
+    camera.start()
+    frames = [camera.get(2.0) for _ in range(12)]
+    camera.stop()
+    assert all(f is not None for f in frames)
+    indices = [read_index(f.image) for f in frames if f is not None]
+    assert indices == [i % 5 for i in range(12)]
+    times = [f.t for f in frames if f is not None]
+    assert np.all(np.diff(times) > 0)
+
+
+def test_missing_or_undecodable_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="does not exist"):
+        OpenCvCamera(CameraSettings(id="c1", source=str(tmp_path / "none.mp4"))).check()
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00not a video" * 100)
+    with pytest.raises(SourceError, match="cannot decode"):
+        OpenCvCamera(CameraSettings(id="c1", source=str(junk))).check()
+
+
+def test_dead_stream_is_retried_with_backoff_without_raising() -> None:
+    with socket.socket() as probe:  # a loopback port with nobody listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = CameraSettings(
+        id="c1",
+        source=f"http://127.0.0.1:{port}/stream.mjpg",
+        open_timeout_s=0.5,
+        read_timeout_s=0.5,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.1,
+    )
+    camera = OpenCvCamera(settings)
+    camera.check()  # streams are not checked: a camera that is down now may be up later
+    camera.start()
+    deadline = threading.Event()
+    for _ in range(100):
+        if camera.stats.reconnects >= 3:
+            break
+        deadline.wait(0.05)
+    camera.stop()
+    assert camera.stats.reconnects >= 3
+    assert camera.stats.connected is False
+    assert camera.get(0.01) is None

@@ -1,0 +1,1 @@
+"""Person detection and multi-object tracking: pure, synchronous, typed (no asyncio, no network)."""
