@@ -17,11 +17,11 @@ Alerts are never retained: a retained alert would be re-delivered as new to ever
 
 Alerts travel through the outbox in two steps. The pipeline builds an alert *body* (``alert_body`` or
 ``technical_alert_body``): everything known when the alert is raised. The outbox drainer completes it at each
-transmission with ``stamp_alert``: ``seq`` (the outbox's per-host sequence number), ``emitted_at`` (when this
-copy was sent) and ``delayed`` (it waited in the outbox longer than the drainer's threshold). A re-sent alert keeps
-its ``alert_id``, so integrators de-duplicate on it; ``incident_id`` is shared by the start/update/end phases of
-one condition. Times inside the pipeline are ``time.monotonic()`` seconds; ``ClockMap`` converts them to UTC with
-an offset captured once, so the same inputs always give the same bytes.
+transmission with ``stamp_alert``: ``seq`` (the outbox's per-host sequence number), ``emitted_at`` (when
+this copy was sent) and ``delayed`` (it waited in the outbox longer than the drainer's threshold). A re-sent
+alert keeps its ``alert_id``, so integrators de-duplicate on it; ``incident_id`` is shared by the
+start/update/end phases of one condition. Times inside the pipeline are ``time.monotonic()`` seconds;
+``ClockMap`` converts them to UTC with an offset captured once, so the same inputs always give the same bytes.
 
 ``subject`` is a track id ``<camera>:<boot_id>:<track counter>`` and never a name: nothing here identifies a
 person beyond "the same track". Non-finite numbers are written as ``null`` (JSON has no NaN), because an alert
@@ -65,6 +65,7 @@ _ALERT_KEYS: Final = (
     "phase",
     "category",
     "type",
+    "pattern",
     "priority",
     "confidence",
     "site",
@@ -99,7 +100,7 @@ ALERT_DELIVERY: Final = Delivery(qos=1, retain=False)
 
 
 def check_topic_level(name: str, what: str) -> str:
-    """Return ``name`` if it is a safe single topic level (letters, digits, ``_ . -``), else raise ValueError."""
+    """Return ``name`` if it is a safe single topic level (letters, digits, ``_ . -``); else ValueError."""
     if not _LEVEL.fullmatch(name):
         raise ValueError(f"{what} {name!r} is not a valid MQTT topic level (use letters, digits, _ . -)")
     return name
@@ -117,7 +118,7 @@ class Topics:
         check_topic_level(self.site, "site")
         check_topic_level(self.host, "host")
         if not _ROOT.fullmatch(self.root):
-            raise ValueError(f"topic root {self.root!r} must be '/'-separated levels of letters, digits, _ . -")
+            raise ValueError(f"topic root {self.root!r} must be '/'-separated levels of letters, digits, _.-")
 
     @property
     def base(self) -> str:
@@ -279,7 +280,9 @@ def gait_payload(
     classification: dict[str, Any] | None = None
     if assessment is not None:
         if assessment.track_id != metrics.track_id:
-            raise ValueError(f"assessment of track {assessment.track_id} given with metrics of {metrics.track_id}")
+            raise ValueError(
+                f"assessment of track {assessment.track_id} given with metrics of track {metrics.track_id}"
+            )
         classification = {
             "label": str(assessment.label),
             "p_abnormal": _num(assessment.p_abnormal),
@@ -311,6 +314,7 @@ def _body(
     phase: str,
     category: Category,
     type_: str,
+    pattern: str,
     priority: str,
     confidence: float | None,
     identity: PublisherIdentity,
@@ -331,6 +335,7 @@ def _body(
         "phase": phase,
         "category": category,
         "type": type_,
+        "pattern": pattern,
         "priority": priority,
         "confidence": _num(confidence),
         "site": identity.site,
@@ -366,6 +371,7 @@ def alert_body(
             phase=str(alert.phase),
             category="clinical",
             type_=alert.type,
+            pattern=alert.pattern,
             priority=alert.priority,
             confidence=alert.confidence,
             identity=identity,
@@ -404,6 +410,7 @@ def technical_alert_body(
             phase=str(phase),
             category="technical",
             type_=type_,
+            pattern="",
             priority=priority,
             confidence=1.0,
             identity=identity,

@@ -16,7 +16,8 @@ import numpy as np
 
 from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
-from gaitwatch.gait.features import GaitSettings, analyze_window
+from gaitwatch.gait.features import analyze_window
+from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.gait.trajectory import TrajectoryBuffer
 from gaitwatch.gait.types import Alert, Assessment, GaitMetrics
 from gaitwatch.pose.backend import PoseBackend
@@ -55,14 +56,10 @@ class FrameResult:
 class PipelineSettings:
     """``detect_interval_s``: run the detector once this much time has passed since the last detection
     (0 = every frame); between detections boxes come from pose. ``min_presence``: pose crops scored below this
-    are not people and are not recorded. ``window_s``/``hop_s``: gait analysis window and publication period.
-    ``buffer_s``: keypoint history kept per person."""
+    are not people and are not recorded."""
 
     detect_interval_s: float
     min_presence: float
-    window_s: float
-    hop_s: float
-    buffer_s: float
 
 
 class CameraPipeline:
@@ -161,14 +158,14 @@ class CameraPipeline:
             tid = int(track_id)
             buffer = self._buffers.get(tid)
             if buffer is None:
-                buffer = self._buffers[tid] = TrajectoryBuffer(self._settings.buffer_s)
+                buffer = self._buffers[tid] = TrajectoryBuffer(self._gait_settings.buffer_s, track_id=tid)
                 # The first window is due one full window after the person was first seen.
-                self._last_window_t[tid] = t - self._settings.hop_s + self._settings.window_s
+                self._last_window_t[tid] = t - self._gait_settings.hop_s + self._gait_settings.window_s
             buffer.append(t, keypoints, world)
-            if t - self._last_window_t[tid] < self._settings.hop_s:
+            if t - self._last_window_t[tid] < self._gait_settings.hop_s:
                 continue
             self._last_window_t[tid] = t
-            window = buffer.window(self._settings.window_s, t)
+            window = buffer.window(self._gait_settings.window_s, t)
             if window is None:
                 continue
             metrics = analyze_window(window, self._gait_settings)

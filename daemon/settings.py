@@ -8,6 +8,7 @@ file, the key path and the bad value; the CLI maps it to exit code 78 (EX_CONFIG
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import socket
@@ -16,6 +17,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
+from gaitwatch.pose.blazepose import BlazePoseSettings
+from gaitwatch.tracking.hog import HogSettings
+from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings
+from gaitwatch.tracking.tracker import TrackerSettings
 
 EX_CONFIG = 78
 
@@ -74,16 +81,23 @@ class CameraSettings(_Section):
         return self
 
 
-class HogSettingsModel(_Section):
-    """OpenCV's HOG people detector. Its window is 64x128 px; people smaller than ~100 px tall are found only
-    when the image is upscaled, at a cost that grows with the square of ``upscale``."""
+def _default(cls: type, name: str) -> Any:
+    """The default of a library settings dataclass's field: the library is the single source of truth."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.default
+    raise KeyError(f"{cls.__name__} has no field {name}")
 
-    upscale: float = Field(1.0, gt=0.0, le=4.0)
-    hit_threshold: float = 0.0
-    win_stride_px: int = Field(8, ge=1, le=64)
-    scale: float = Field(1.05, gt=1.0, le=2.0)
-    min_score: Fraction = 0.3
-    nms_iou: Fraction = 0.45
+
+class HogSettingsModel(_Section):
+    """OpenCV's HOG people detector (meaning and trade-off of each knob: ``gaitwatch.tracking.hog.HogSettings``)."""
+
+    upscale: float = Field(_default(HogSettings, "upscale"), gt=0.0, le=4.0)
+    hit_threshold: float = _default(HogSettings, "hit_threshold")
+    win_stride: int = Field(_default(HogSettings, "win_stride"), ge=8, le=64, multiple_of=8)
+    scale: float = Field(_default(HogSettings, "scale"), gt=1.0, le=2.0)
+    min_score: Fraction = _default(HogSettings, "min_score")
+    nms_iou: Fraction = _default(HogSettings, "nms_iou")
 
 
 class DetectorSettings(_Section):
@@ -95,9 +109,9 @@ class DetectorSettings(_Section):
     interval_s: float = Field(0.25, ge=0.0, le=10.0)
     hog: HogSettingsModel = HogSettingsModel()
     onnx_model: Path | None = Field(None, description="person-detector .onnx file (kind = 'onnx')")
-    onnx_min_score: Fraction = 0.4
-    onnx_person_class: int = Field(0, ge=0)
-    onnx_nms_iou: Fraction = 0.45
+    onnx_min_score: Fraction = _default(OnnxDetectorSettings, "min_score")
+    onnx_person_class: int = Field(_default(OnnxDetectorSettings, "person_class"), ge=0)
+    onnx_nms_iou: Fraction = _default(OnnxDetectorSettings, "nms_iou")
 
     @model_validator(mode="after")
     def _onnx_needs_model(self) -> DetectorSettings:
@@ -107,49 +121,46 @@ class DetectorSettings(_Section):
 
 
 class TrackerSettingsModel(_Section):
-    """Kalman + Hungarian tracker; times in seconds."""
+    """Kalman + Hungarian tracker; times in seconds (trade-offs: ``gaitwatch.tracking.tracker.TrackerSettings``)."""
 
-    min_hits: int = Field(3, ge=1, le=50, description="matched observations before a track is confirmed")
-    max_age_s: PositiveSeconds = Field(
-        1.5,
-        description="how long an unseen track coasts before it is deleted: longer keeps IDs through "
-        "occlusions, but a coasting box can be handed to someone else who walks by",
-    )
-    iou_threshold: Fraction = Field(0.3, description="minimum IoU for a detection to continue a track")
-    min_score: Fraction = Field(0.0, description="detections below this score are ignored")
+    min_hits: int = Field(_default(TrackerSettings, "min_hits"), ge=1, le=50)
+    max_age_s: PositiveSeconds = _default(TrackerSettings, "max_age_s")
+    iou_threshold: Fraction = _default(TrackerSettings, "iou_threshold")
+    min_score: Fraction = _default(TrackerSettings, "min_score")
 
 
 class PoseSettingsModel(_Section):
-    """BlazePose landmarks on each confirmed track's crop."""
+    """BlazePose landmarks on each confirmed track's crop (``gaitwatch.pose.blazepose.BlazePoseSettings``)."""
 
-    model: Literal["full", "lite"] = Field("full", description="full: better ankles; lite: ~20% faster")
+    model: Literal["full", "lite"] = _default(BlazePoseSettings, "model")
     model_path: Path | None = Field(None, description="use this .tflite instead of the shipped model")
-    num_threads: int = Field(1, ge=1, le=16)
-    roi_scale: float = Field(1.25, ge=1.0, le=2.5, description="crop side as a multiple of the box's longer side")
+    num_threads: int = Field(_default(BlazePoseSettings, "num_threads"), ge=1, le=16)
+    roi_scale: float = Field(_default(BlazePoseSettings, "roi_scale"), ge=1.0, le=2.5)
+    second_pass: Literal["auto", "on", "off"] = _default(BlazePoseSettings, "second_pass")
     min_presence: Fraction = Field(0.5, description="crops the model scores below this are not people")
 
 
 class GaitSettingsModel(_Section):
-    """Sliding-window gait analysis per tracked person."""
+    """Sliding-window gait analysis per tracked person (``gaitwatch.gait.settings.GaitSettings``)."""
 
-    window_s: float = Field(8.0, ge=2.0, le=60.0, description="longer windows resolve cadence more finely")
-    hop_s: float = Field(1.0, gt=0.0, le=60.0, description="how often each person's metrics are published")
-    buffer_s: float = Field(30.0, ge=2.0, le=600.0, description="keypoint history kept per person")
+    window_s: float = Field(_default(GaitSettings, "window_s"), ge=5.0, le=60.0)
+    hop_s: float = Field(_default(GaitSettings, "hop_s"), gt=0.0, le=60.0)
 
 
 class AlertSettings(_Section):
-    """When sustained abnormal gait becomes an alert."""
+    """When sustained abnormal gait becomes an alert (``gaitwatch.gait.settings.AlertPolicySettings``)."""
 
-    abnormal_k: int = Field(4, ge=1, description="abnormal windows among the last N that start an alert")
-    abnormal_n: int = Field(6, ge=1)
-    abnormal_end_k: int = Field(1, ge=0, description="the alert ends when at most this many of the last N are abnormal")
-    cooldown_s: float = Field(300.0, ge=0.0, description="quiet time before the same alert may restart for a person")
-    update_interval_s: float = Field(30.0, gt=0.0)
+    window_count: int = Field(_default(AlertPolicySettings, "window_count"), ge=1, le=100)
+    k_start: int = Field(_default(AlertPolicySettings, "k_start"), ge=1)
+    k_end: int = Field(_default(AlertPolicySettings, "k_end"), ge=0)
+    cooldown_s: float = Field(_default(AlertPolicySettings, "cooldown_s"), ge=0.0)
+    update_interval_s: PositiveSeconds = _default(AlertPolicySettings, "update_interval_s")
+    min_confidence: Fraction = _default(AlertPolicySettings, "min_confidence")
 
     @model_validator(mode="after")
     def _k_of_n(self) -> AlertSettings:
-        if not self.abnormal_end_k < self.abnormal_k <= self.abnormal_n:
-            raise ValueError("need abnormal_end_k < abnormal_k <= abnormal_n (hysteresis)")
+        if not self.k_end < self.k_start <= self.window_count:
+            raise ValueError("need k_end < k_start <= window_count (hysteresis)")
         return self
 
 

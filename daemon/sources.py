@@ -108,7 +108,8 @@ class CameraStats:
     dropped: int = 0
     reconnects: int = 0
     connected: bool = False
-    last_frame_t: float | None = None
+    last_frame_t: float | None = None  # the newest frame's timestamp (media time for files)
+    last_grab_monotonic: float | None = None  # when the newest frame was decoded, on the monotonic clock
     fps: float = 0.0
 
 
@@ -290,6 +291,7 @@ class OpenCvCamera:
             self._seq += 1
             self._stats.decoded += 1
             self._stats.last_frame_t = t
+            self._stats.last_grab_monotonic = time.monotonic()
             if self._slot.put(frame):
                 self._stats.dropped += 1
         return media_frames, False

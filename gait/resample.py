@@ -1,10 +1,9 @@
 """Uniform resampling of irregularly timed samples, with short gaps interpolated and long gaps left missing.
 
-Frame times from a camera are irregular (jitter, dropped frames, pose skipped when the pipeline is busy), while
-spectra and filters need a uniform grid. Linear interpolation across a short gap is harmless for gait (a step
-lasts ~0.5 s); across a long one it would invent motion, so those grid points stay NaN and the caller decides
-(analyse the longest clean stretch, or call the window invalid).
-"""
+Frame times from a camera are irregular (jitter, dropped frames, pose skipped when the pipeline is busy),
+while spectra and filters need a uniform grid. Linear interpolation across a short gap is harmless for gait (a
+step lasts ~0.5 s); across a long one it would invent motion, so those grid points stay NaN and the caller
+decides (analyse the longest clean stretch, or call the window invalid)."""
 
 from __future__ import annotations
 
@@ -29,7 +28,8 @@ class UniformSeries:
     @property
     def observed(self) -> NDArray[np.bool_]:
         """(N,) True where every channel is observed."""
-        return np.all(np.isfinite(self.values), axis=1)
+        ok: NDArray[np.bool_] = np.all(np.isfinite(self.values), axis=1)
+        return ok
 
 
 def effective_max_gap(t: NDArray[np.float64], max_gap_s: float, gap_intervals: float) -> float:
@@ -62,7 +62,9 @@ def resample_uniform(
     The grid runs from ``t_start`` (default ``t[0]``) to ``t_end`` (default ``t[-1]``).
     """
     if t.ndim != 1 or values.ndim != 2 or values.shape[0] != t.shape[0]:
-        raise ValueError(f"resample_uniform: t (M,) and values (M, C) expected; got {t.shape}, {values.shape}")
+        raise ValueError(
+            f"resample_uniform: t (M,) and values (M, C) expected; got {t.shape}, {values.shape}"
+        )
     if not rate_hz > 0 or not max_gap_s >= 0:
         raise ValueError("resample_uniform: rate_hz must be > 0 and max_gap_s >= 0")
     if t.shape[0] > 1 and np.any(np.diff(t) <= 0):
@@ -91,7 +93,9 @@ def resample_uniform(
     return UniformSeries(grid, out, rate_hz)
 
 
-def _bridged(tf: NDArray[np.float64], grid: NDArray[np.float64], max_gap_s: float, tol: float) -> NDArray[np.bool_]:
+def _bridged(
+    tf: NDArray[np.float64], grid: NDArray[np.float64], max_gap_s: float, tol: float
+) -> NDArray[np.bool_]:
     """(N,) True where a grid point lies on an observation or between two at most ``max_gap_s`` apart."""
     if tf.shape[0] == 0:
         return np.zeros(grid.shape[0], dtype=bool)
@@ -101,7 +105,8 @@ def _bridged(tf: NDArray[np.float64], grid: NDArray[np.float64], max_gap_s: floa
     jr = np.clip(j, 0, tf.shape[0] - 1)
     on_sample = (j > 0) & (np.abs(grid - tf[jl]) <= tol)
     short = inside & (tf[jr] - tf[jl] <= max_gap_s + tol)
-    return on_sample | short
+    bridged: NDArray[np.bool_] = on_sample | short
+    return bridged
 
 
 def longest_run(mask: NDArray[np.bool_]) -> tuple[int, int]:

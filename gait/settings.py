@@ -1,13 +1,14 @@
-"""Knobs of the gait stage, all in physical units (seconds, hertz, body heights, leg lengths), never frame counts,
-so one configuration survives a change of camera frame rate. The daemon's pydantic settings map onto these."""
+"""Knobs of the gait stage, all in physical units (seconds, hertz, body heights, leg lengths), never frame
+counts, so one configuration survives a change of camera frame rate. The daemon's pydantic settings map onto
+these."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Winter (2009), Biomechanics and Motor Control of Human Movement, segment lengths as fractions of body height H:
-# thigh (greater trochanter to knee) 0.245 H, shank (knee to ankle) 0.246 H. Hip-to-ankle leg length 0.491 H is
-# what pose keypoints measure, so body height in pixels is estimated as leg length / 0.491.
+# Winter (2009), Biomechanics and Motor Control of Human Movement, segment lengths as fractions of body
+# height H: thigh (greater trochanter to knee) 0.245 H, shank (knee to ankle) 0.246 H. Hip-to-ankle leg length
+# 0.491 H is what pose keypoints measure, so body height in pixels is estimated as leg length / 0.491.
 LEG_LENGTH_PER_HEIGHT = 0.491
 
 
@@ -16,16 +17,20 @@ class GaitSettings:
     """How windows of one person's keypoints are prepared and analysed.
 
     window_s: analysis window. Frequency resolution of a plain FFT is 1/window_s; peak interpolation recovers
-        much finer cadence, but a window must still hold several strides (>= 5 s): longer windows give steadier
-        cadence and variability estimates but react later to a change and need the person in view longer.
-    hop_s: how often a window is analysed. Shorter hops give more (overlapping, correlated) windows and cost CPU.
+        much finer cadence, but a window must still hold several strides (>= 5 s): longer windows give
+        steadier cadence and variability estimates but react later to a change and need the person in view
+        longer.
+    hop_s: how often a window is analysed. Shorter hops give more (overlapping, correlated) windows and
+        cost CPU.
     min_duration_s: the shortest contiguous, well-seen stretch analysed; below it the window is invalid.
     resample_hz: uniform grid the irregular frame times are resampled onto. Above the camera rate it only
         interpolates (harmless); the usable bandwidth is always the camera's own Nyquist frequency.
     max_gap_s: gaps between observations up to this long are linearly interpolated; longer ones are missing.
         A camera's own frame interval is never a gap (at 7 fps frames are 0.14 s apart), see gap_intervals.
-    gap_intervals: a gap is also tolerated up to this many median frame intervals. 1.5 tolerates jitter but not
-        a dropped frame; 2.5 would bridge single dropped frames at the cost of blurring events.
+    gap_intervals: a gap is also tolerated up to this many median frame intervals. 3.5 bridges up to two
+        consecutive frames without a pose (or without one landmark), which pose models produce all the time;
+        lower values split windows at every flicker (2.5 lost a quarter of 15 fps windows of generated walkers
+        with 2 % dropped frames), higher ones interpolate across a whole step at 7 fps.
     min_visibility: landmarks the pose model sees with less visibility are treated as missing. Higher rejects
         more hallucinated (occluded) limbs but loses more windows.
     min_coverage: fraction of the window that must have the hips, knees and ankles seen.
@@ -49,7 +54,7 @@ class GaitSettings:
     min_duration_s: float = 5.0
     resample_hz: float = 30.0
     max_gap_s: float = 0.12
-    gap_intervals: float = 1.5
+    gap_intervals: float = 3.5
     min_visibility: float = 0.5
     min_coverage: float = 0.6
     min_quality: float = 0.35
@@ -91,6 +96,14 @@ class AlertPolicySettings:
     update_interval_s: an active alert re-publishes at most this often with fresh evidence (phase "update").
     min_quality: windows below this quality are not counted at all (neither normal nor abnormal).
     min_confidence: an abnormal window counts only if the classifier's p_abnormal is at least this.
+    freezing_window_count / freezing_k_start / freezing_k_end: the same K-of-N for windows classified as
+        freezing (shorter: an episode lasts seconds, so 2 of 3 windows).
+    fall_no_recovery_s: a rapid descent to lying becomes a fall alert when the person is still lying this long
+        after it; shorter alerts sooner but also for someone lying down quickly on purpose and getting up.
+    slow_sit_to_stand_s: a sit-to-stand whose hip rise (see ``gaitwatch.gait.activity``) takes longer than
+        this raises a one-off alert (START and END together). Generated rises scripted at 2.5 s measure ~1.3 s,
+        at 6 s ~2.8 s.
+    fall_priority: priority of fall alerts (a fall needs a nurse now; abnormal gait does not).
     """
 
     window_count: int = 5
@@ -101,6 +114,12 @@ class AlertPolicySettings:
     min_quality: float = 0.35
     min_confidence: float = 0.5
     priority: str = "medium"
+    freezing_window_count: int = 3
+    freezing_k_start: int = 2
+    freezing_k_end: int = 0
+    fall_no_recovery_s: float = 5.0
+    slow_sit_to_stand_s: float = 2.5
+    fall_priority: str = "high"
 
     def __post_init__(self) -> None:
         if self.window_count < 1:
@@ -111,3 +130,7 @@ class AlertPolicySettings:
             raise ValueError("AlertPolicySettings.k_end must be in [0, k_start)")
         if self.cooldown_s < 0 or self.update_interval_s <= 0:
             raise ValueError("AlertPolicySettings.cooldown_s must be >= 0 and update_interval_s > 0")
+        if not 0 <= self.freezing_k_end < self.freezing_k_start <= self.freezing_window_count:
+            raise ValueError("AlertPolicySettings: need 0 <= freezing_k_end < freezing_k_start <= window count")
+        if self.fall_no_recovery_s < 0 or self.slow_sit_to_stand_s <= 0:
+            raise ValueError("AlertPolicySettings: fall_no_recovery_s >= 0 and slow_sit_to_stand_s > 0 needed")

@@ -55,8 +55,8 @@ class TrajectoryBuffer:
         self._size = 0
 
     def append(self, t: float, keypoints: NDArray[np.float32], world: NDArray[np.float32]) -> None:
-        """Add one sample. ``t`` must be finite and later than the last sample's (raises ValueError otherwise);
-        ``keypoints`` (33, 3) image x, y px and visibility; ``world`` (33, 3) metres."""
+        """Add one sample. ``t`` must be finite and later than the last sample's (raises ValueError
+        otherwise); ``keypoints`` (33, 3) image x, y px and visibility; ``world`` (33, 3) metres."""
         if keypoints.shape != (NUM_LANDMARKS, 3) or world.shape != (NUM_LANDMARKS, 3):
             raise ValueError(
                 f"keypoints and world must be ({NUM_LANDMARKS}, 3); got {keypoints.shape} and {world.shape}"

@@ -52,8 +52,9 @@ class ActivityState(StrEnum):
 class GaitMetrics:
     """What one window says about one person's gait.
 
-    ``valid`` is False when the window is too short, too sparse or too poorly seen to trust; numbers that could
-    not be computed are None. ``features`` holds the named numeric features the classifier reads (all finite).
+    ``valid`` is False when the window is too short, too sparse or too poorly seen to trust; numbers that
+    could not be computed are None. ``features`` holds the named numeric features the classifier reads (all
+    finite).
     """
 
     track_id: int
@@ -106,3 +107,5 @@ class Alert:
     priority: str
     quality: float
     evidence: Mapping[str, float] = field(default_factory=dict)
+    # The kind of abnormality behind an abnormal-gait alert ("slow", "shuffling", ...), else "".
+    pattern: str = ""

@@ -1,4 +1,4 @@
-"""The seam between the pipeline and any pose model (BlazePose via LiteRT today, a torch/ONNX student later)."""
+"""The seam between the pipeline and any pose model (BlazePose via LiteRT now, a torch/ONNX student later)."""
 
 from __future__ import annotations
 

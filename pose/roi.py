@@ -88,7 +88,7 @@ def roi_from_alignment(
 
 
 def frame_to_crop_matrix(roi: Roi, size: int = MODEL_INPUT_SIZE) -> NDArray[np.float64]:
-    """2x3 affine taking continuous frame coordinates to continuous crop coordinates (crop spans [0, size])."""
+    """2x3 affine taking continuous frame coordinates to crop coordinates (the crop spans [0, size])."""
     k = size / roi.side
     a = k * roi.rotation().T
     t = np.array([size / 2.0, size / 2.0]) - a @ np.array([roi.cx, roi.cy])
@@ -188,9 +188,10 @@ class BoxPadding:
     Every margin is a fraction of the person's torso length (mid-shoulder to mid-hip, which is about 0.3 of
     the standing height and does not change when the person turns or bends the legs). ``head_top`` is the
     distance from the highest face landmark (usually an eye) to the crown, ``head_top_without_face`` the one
-    from the top visible landmark (the shoulders) when no face landmark is visible; ``sides`` covers hair, clothing and
-    the flesh beyond the shoulder and elbow joints; ``bottom`` covers the sole below the heel and toe
-    landmarks. Larger margins make the box loose (more IoU lost to background); smaller ones cut the head.
+    from the top visible landmark (the shoulders) when no face landmark is visible; ``sides`` covers hair,
+    clothing and the flesh beyond the shoulder and elbow joints; ``bottom`` covers the sole below the heel
+    and toe landmarks. Larger margins make the box loose (more IoU lost to background); smaller ones cut
+    the head.
     Defaults are the median margins between BlazePose landmarks and Faster R-CNN boxes of 150 walking people
     in the PETS09-S2L1 footage (the resulting boxes overlap those detector boxes with median IoU 0.73).
     """

@@ -61,7 +61,10 @@ def _check_boxes(name: str, xyxy: FloatArray) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Detections:
-    """Person boxes found in one frame: ``xyxy`` (N, 4) pixels, ``score`` (N,) detector confidence in [0, 1]."""
+    """Person boxes found in one frame: ``xyxy`` (N, 4) pixels, ``score`` (N,) detector confidence in [0, 1].
+
+    Boxes are in the full frame's pixel coordinates, whatever the detector resized internally.
+    """
 
     xyxy: FloatArray
     score: FloatArray
@@ -97,8 +100,8 @@ class Tracks:
     """The tracker's view after one frame, one row per live track.
 
     ``ids`` are per-tracker-instance counters (unique within a camera and boot; the daemon prefixes camera and
-    boot id in payloads). ``xyxy`` is the filtered box; ``state`` holds ``TrackState`` values; ``age_s`` is the
-    time since birth and ``since_update_s`` the time since the track was last matched to an observation.
+    boot id in payloads). ``xyxy`` is the filtered box; ``state`` holds ``TrackState`` values; ``age_s`` is
+    the time since birth and ``since_update_s`` the time since the track was last matched to an observation.
     """
 
     ids: IntArray

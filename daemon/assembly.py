@@ -1,0 +1,114 @@
+"""Builds the pipeline's parts from validated settings: the one place where config sections meet the library
+settings dataclasses. The daemon, the demo, replays and benchmarks all assemble pipelines through here."""
+
+from __future__ import annotations
+
+import cv2
+
+from gaitwatch.daemon.pipeline import CameraPipeline, PipelineSettings
+from gaitwatch.daemon.settings import Settings
+from gaitwatch.gait.alerts import AlertPolicy
+from gaitwatch.gait.classifier import GaitClassifier
+from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
+from gaitwatch.pose.backend import PoseBackend
+from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
+from gaitwatch.tracking.detector import PersonDetector
+from gaitwatch.tracking.hog import HogPersonDetector, HogSettings
+from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings, OnnxPersonDetector
+from gaitwatch.tracking.tracker import Tracker, TrackerSettings
+
+# OpenCV's own thread pool (HOG, resize, colour conversion) is capped so that it does not fight the pose
+# model and the camera readers over a 2-core ward PC: the inference thread is the only heavy OpenCV user.
+OPENCV_THREADS = 1
+
+
+def build_detector(settings: Settings) -> PersonDetector:
+    d = settings.detector
+    if d.kind == "onnx":
+        assert d.onnx_model is not None  # enforced by DetectorSettings
+        return OnnxPersonDetector(
+            OnnxDetectorSettings(
+                model_path=d.onnx_model,
+                min_score=d.onnx_min_score,
+                nms_iou=d.onnx_nms_iou,
+                person_class=d.onnx_person_class,
+            )
+        )
+    h = d.hog
+    return HogPersonDetector(
+        HogSettings(
+            upscale=h.upscale,
+            hit_threshold=h.hit_threshold,
+            win_stride=h.win_stride,
+            scale=h.scale,
+            min_score=h.min_score,
+            nms_iou=h.nms_iou,
+        )
+    )
+
+
+def build_pose_backend(settings: Settings) -> BlazePoseBackend:
+    p = settings.pose
+    return BlazePoseBackend(
+        BlazePoseSettings(
+            model=p.model,
+            num_threads=p.num_threads,
+            roi_scale=p.roi_scale,
+            second_pass=p.second_pass,
+            model_path=p.model_path,
+        )
+    )
+
+
+def gait_settings(settings: Settings) -> GaitSettings:
+    return GaitSettings(window_s=settings.gait.window_s, hop_s=settings.gait.hop_s)
+
+
+def alert_policy_settings(settings: Settings) -> AlertPolicySettings:
+    a = settings.alerts
+    return AlertPolicySettings(
+        window_count=a.window_count,
+        k_start=a.k_start,
+        k_end=a.k_end,
+        cooldown_s=a.cooldown_s,
+        update_interval_s=a.update_interval_s,
+        min_confidence=a.min_confidence,
+    )
+
+
+def tracker_settings(settings: Settings) -> TrackerSettings:
+    t = settings.tracker
+    return TrackerSettings(
+        min_hits=t.min_hits, max_age_s=t.max_age_s, iou_threshold=t.iou_threshold, min_score=t.min_score
+    )
+
+
+class SharedModels:
+    """The parts every camera's pipeline shares: they hold no per-camera state and are only ever called from
+    the one inference thread (the pose interpreter is not thread-safe)."""
+
+    def __init__(self, settings: Settings) -> None:
+        cv2.setNumThreads(OPENCV_THREADS)
+        self.detector = build_detector(settings)
+        self.pose: PoseBackend = build_pose_backend(settings)
+        self.classifier = GaitClassifier()
+
+    @property
+    def model_versions(self) -> dict[str, str]:
+        versions = {"pose": self.pose.model_version}
+        return versions
+
+
+def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedModels) -> CameraPipeline:
+    return CameraPipeline(
+        camera_id,
+        PipelineSettings(
+            detect_interval_s=settings.detector.interval_s, min_presence=settings.pose.min_presence
+        ),
+        detector=shared.detector,
+        tracker=Tracker(tracker_settings(settings)),
+        pose=shared.pose,
+        gait_settings=gait_settings(settings),
+        classifier=shared.classifier,
+        policy=AlertPolicy(alert_policy_settings(settings)),
+    )

@@ -1,0 +1,332 @@
+"""The alert outbox: alerts are committed to SQLite before any network I/O, then published in ``seq`` order.
+
+Why: a QoS 1 PUBACK only means the broker took a message, and a disconnected client has nowhere to put one.
+Writing every alert to disk first means a broker outage, a network cut or a daemon crash delays alerts
+instead of losing them; the drainer (``gaitwatch.daemon.mqtt.OutboxDrainer``) marks a row published only
+after its PUBACK.
+
+Durability: WAL journal with ``synchronous=FULL``, so ``add`` has fsync'ed the row when it returns and a
+power cut right after cannot lose it (``NORMAL`` would be faster but may lose the last commits on power
+loss). ``seq`` is SQLite's AUTOINCREMENT key: it only ever grows, also across restarts and after old rows
+are deleted, so it is a per-host sequence number integrators can order by.
+
+Size: at most ``max_rows`` rows. When the table is full, ``add`` first deletes the oldest delivered rows; if
+every row is still undelivered it raises ``OutboxFullError`` and stores nothing; the caller must make that
+loud (metric and technical alert), never drop silently. Larger ``max_rows`` rides out longer outages at the
+cost of disk space (~1 kB per alert) and a longer backlog burst when the broker returns.
+
+Threads: the API is synchronous and blocking (each write waits for an fsync); call it through
+``asyncio.to_thread``, never on the event loop. An internal lock serializes calls, so the pipeline's
+``add`` and the drainer's ``mark_published`` may run in different worker threads at once. One process owns
+the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+_SCHEMA_VERSION: Final = 1
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id       TEXT    NOT NULL UNIQUE,
+    topic          TEXT    NOT NULL,
+    payload        BLOB    NOT NULL,
+    created_wall   REAL    NOT NULL,
+    published_wall REAL,
+    acked_wall     REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_wall IS NULL;
+"""
+_COLUMNS: Final = "seq, alert_id, topic, payload, created_wall, published_wall, acked_wall"
+
+# What SQLite's primary error codes mean for someone fixing the machine.
+_EXPLAIN: Final = {
+    "SQLITE_FULL": "the disk (or the state directory's quota) is full",
+    "SQLITE_READONLY": "the file or its directory is read-only",
+    "SQLITE_CANTOPEN": "cannot open the file (missing directory, a directory in its place, or no permission)",
+    "SQLITE_NOTADB": "the file is not an SQLite database (corrupt or a foreign file)",
+    "SQLITE_CORRUPT": "the database is corrupt",
+    "SQLITE_IOERR": "an I/O error from the disk",
+    "SQLITE_BUSY": "the file is locked by another process (another gaitwatch on the same state directory?)",
+    "SQLITE_PERM": "permission denied",
+}
+
+
+class OutboxError(Exception):
+    """Base class: something about the outbox at ``path``."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class OutboxFullError(OutboxError):
+    """Every one of ``max_rows`` rows is still undelivered; the new alert was NOT stored."""
+
+    def __init__(self, path: Path, max_rows: int, alert_id: str) -> None:
+        super().__init__(
+            path, f"outbox {path} is full: {max_rows} alerts are undelivered; alert {alert_id} was not stored"
+        )
+        self.max_rows = max_rows
+
+
+class OutboxStorageError(OutboxError):
+    """The database cannot be opened, read or written (corrupt, unwritable, disk full, locked)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One stored message. Wall times are seconds since the epoch; ``published_wall`` is None until the broker
+    acknowledged it, ``acked_wall`` None until an integrator acknowledged it (ack mode only)."""
+
+    seq: int
+    alert_id: str
+    topic: str
+    payload: bytes
+    created_wall: float
+    published_wall: float | None
+    acked_wall: float | None
+
+
+def _storage_error(path: Path, doing: str, exc: sqlite3.Error) -> OutboxStorageError:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    primary = next((k for k in _EXPLAIN if name == k or name.startswith(k + "_")), "")
+    reason = _EXPLAIN.get(primary, "database error")
+    code = name or type(exc).__name__
+    return OutboxStorageError(path, f"outbox {path}: cannot {doing}: {reason} ({code}: {exc})")
+
+
+class Outbox:
+    """SQLite-backed, bounded, durable queue of outgoing alerts (see the module docstring).
+
+    ``ack_required``: with an integrator ack topic, a row counts as delivered only once acknowledged, so
+    published-but-unacknowledged rows are neither evicted nor cleaned up (``unacked`` lists them for
+    re-publishing). Without it, the broker's PUBACK is the end of the outbox's responsibility.
+    """
+
+    def __init__(self, path: Path, max_rows: int, *, ack_required: bool = False) -> None:
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1; got {max_rows}")
+        self.path = path
+        self.max_rows = max_rows
+        self.ack_required = ack_required
+        self._lock = threading.Lock()
+        if not path.parent.is_dir():
+            raise OutboxStorageError(path, f"outbox {path}: directory {path.parent} does not exist")
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves; no implicit transaction is left open.
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        except sqlite3.Error as exc:
+            raise _storage_error(path, "open", exc) from exc
+        try:
+            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise OutboxStorageError(
+                    path, f"outbox {path}: WAL journal unavailable (got {mode!r}); use a local filesystem"
+                )
+            self._conn.execute("PRAGMA synchronous=FULL")
+            check = self._conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise OutboxStorageError(path, f"outbox {path}: the database is corrupt ({check})")
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise _storage_error(path, "open", exc) from exc
+        except OutboxStorageError:
+            self._conn.close()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def add(self, topic: str, payload: bytes, alert_id: str, *, now_wall: float | None = None) -> int:
+        """Store a message durably and return its ``seq``; the row is fsync'ed when this returns.
+
+        Idempotent on ``alert_id``: adding an id that is already stored returns the existing row's ``seq`` and
+        changes nothing, so a caller that is unsure whether a previous ``add`` went through may repeat it.
+        Raises ``OutboxFullError`` when ``max_rows`` undelivered rows leave no room, ``OutboxStorageError``
+        when the disk refuses the write.
+        """
+        created = time.time() if now_wall is None else now_wall
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                seq = self._add_locked(topic, payload, alert_id, created)
+                self._conn.execute("COMMIT")
+                return seq
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise _storage_error(self.path, f"store alert {alert_id}", exc) from exc
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        """Abandon a failed transaction; the error that caused it is what the caller reports."""
+        if self._conn.in_transaction:
+            # SQLite may already have rolled back (e.g. on SQLITE_FULL); the original error stands.
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def _add_locked(self, topic: str, payload: bytes, alert_id: str, created: float) -> int:
+        existing = self._conn.execute("SELECT seq FROM outbox WHERE alert_id = ?", (alert_id,)).fetchone()
+        if existing is not None:
+            return int(existing[0])
+        rows = int(self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        excess = rows - self.max_rows + 1
+        if excess > 0:
+            deleted = self._conn.execute(
+                f"DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE {self._done_sql()} "
+                "ORDER BY seq LIMIT ?)",
+                (excess,),
+            ).rowcount
+            if deleted < excess:
+                raise OutboxFullError(self.path, self.max_rows, alert_id)
+        cur = self._conn.execute(
+            "INSERT INTO outbox (alert_id, topic, payload, created_wall) VALUES (?, ?, ?, ?)",
+            (alert_id, topic, bytes(payload), created),
+        )
+        assert cur.lastrowid is not None  # an INSERT into a rowid table always sets it
+        return int(cur.lastrowid)
+
+    def _done_sql(self) -> str:
+        """SQL condition of rows the outbox is finished with."""
+        return "acked_wall IS NOT NULL" if self.ack_required else "published_wall IS NOT NULL"
+
+    def mark_published(self, seq: int, *, now_wall: float | None = None) -> bool:
+        """Record the broker's PUBACK for ``seq`` (call it only after the PUBACK); False if no such row."""
+        when = time.time() if now_wall is None else now_wall
+        return self._update("UPDATE outbox SET published_wall = ? WHERE seq = ?", (when, seq), f"mark {seq}")
+
+    def mark_published_many(self, seqs: Sequence[int], *, now_wall: float | None = None) -> int:
+        """``mark_published`` for several rows in one transaction (one fsync); returns rows updated."""
+        when = time.time() if now_wall is None else now_wall
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                updated = sum(
+                    self._conn.execute(
+                        "UPDATE outbox SET published_wall = ? WHERE seq = ?", (when, s)
+                    ).rowcount
+                    for s in seqs
+                )
+                self._conn.execute("COMMIT")
+                return int(updated)
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise _storage_error(self.path, "mark rows published", exc) from exc
+
+    def mark_acked(self, alert_id: str, *, now_wall: float | None = None) -> bool:
+        """Record an integrator's acknowledgement; False if the id is unknown (cleaned up, or foreign)."""
+        when = time.time() if now_wall is None else now_wall
+        return self._update(
+            "UPDATE outbox SET acked_wall = ?, published_wall = COALESCE(published_wall, ?) "
+            "WHERE alert_id = ? AND acked_wall IS NULL",
+            (when, when, alert_id),
+            f"ack {alert_id}",
+        )
+
+    def cleanup(self, older_than_s: float, *, now_wall: float | None = None) -> int:
+        """Delete delivered rows older than ``older_than_s``; undelivered rows are never deleted. Returns the
+        number of rows deleted. ``seq`` keeps growing after a cleanup."""
+        now = time.time() if now_wall is None else now_wall
+        column = "acked_wall" if self.ack_required else "published_wall"
+        with self._lock:
+            try:
+                cur = self._conn.execute(
+                    f"DELETE FROM outbox WHERE {column} IS NOT NULL AND {column} < ?", (now - older_than_s,)
+                )
+                return int(cur.rowcount)
+            except sqlite3.Error as exc:
+                raise _storage_error(self.path, "clean up", exc) from exc
+
+    def _update(self, sql: str, params: tuple[object, ...], doing: str) -> bool:
+        with self._lock:
+            try:
+                return int(self._conn.execute(sql, params).rowcount) > 0
+            except sqlite3.Error as exc:
+                raise _storage_error(self.path, doing, exc) from exc
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def pending(self, limit: int) -> list[OutboxRow]:
+        """Up to ``limit`` rows not yet acknowledged by the broker, in ``seq`` order."""
+        return self._rows(
+            f"SELECT {_COLUMNS} FROM outbox WHERE published_wall IS NULL ORDER BY seq LIMIT ?", (limit,)
+        )
+
+    def unacked(self, published_before_wall: float, limit: int) -> list[OutboxRow]:
+        """Ack mode: rows published at or before ``published_before_wall`` but not acknowledged, in ``seq``
+        order, to be re-published with the same ``alert_id``."""
+        return self._rows(
+            f"SELECT {_COLUMNS} FROM outbox WHERE acked_wall IS NULL AND published_wall IS NOT NULL "
+            "AND published_wall <= ? ORDER BY seq LIMIT ?",
+            (published_before_wall, limit),
+        )
+
+    def pending_count(self) -> int:
+        """Rows not yet acknowledged by the broker."""
+        return int(self._scalar("SELECT COUNT(*) FROM outbox WHERE published_wall IS NULL", ()) or 0)
+
+    def oldest_pending_age_s(self, now_wall: float) -> float:
+        """Seconds the oldest unpublished row has waited; 0.0 when nothing is pending."""
+        created = self._scalar(
+            "SELECT created_wall FROM outbox WHERE published_wall IS NULL ORDER BY seq LIMIT 1", ()
+        )
+        return 0.0 if created is None else max(0.0, now_wall - float(created))
+
+    def row_count(self) -> int:
+        """All rows, delivered or not (bounded by ``max_rows``)."""
+        return int(self._scalar("SELECT COUNT(*) FROM outbox", ()) or 0)
+
+    def _scalar(self, sql: str, params: tuple[object, ...]) -> float | int | None:
+        with self._lock:
+            try:
+                row = self._conn.execute(sql, params).fetchone()
+            except sqlite3.Error as exc:
+                raise _storage_error(self.path, "read", exc) from exc
+        value = None if row is None else row[0]
+        assert value is None or isinstance(value, int | float), value
+        return value
+
+    def _rows(self, sql: str, params: tuple[object, ...]) -> list[OutboxRow]:
+        with self._lock:
+            try:
+                rows = self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _storage_error(self.path, "read", exc) from exc
+        return [
+            OutboxRow(
+                seq=int(r[0]),
+                alert_id=str(r[1]),
+                topic=str(r[2]),
+                payload=bytes(r[3]),
+                created_wall=float(r[4]),
+                published_wall=None if r[5] is None else float(r[5]),
+                acked_wall=None if r[6] is None else float(r[6]),
+            )
+            for r in rows
+        ]

@@ -1,0 +1,260 @@
+"""The alert outbox: durable, ordered, bounded, idempotent, and loud about storage problems."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gaitwatch.daemon.outbox import Outbox, OutboxFullError, OutboxStorageError
+
+T0 = 1_700_000_000.0  # a fixed wall time, so ages are exact
+
+
+def make(tmp_path: Path, max_rows: int = 100, **kwargs: bool) -> Outbox:
+    return Outbox(tmp_path / "outbox.sqlite", max_rows, **kwargs)
+
+
+def test_add_returns_increasing_seq_and_pending_lists_in_seq_order(tmp_path: Path) -> None:
+    with make(tmp_path) as box:
+        seqs = [box.add(f"t/{i}", f"p{i}".encode(), f"id-{i}", now_wall=T0 + i) for i in range(5)]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 5
+        rows = box.pending(10)
+        assert [r.seq for r in rows] == seqs
+        assert [r.alert_id for r in rows] == [f"id-{i}" for i in range(5)]
+        assert rows[2].topic == "t/2" and rows[2].payload == b"p2" and rows[2].created_wall == T0 + 2
+        assert rows[2].published_wall is None
+        assert [r.seq for r in box.pending(2)] == seqs[:2]
+
+
+def test_seq_keeps_growing_across_restarts_even_after_cleanup(tmp_path: Path) -> None:
+    with make(tmp_path) as box:
+        seqs = [box.add("t", b"x", f"a{i}", now_wall=T0) for i in range(3)]
+        box.mark_published_many(seqs, now_wall=T0)
+        assert box.cleanup(0.0, now_wall=T0 + 1) == 3
+        assert box.row_count() == 0
+    with make(tmp_path) as box:
+        assert box.add("t", b"x", "after-restart") == seqs[-1] + 1
+
+
+def test_add_is_idempotent_on_alert_id(tmp_path: Path) -> None:
+    with make(tmp_path) as box:
+        first = box.add("t", b"one", "same-id")
+        again = box.add("t", b"two", "same-id")
+        assert again == first
+        rows = box.pending(10)
+        assert len(rows) == 1 and rows[0].payload == b"one"
+
+
+def test_mark_published_takes_rows_out_of_pending(tmp_path: Path) -> None:
+    with make(tmp_path) as box:
+        a, b, c = (box.add("t", b"x", f"a{i}", now_wall=T0) for i in range(3))
+        assert box.mark_published(b, now_wall=T0 + 5)
+        assert not box.mark_published(9999)
+        assert [r.seq for r in box.pending(10)] == [a, c]
+        assert box.mark_published_many([a, c], now_wall=T0 + 6) == 2
+        assert box.pending(10) == [] and box.pending_count() == 0
+        assert box.row_count() == 3  # delivered rows stay until cleanup
+
+
+def test_pending_count_and_oldest_age(tmp_path: Path) -> None:
+    with make(tmp_path) as box:
+        assert box.pending_count() == 0
+        assert box.oldest_pending_age_s(T0) == 0.0
+        first = box.add("t", b"x", "a", now_wall=T0)
+        box.add("t", b"x", "b", now_wall=T0 + 30)
+        assert box.pending_count() == 2
+        assert box.oldest_pending_age_s(T0 + 100) == pytest.approx(100.0)
+        box.mark_published(first, now_wall=T0 + 100)
+        assert box.pending_count() == 1
+        assert box.oldest_pending_age_s(T0 + 100) == pytest.approx(70.0)
+
+
+def test_cleanup_deletes_only_old_delivered_rows(tmp_path: Path) -> None:
+    with make(tmp_path) as box:
+        old = box.add("t", b"x", "old", now_wall=T0)
+        recent = box.add("t", b"x", "recent", now_wall=T0)
+        undelivered = box.add("t", b"x", "undelivered", now_wall=T0 - 1e6)
+        box.mark_published(old, now_wall=T0)
+        box.mark_published(recent, now_wall=T0 + 90)
+        assert box.cleanup(60.0, now_wall=T0 + 100) == 1
+        assert box.row_count() == 2
+        assert [r.seq for r in box.pending(10)] == [undelivered]
+
+
+def test_full_outbox_raises_and_stores_nothing(tmp_path: Path) -> None:
+    with make(tmp_path, max_rows=3) as box:
+        for i in range(3):
+            box.add("t", b"x", f"a{i}")
+        with pytest.raises(OutboxFullError) as err:
+            box.add("t", b"x", "one-too-many")
+        assert str(box.path) in str(err.value) and "one-too-many" in str(err.value)
+        assert err.value.path == box.path and err.value.max_rows == 3
+        assert [r.alert_id for r in box.pending(10)] == ["a0", "a1", "a2"]
+
+
+def test_full_outbox_evicts_oldest_delivered_rows_first(tmp_path: Path) -> None:
+    with make(tmp_path, max_rows=3) as box:
+        seqs = [box.add("t", b"x", f"a{i}") for i in range(3)]
+        box.mark_published(seqs[0])
+        box.mark_published(seqs[1])
+        box.add("t", b"x", "new")
+        assert box.row_count() == 3
+        assert [r.alert_id for r in box.pending(10)] == ["a2", "new"]
+
+
+def test_ack_mode_keeps_unacknowledged_rows_and_lists_them_for_republishing(tmp_path: Path) -> None:
+    with make(tmp_path, max_rows=2, ack_required=True) as box:
+        a = box.add("t", b"x", "a", now_wall=T0)
+        b = box.add("t", b"x", "b", now_wall=T0)
+        box.mark_published_many([a, b], now_wall=T0 + 1)
+        # Published but unacknowledged rows are not "delivered": no room, not cleaned up.
+        with pytest.raises(OutboxFullError):
+            box.add("t", b"x", "c")
+        assert box.cleanup(0.0, now_wall=T0 + 1000) == 0
+        assert [r.seq for r in box.unacked(T0 + 1, 10)] == [a, b]
+        assert box.unacked(T0 + 0.5, 10) == []  # published after the cutoff: not due yet
+        assert box.mark_acked("a", now_wall=T0 + 2)
+        assert not box.mark_acked("a", now_wall=T0 + 3)  # already acknowledged
+        assert not box.mark_acked("unknown")
+        assert [r.alert_id for r in box.unacked(T0 + 10, 10)] == ["b"]
+        box.add("t", b"x", "c")  # the acknowledged row made room
+        assert box.row_count() == 2
+
+
+def test_database_is_in_wal_mode_on_disk(tmp_path: Path) -> None:
+    with make(tmp_path) as box:
+        box.add("t", b"x", "a")
+        other = sqlite3.connect(box.path)
+        try:
+            assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        finally:
+            other.close()
+
+
+def test_committed_rows_survive_sigkill_right_after_add(tmp_path: Path) -> None:
+    """A writer process is killed -9 while adding; every seq it reported as returned is on disk."""
+    path = tmp_path / "outbox.sqlite"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from gaitwatch.daemon.outbox import Outbox
+        box = Outbox(Path({str(path)!r}), 10_000)
+        for i in range(10_000):
+            seq = box.add("t", b"payload", f"id-{{i}}")
+            sys.stdout.write(f"{{seq}}\\n")
+            sys.stdout.flush()
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    reported = [int(proc.stdout.readline()) for _ in range(40)]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with Outbox(path, 10_000) as box:
+        stored = {r.seq for r in box.pending(100_000)}
+    assert set(reported) <= stored
+    assert min(stored) == 1 and max(stored) == len(stored)  # no gaps
+
+
+def test_corrupt_file_is_a_clear_error_naming_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    path.write_bytes(b"this is not a database, it is a text file that got here somehow" * 100)
+    with pytest.raises(OutboxStorageError) as err:
+        Outbox(path, 10)
+    assert str(path) in str(err.value) and "not an SQLite database" in str(err.value)
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "no-such-dir" / "outbox.sqlite"
+    with pytest.raises(OutboxStorageError, match="does not exist") as err:
+        Outbox(path, 10)
+    assert str(path) in str(err.value)
+
+
+def test_unopenable_path_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    path.mkdir()  # a directory where the database file should be
+    with pytest.raises(OutboxStorageError) as err:
+        Outbox(path, 10)
+    assert str(path) in str(err.value) and "cannot open" in str(err.value)
+
+
+def test_disk_full_is_a_clear_error_and_keeps_earlier_rows(tmp_path: Path) -> None:
+    """SQLite's own size limit produces the same SQLITE_FULL as a full disk (see the tmpfs test below)."""
+    with make(tmp_path, max_rows=100_000) as box:
+        box.add("t", b"x", "before")
+        pages = box._conn.execute("PRAGMA page_count").fetchone()[0]  # test-only: cap the file at its size
+        box._conn.execute(f"PRAGMA max_page_count={pages + 1}")
+        with pytest.raises(OutboxStorageError) as err:
+            for i in range(1000):
+                box.add("t", b"y" * 4000, f"big-{i}")
+        assert "full" in str(err.value) and str(box.path) in str(err.value)
+        assert box.pending(1)[0].alert_id == "before"
+
+
+def test_full_filesystem_is_a_clear_error(tmp_path: Path) -> None:
+    """The real thing: a 256 kB tmpfs (in a private mount namespace) fills up under the outbox."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("needs util-linux unshare to mount a private tmpfs")
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from gaitwatch.daemon.outbox import Outbox, OutboxStorageError
+        box = Outbox(Path(sys.argv[1]) / "outbox.sqlite", 1_000_000)
+        added = 0
+        try:
+            for i in range(100_000):
+                box.add("t", b"y" * 1000, f"id-{i}")
+                added += 1
+        except OutboxStorageError as exc:
+            print("ERROR", exc)
+            print("ADDED", added)
+            print("KEPT", box.pending_count())
+        """
+    )
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    cmd = f'mount -t tmpfs -o size=256k gaitwatch-test {mnt} || exit 77; exec {sys.executable} -c "$0" {mnt}'
+    proc = subprocess.run(
+        [unshare, "--map-root-user", "--mount", "sh", "-c", cmd, script], capture_output=True, text=True
+    )
+    if proc.returncode == 77 or "unshare failed" in proc.stderr:
+        pytest.skip(f"cannot mount a private tmpfs here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert "the disk" in lines["ERROR"] and str(mnt / "outbox.sqlite") in lines["ERROR"]
+    # Every alert whose add() returned is still there; the refused one was not half-stored.
+    assert int(lines["KEPT"]) == int(lines["ADDED"]) > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(ops=st.lists(st.sampled_from(["add", "publish_first", "cleanup"]), max_size=40))
+def test_matches_a_simple_model(tmp_path_factory: pytest.TempPathFactory, ops: list[str]) -> None:
+    """Random sequences of operations: pending rows are exactly the added-but-unpublished ones, in order."""
+    with Outbox(tmp_path_factory.mktemp("model") / "o.sqlite", 1000) as box:
+        pending: list[int] = []
+        last = 0
+        for n, op in enumerate(ops):
+            if op == "add":
+                seq = box.add("t", b"x", f"id-{n}", now_wall=T0)
+                assert seq > last
+                last = seq
+                pending.append(seq)
+            elif op == "publish_first" and pending:
+                assert box.mark_published(pending.pop(0), now_wall=T0)
+            elif op == "cleanup":
+                box.cleanup(0.0, now_wall=T0 + 1)
+            assert [r.seq for r in box.pending(1000)] == pending
+            assert box.pending_count() == len(pending)

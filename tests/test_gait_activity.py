@@ -1,0 +1,93 @@
+"""Posture, sit-to-stand transitions, falls and their alerts on generated activity with a known timeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gaitwatch.gait.alerts import FALL, SLOW_SIT_TO_STAND, AlertPolicy
+from gaitwatch.gait.classifier import GaitClassifier
+from gaitwatch.gait.features import analyze_window
+from gaitwatch.gait.offline import analyze_recording
+from gaitwatch.gait.recording import Recording
+from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
+from gaitwatch.gait.synthetic import CameraView, SyntheticWalk, generate_activity
+from gaitwatch.gait.training import sliding_windows
+from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, GaitMetrics, GaitWindow
+
+Script = tuple[tuple[str, float], ...]
+
+
+def _walk(script: Script, view_deg: float = 90.0, seed: int = 0) -> SyntheticWalk:
+    return generate_activity(script, CameraView(view_deg=view_deg, distance_m=5.0), fps=15.0, seed=seed)
+
+
+def _metrics(walk: SyntheticWalk, hop_s: float = 1.0) -> list[GaitMetrics]:
+    track = GaitWindow(1, walk.t, walk.keypoints, walk.world)
+    return [analyze_window(w) for w in sliding_windows(track, GaitSettings(), hop_s)]
+
+
+def _alerts(walk: SyntheticWalk, settings: AlertPolicySettings | None = None) -> list[Alert]:
+    rec = Recording.single(GaitWindow(1, walk.t, walk.keypoints, walk.world))
+    return list(analyze_recording(rec, classifier=GaitClassifier(), policy_settings=settings).alerts)
+
+
+@pytest.mark.parametrize("view_deg", [90.0, 45.0, 0.0])
+def test_posture_states_follow_the_script(view_deg: float) -> None:
+    script: Script = (("stand", 9.0), ("sit_down", 1.5), ("sit", 9.0), ("fall", 0.8), ("lie", 9.0))
+    by_end = {round(m.t_end): m.state for m in _metrics(_walk(script, view_deg))}
+    assert by_end[8] == ActivityState.STANDING
+    assert by_end[18] == ActivityState.SITTING
+    assert by_end[28] == ActivityState.LYING
+
+
+def test_sit_to_stand_duration_grows_with_the_true_duration() -> None:
+    measured = []
+    for dur in (1.2, 2.5, 4.0, 6.0):
+        walk = _walk((("sit", 3.0), ("stand_up", dur), ("stand", 6.0)), seed=int(10 * dur))
+        values = [m.features["sit_to_stand_s"] for m in _metrics(walk) if "sit_to_stand_s" in m.features]
+        assert values, f"no sit-to-stand found for {dur} s"
+        measured.append(float(np.median(values)))
+    assert measured == sorted(measured)
+    assert measured[0] < 1.0 < 2.5 < measured[-1]
+
+
+def test_fall_without_recovery_raises_one_fall_alert_that_ends_when_up() -> None:
+    script: Script = (("stand", 6.0), ("fall", 0.8), ("lie", 10.0), ("get_up", 2.0), ("stand", 6.0))
+    alerts = [a for a in _alerts(_walk(script)) if a.type == FALL]
+    phases = [a.phase for a in alerts]
+    assert phases.count(AlertPhase.START) == 1 and phases[-1] == AlertPhase.END
+    start = next(a for a in alerts if a.phase == AlertPhase.START)
+    assert 6.0 <= start.t_start <= 7.0  # the descent
+    assert start.t_observed - start.t_start >= 5.0  # no recovery for fall_no_recovery_s (default 5 s)
+    assert start.priority == "high"
+    end = alerts[-1]
+    assert end.t_observed >= 16.8  # ends only once the person is up again
+
+
+def test_no_fall_alert_when_the_person_gets_up_quickly_or_sits_down() -> None:
+    quick = (("stand", 6.0), ("fall", 0.8), ("lie", 2.0), ("get_up", 1.5), ("stand", 8.0))
+    assert not [a for a in _alerts(_walk(quick)) if a.type == FALL]
+    sit = (("stand", 6.0), ("sit_down", 1.5), ("sit", 10.0))
+    assert not [a for a in _alerts(_walk(sit)) if a.type == FALL]
+
+
+def test_slow_sit_to_stand_alert_once() -> None:
+    slow = _walk((("sit", 4.0), ("stand_up", 6.0), ("stand", 8.0)))
+    alerts = [a for a in _alerts(slow) if a.type == SLOW_SIT_TO_STAND]
+    assert [a.phase for a in alerts] == [AlertPhase.START, AlertPhase.END]
+    assert alerts[0].evidence["sit_to_stand_s"] >= 2.5
+    brisk = _walk((("sit", 4.0), ("stand_up", 1.5), ("stand", 8.0)))
+    assert not [a for a in _alerts(brisk) if a.type == SLOW_SIT_TO_STAND]
+
+
+def test_fall_alert_ends_when_track_is_forgotten() -> None:
+    walk = _walk((("stand", 6.0), ("fall", 0.8), ("lie", 9.0)))
+    policy = AlertPolicy(AlertPolicySettings())
+    clf = GaitClassifier()
+    started = []
+    for m in _metrics(walk):
+        started += policy.update(m, clf.assess(m))
+    assert [a.phase for a in started if a.type == FALL] == [AlertPhase.START]
+    ended = policy.forget(1, 20.0)
+    assert [(a.type, a.phase) for a in ended] == [(FALL, AlertPhase.END)]
