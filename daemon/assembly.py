@@ -12,6 +12,8 @@ from gaitwatch.gait.classifier import GaitClassifier
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
+from gaitwatch.pose.schedule import PoseScheduler, ScheduleSettings
+from gaitwatch.pose.temporal import PoseTemporalFilter, TemporalSettings
 from gaitwatch.tracking.detector import PersonDetector
 from gaitwatch.tracking.hog import HogPersonDetector, HogSettings
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings, OnnxPersonDetector
@@ -108,6 +110,12 @@ def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedMode
         detector=shared.detector,
         tracker=Tracker(tracker_settings(settings)),
         pose=shared.pose,
+        scheduler=PoseScheduler(
+            ScheduleSettings(
+                max_rate_hz=settings.pose.max_rate_hz, stationary_rate_hz=settings.pose.stationary_rate_hz
+            )
+        ),
+        temporal=PoseTemporalFilter(TemporalSettings()),
         gait_settings=gait_settings(settings),
         classifier=shared.classifier,
         policy=AlertPolicy(alert_policy_settings(settings)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from gaitwatch.daemon import __version__
@@ -85,9 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tool_registrations() -> list[object]:
+def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Offline tools (evaluation, training, replay) each live in their own ``cmd_*`` module."""
-    return []
+    from gaitwatch.daemon import cmd_eval_pose
+
+    return [cmd_eval_pose.register]
 
 
 def main(argv: list[str] | None = None) -> int:

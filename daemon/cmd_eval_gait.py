@@ -23,8 +23,8 @@ import numpy as np
 
 from gaitwatch.daemon.cmd_train_gait import load_training_data
 from gaitwatch.gait.labels import cohen_kappa, labelled_windows, read_labels
-from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.gait.model import GaitModel
+from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.gait.training import Evaluation, WindowSet, binary_summary, cross_validate
 
 
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def measure_errors(data: WindowSet, cadence: np.ndarray, features: list[dict[str, float]]) -> dict[str, Any]:
-    """Mean / median absolute errors of cadence (spm) and step / stride time CV (pp) against ``data.truth``."""
+    """Mean / median absolute errors of cadence (spm) and step / stride time CV (pp) against the truth."""
     out: dict[str, Any] = {}
     pairs = (
         ("cadence", cadence, data.truth.get("cadence_spm"), 1.0, "spm"),
@@ -203,22 +203,24 @@ def _report(r: dict[str, Any]) -> str:
     how = f"model {r['model']}" if "model" in r else f"{r['kind']}, {r['folds']}-fold leave-subjects-out"
     lines = [
         f"eval-gait ({how}) on {r.get('data')}",
-        f"windows: n={r['n']} accuracy={_fmt(r['accuracy'])} balanced_accuracy={_fmt(r['balanced_accuracy'])} "
-        f"sensitivity={_fmt(r['sensitivity'])} specificity={_fmt(r['specificity'])}",
+        f"windows: n={r['n']} accuracy={_fmt(r['accuracy'])} "
+        f"balanced_accuracy={_fmt(r['balanced_accuracy'])} sensitivity={_fmt(r['sensitivity'])} "
+        f"specificity={_fmt(r['specificity'])}",
         f"  confusion [[TN FP] [FN TP]] = {r['confusion_matrix']}",
     ]
     s = r.get("subjects")
     if s:
         lines.append(
-            f"subjects: n={s['n']} accuracy={_fmt(s['accuracy'])} balanced_accuracy={_fmt(s['balanced_accuracy'])}"
-            f" sensitivity={_fmt(s['sensitivity'])} specificity={_fmt(s['specificity'])}"
+            f"subjects: n={s['n']} accuracy={_fmt(s['accuracy'])} "
+            f"balanced_accuracy={_fmt(s['balanced_accuracy'])} sensitivity={_fmt(s['sensitivity'])} "
+            f"specificity={_fmt(s['specificity'])}"
         )
     for key in ("cadence", "step_cv", "stride_cv"):
         unit = "spm" if key == "cadence" else "pp"
         if f"{key}_mae_{unit}" in r:
             lines.append(
-                f"{key} error: MAE={_fmt(r[f'{key}_mae_{unit}'])} median={_fmt(r[f'{key}_median_ae_{unit}'])} "
-                f"{unit} (n={r[f'{key}_n']})"
+                f"{key} error: MAE={_fmt(r[f'{key}_mae_{unit}'])} "
+                f"median={_fmt(r[f'{key}_median_ae_{unit}'])} {unit} (n={r[f'{key}_n']})"
             )
     if "rater" in r:
         lines.append("rater: " + " ".join(f"{k}={_fmt(v)}" for k, v in r["rater"].items()))

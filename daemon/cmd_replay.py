@@ -59,7 +59,9 @@ def retimed(rec: Recording, fps: float | None) -> Recording:
         return rec
     scale = float(recorded) / fps
     t0 = float(rec.t.min()) if len(rec) else 0.0
-    return Recording(rec.track_ids, t0 + (rec.t - t0) * scale, rec.keypoints, rec.world, {**rec.meta, "fps": fps})
+    return Recording(
+        rec.track_ids, t0 + (rec.t - t0) * scale, rec.keypoints, rec.world, {**rec.meta, "fps": fps}
+    )
 
 
 def result_json(result: OfflineResult) -> dict[str, Any]:
@@ -103,8 +105,10 @@ def result_json(result: OfflineResult) -> dict[str, Any]:
         "cadence_median_spm": float(np.median(cad)) if cad.size else None,
         "cadence_in_80_130": float(np.mean((cad >= 80) & (cad <= 130))) if cad.size else None,
         "abnormal_windows": sum(1 for w in windows if w["label"] == "abnormal"),
-        "alerts_started": {t: sum(1 for a in alerts if a["type"] == t and a["phase"] == "start")
-                           for t in sorted({a["type"] for a in alerts})},
+        "alerts_started": {
+            t: sum(1 for a in alerts if a["type"] == t and a["phase"] == "start")
+            for t in sorted({a.type for a in result.alerts})
+        },
     }
     return {"windows": windows, "alerts": alerts, "summary": summary}
 
@@ -123,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             cad = f"{w['cadence_spm']:.1f}" if w["cadence_spm"] is not None else "-"
             sys.stdout.write(
                 f"window track={w['track']} t={w['t_start']:.1f}-{w['t_end']:.1f} valid={w['valid']} "
-                f"state={w['state']} cadence={cad} label={w['label']} p={w['p_abnormal']:.2f} {w['pattern']}\n"
+                f"state={w['state']} cadence={cad} label={w['label']} p={w['p_abnormal']:.2f} "
+                f"{w['pattern']}\n"
             )
         for a in out["alerts"]:
             sys.stdout.write(

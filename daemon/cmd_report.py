@@ -143,8 +143,12 @@ def _section(tid: int, png: str, wins: list[WindowResult], result: OfflineResult
         f"<h2>Person (track {tid})</h2><p>{len(wins)} windows, {len(valid)} valid walking; median cadence "
         f"{cad_txt} steps/min; {ab} abnormal windows; states: {html.escape(', '.join(states))}</p>"
         f'<img src="{html.escape(png)}" width="880">'
-        + (f"<table><tr><th>alert</th><th>phase</th><th>t (s)</th><th>confidence</th><th>pattern</th></tr>"
-           f"{rows}</table>" if rows else "<p>No alerts.</p>")
+        + (
+            f"<table><tr><th>alert</th><th>phase</th><th>t (s)</th><th>confidence</th><th>pattern</th></tr>"
+            f"{rows}</table>"
+            if rows
+            else "<p>No alerts.</p>"
+        )
     )
 
 

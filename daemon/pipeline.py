@@ -22,10 +22,12 @@ from gaitwatch.gait.trajectory import TrajectoryBuffer
 from gaitwatch.gait.types import Alert, Assessment, GaitMetrics
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.roi import box_from_keypoints
+from gaitwatch.pose.schedule import PoseScheduler
+from gaitwatch.pose.temporal import PoseTemporalFilter
 from gaitwatch.pose.types import Poses
 from gaitwatch.tracking.detector import PersonDetector
 from gaitwatch.tracking.tracker import Tracker
-from gaitwatch.tracking.types import Detections, Frame, Tracks, TrackState
+from gaitwatch.tracking.types import Detections, Frame, Tracks
 
 STAGES = ("detect", "track", "pose", "gait")
 
@@ -70,6 +72,8 @@ class CameraPipeline:
         detector: PersonDetector,
         tracker: Tracker,
         pose: PoseBackend,
+        scheduler: PoseScheduler,
+        temporal: PoseTemporalFilter,
         gait_settings: GaitSettings,
         classifier: GaitClassifier,
         policy: AlertPolicy,
@@ -80,6 +84,8 @@ class CameraPipeline:
         self._detector = detector
         self._tracker = tracker
         self._pose = pose
+        self._scheduler = scheduler
+        self._temporal = temporal
         self._gait_settings = gait_settings
         self._classifier = classifier
         self._policy = policy
@@ -111,9 +117,11 @@ class CameraPipeline:
         now = self._clock()
         stage_s["track"], mark = now - mark, now
 
-        poses = self._estimate_poses(frame, tracks)
-        if not detected and len(poses):
-            tracks = self._correct_from_poses(poses, t, tracks)
+        raw = self._estimate_poses(frame, tracks)
+        if not detected and len(raw):
+            # Raw landmarks, not smoothed ones: the tracker's observation must not lag the person.
+            tracks = self._correct_from_poses(raw, t, tracks)
+        poses = self._temporal.update(t, raw).poses
         now = self._clock()
         stage_s["pose"], mark = now - mark, now
 
@@ -131,10 +139,11 @@ class CameraPipeline:
         return alerts
 
     def _estimate_poses(self, frame: Frame, tracks: Tracks) -> Poses:
-        confirmed = tracks.state == TrackState.CONFIRMED
-        if not np.any(confirmed):
+        # Confirmed tracks only, each at most at its scheduled rate (lower for people who are not moving).
+        due = self._scheduler.select(frame.t, tracks)
+        if not np.any(due):
             return Poses.empty()
-        poses = self._pose.estimate(frame.image, tracks.ids[confirmed], tracks.xyxy[confirmed])
+        poses = self._pose.estimate(frame.image, tracks.ids[due], tracks.xyxy[due])
         return poses.select(poses.presence >= self._settings.min_presence)
 
     def _correct_from_poses(self, poses: Poses, t: float, tracks: Tracks) -> Tracks:
@@ -172,6 +181,8 @@ class CameraPipeline:
             assessment = self._classifier.assess(metrics)
             results.append(GaitResult(metrics, assessment))
             alerts.extend(self._policy.update(metrics, assessment))
+        self._scheduler.prune(tracks.ids)
+        self._temporal.prune(int(i) for i in tracks.ids)
         alive = {int(i) for i in tracks.ids}
         for tid in [tid for tid in self._buffers if tid not in alive]:
             del self._buffers[tid]

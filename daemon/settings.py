@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.pose.blazepose import BlazePoseSettings
+from gaitwatch.pose.schedule import ScheduleSettings
 from gaitwatch.tracking.hog import HogSettings
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings
 from gaitwatch.tracking.tracker import TrackerSettings
@@ -138,6 +139,14 @@ class PoseSettingsModel(_Section):
     roi_scale: float = Field(_default(BlazePoseSettings, "roi_scale"), ge=1.0, le=2.5)
     second_pass: Literal["auto", "on", "off"] = _default(BlazePoseSettings, "second_pass")
     min_presence: Fraction = Field(0.5, description="crops the model scores below this are not people")
+    max_rate_hz: float = Field(_default(ScheduleSettings, "max_rate_hz"), gt=0.0, le=120.0)
+    stationary_rate_hz: float = Field(_default(ScheduleSettings, "stationary_rate_hz"), gt=0.0, le=120.0)
+
+    @model_validator(mode="after")
+    def _rates(self) -> PoseSettingsModel:
+        if self.stationary_rate_hz > self.max_rate_hz:
+            raise ValueError("stationary_rate_hz must not exceed max_rate_hz")
+        return self
 
 
 class GaitSettingsModel(_Section):

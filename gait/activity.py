@@ -2,9 +2,9 @@
 
 Per camera sample, from body geometry:
 - lying: the trunk (mid-hip to mid-shoulder) is more than 60 deg from vertical in the image;
-- sitting: the thighs are far from vertical: with world landmarks (camera-aligned, y down) the vertical share of
-  the thigh vector is below 0.55 (view-independent); without them, the hips are less than 0.7 leg lengths above
-  the ankles in the image;
+- sitting: the thighs are far from vertical: with world landmarks (camera-aligned, y down) the vertical share
+  of the thigh vector is below 0.55 (view-independent); without them, the hips are less than 0.7 leg lengths
+  above the ankles in the image;
 - standing (upright) otherwise.
 A fall is a rapid descent (the shoulders drop by >= 0.35 body heights within ``fall_descent_s``) that ends
 lying; the alert policy then waits for ``no recovery`` before alerting. A sit-to-stand is a run of sitting
@@ -176,7 +176,7 @@ def _latest_transition(p: PostureSeries, before: int, after: int) -> tuple[float
         j = i
         while j + 1 < t.shape[0] and st[j + 1] == st[i]:
             j += 1
-        # Run [i, j] of one state; look for before-run followed (possibly after a short other run) by after-run.
+        # Run [i, j] of one state: a long enough "before" run, then (maybe after a short other run) "after".
         if st[i] == before and t[j] - t[i] >= 0.5:
             k = j + 1
             while k < t.shape[0] and st[k] not in (before, after):

@@ -173,9 +173,10 @@ class AlertPolicy:
         ep = self._episode(metrics.track_id, FALL)
         t = metrics.t_end
         descent = f.get("descent_t")
-        if descent is not None and (ep.alerted_t is None or abs(descent - ep.alerted_t) > 1.0):
-            if ep.candidate_t is None or abs(descent - ep.candidate_t) > 1.0:
-                ep.candidate_t = float(descent)
+        # A descent not yet alerted on and not already watched (the same fall is seen by overlapping windows).
+        new = descent is not None and (ep.alerted_t is None or abs(descent - ep.alerted_t) > 1.0)
+        if new and descent is not None and (ep.candidate_t is None or abs(descent - ep.candidate_t) > 1.0):
+            ep.candidate_t = float(descent)
         ep.last_evidence = dict(evidence)
         ep.last_quality = metrics.quality
         if ep.active:

@@ -101,8 +101,8 @@ class AlertPolicySettings:
     fall_no_recovery_s: a rapid descent to lying becomes a fall alert when the person is still lying this long
         after it; shorter alerts sooner but also for someone lying down quickly on purpose and getting up.
     slow_sit_to_stand_s: a sit-to-stand whose hip rise (see ``gaitwatch.gait.activity``) takes longer than
-        this raises a one-off alert (START and END together). Generated rises scripted at 2.5 s measure ~1.3 s,
-        at 6 s ~2.8 s.
+        this raises a one-off alert (START and END together). Generated rises scripted at 2.5 s
+        measure ~1.3 s, at 6 s ~2.8 s.
     fall_priority: priority of fall alerts (a fall needs a nurse now; abnormal gait does not).
     """
 
@@ -131,6 +131,10 @@ class AlertPolicySettings:
         if self.cooldown_s < 0 or self.update_interval_s <= 0:
             raise ValueError("AlertPolicySettings.cooldown_s must be >= 0 and update_interval_s > 0")
         if not 0 <= self.freezing_k_end < self.freezing_k_start <= self.freezing_window_count:
-            raise ValueError("AlertPolicySettings: need 0 <= freezing_k_end < freezing_k_start <= window count")
+            raise ValueError(
+                "AlertPolicySettings: need 0 <= freezing_k_end < freezing_k_start <= window count"
+            )
         if self.fall_no_recovery_s < 0 or self.slow_sit_to_stand_s <= 0:
-            raise ValueError("AlertPolicySettings: fall_no_recovery_s >= 0 and slow_sit_to_stand_s > 0 needed")
+            raise ValueError(
+                "AlertPolicySettings: fall_no_recovery_s >= 0 and slow_sit_to_stand_s > 0 needed"
+            )

@@ -151,10 +151,16 @@ class SyntheticWalk:
     camera: CameraView
     freezes: tuple[tuple[float, float], ...] = field(default=())
 
+    def _spans_freeze(self, a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.bool_]:
+        out = np.zeros(a.shape[0], dtype=bool)
+        for s, e in self.freezes:
+            out |= (a < e) & (b > s)
+        return out
+
     def truth(self, t_start: float, t_end: float) -> dict[str, float]:
         """Ground-truth gait measures over ``[t_start, t_end]`` from the steps lying wholly inside it:
-        cadence_spm, step_time_mean_s, step_time_cv (fraction), stride_time_cv, step_asymmetry; NaN when
-        fewer than 3 steps fit."""
+        cadence_spm, step_time_mean_s, step_time_cv (fraction), stride_time_cv, step_asymmetry; NaN when fewer
+        than 3 steps fit. Steps and strides spanning a freezing episode are not gait and are left out."""
         hs = np.sort(np.concatenate([self.heel_strikes_left, self.heel_strikes_right]))
         side = np.isin(hs, self.heel_strikes_right)  # True: the step ending here is a right step
         inside = (hs >= t_start) & (hs <= t_end)
@@ -170,7 +176,13 @@ class SyntheticWalk:
             }
         steps = np.diff(hs_in)
         ends_right = side_in[1:]
-        strides = np.concatenate([np.diff(hs_in[~side_in]), np.diff(hs_in[side_in])])
+        walking = ~self._spans_freeze(hs_in[:-1], hs_in[1:])
+        steps, ends_right = steps[walking], ends_right[walking]
+        if steps.shape[0] < 3:
+            return self.truth(0.0, -1.0)
+        strides = np.concatenate(
+            [np.diff(x)[~self._spans_freeze(x[:-1], x[1:])] for x in (hs_in[~side_in], hs_in[side_in])]
+        )
         mean = float(np.mean(steps))
         right = float(np.mean(steps[ends_right])) if np.any(ends_right) else nan
         left = float(np.mean(steps[~ends_right])) if np.any(~ends_right) else nan
@@ -737,11 +749,11 @@ def generate_activity(
         body[lm] = np.broadcast_to(head + np.array([0.0, lateral, 0.0]), (t.shape[0], 3)).copy()
     th = np.deg2rad(pitch)
     c, s_ = np.cos(th), np.sin(th)
-    for lm, p in body.items():
+    for idx, p in body.items():
         # Pitch forward: up rotates towards forward (a person falling on their face / lying along x).
-        pts[:, lm, 0] = c * p[:, 0] + s_ * p[:, 2]
-        pts[:, lm, 1] = p[:, 1]
-        pts[:, lm, 2] = -s_ * p[:, 0] + c * p[:, 2]
+        pts[:, idx, 0] = c * p[:, 0] + s_ * p[:, 2]
+        pts[:, idx, 1] = p[:, 1]
+        pts[:, idx, 2] = -s_ * p[:, 0] + c * p[:, 2]
     # Pelvis height: lowest point on the floor, plus postural sway and a body thickness when lying.
     lowest = pts[:, :, 2].min(axis=1)
     pts[:, :, 2] += (-lowest + 0.08 * h * np.sin(th))[:, None]

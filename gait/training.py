@@ -7,8 +7,8 @@ Two binary models, as in the research this product comes from (FFT features + SV
 Both are exported to plain parameters (``gaitwatch.gait.model``); a Gaussian naive Bayes over the abnormal
 windows names the pattern. Missing features are imputed with training medians.
 
-Evaluation always holds subjects out (GroupKFold): windows of one person are strongly correlated, and a
-classifier must work on people it has never seen.
+Evaluation always holds subjects out (StratifiedGroupKFold): windows of one person are strongly correlated,
+and a classifier must work on people it has never seen.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def fit_model(
     generator), smaller gives a smoother boundary.
     """
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import GroupKFold
+    from sklearn.model_selection import StratifiedGroupKFold
     from sklearn.naive_bayes import GaussianNB
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -189,8 +189,11 @@ def fit_model(
                 ("svm", SVC(kernel="rbf", C=c, gamma=gamma, class_weight="balanced", random_state=seed)),
             ]
         )
-        n_groups = len(np.unique(data.subject))
-        splits = list(GroupKFold(n_splits=min(5, n_groups)).split(x, y, data.subject))
+        # Each calibration fold must train on both classes: no more folds than subjects of the rarer class.
+        n_folds = min(5, len(np.unique(data.subject[y == 1])), len(np.unique(data.subject[y == 0])))
+        if n_folds < 2:
+            raise ValueError("calibration needs at least 2 normal and 2 abnormal subjects")
+        splits = list(StratifiedGroupKFold(n_splits=n_folds).split(x, y, data.subject))
         cal = CalibratedClassifierCV(pipe, method="sigmoid", cv=splits, ensemble=False)
         cal.fit(x, y)
         fitted = cal.calibrated_classifiers_[0]
@@ -259,15 +262,18 @@ def binary_summary(truth: NDArray[np.bool_], predicted: NDArray[np.bool_]) -> di
 
 
 def cross_validate(data: WindowSet, kind: str = "svm", n_splits: int = 5, seed: int = 0) -> Evaluation:
-    """Out-of-fold predictions with whole subjects held out (GroupKFold), window- and subject-level figures
-    (a subject is called abnormal when the mean of its windows' p_abnormal is >= 0.5)."""
-    from sklearn.model_selection import GroupKFold
+    """Out-of-fold predictions with whole subjects held out (StratifiedGroupKFold), window- and subject-level
+    figures (a subject is called abnormal when the mean of its windows' p_abnormal is >= 0.5)."""
+    from sklearn.model_selection import StratifiedGroupKFold
 
     p = np.full(len(data), np.nan)
     groups = np.unique(data.subject)
-    for train, test in GroupKFold(n_splits=min(n_splits, len(groups))).split(
-        data.x, data.abnormal, data.subject
-    ):
+    ab_subjects = len(np.unique(data.subject[data.abnormal]))
+    n_folds = min(n_splits, ab_subjects, len(groups) - ab_subjects)
+    if n_folds < 2:
+        raise ValueError("cross-validation needs at least 2 normal and 2 abnormal subjects")
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for train, test in folds.split(data.x, data.abnormal, data.subject):
         sub = WindowSet(
             data.x[train],
             data.abnormal[train],

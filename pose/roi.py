@@ -27,9 +27,9 @@ from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
 MODEL_INPUT_SIZE = 256
 
 # Side of the ROI as a multiple of the longer side of the person's box. 1.25 is the value MediaPipe uses
-# around its own alignment circle; on ground-truth boxes of the shared COCO/MPII people it also scored best
-# among 1.1-1.5 (see the pose README): a tighter crop cuts off feet and hands when the box is tight, a looser
-# one spends the 256 input pixels on background and shrinks the person.
+# around its own alignment circle; on the shared annotated people 1.4 gained a little overall but lost
+# ankles and MPII accuracy (see the pose README): a tighter crop cuts off feet and hands when the box is
+# tight, a looser one spends the 256 input pixels on background and shrinks the person.
 DEFAULT_ROI_SCALE = 1.25
 
 

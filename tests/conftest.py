@@ -10,7 +10,6 @@ install mosquitto (see the README's test install command), a skipped broker test
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,27 +21,24 @@ from typing import IO
 
 import pytest
 
+from gaitwatch.daemon.local_broker import find_mosquitto as find_mosquitto_binary
+from gaitwatch.daemon.local_broker import free_port
+
 # How long a starting broker may take to accept connections before the test fails (it takes ~10 ms).
 _START_DEADLINE_S = 10.0
 _STOP_DEADLINE_S = 10.0
 
 
 def find_mosquitto() -> Path:
-    """The mosquitto binary: on $PATH or in /usr/sbin (Debian installs it there, outside a user's PATH)."""
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    """The mosquitto binary (``local_broker.find_mosquitto``); FAILS the test when it is absent."""
+    found = find_mosquitto_binary()
     if found is None:
         pytest.fail(
             "the mosquitto broker binary is not installed (looked on $PATH and in /usr/sbin); the MQTT tests "
             "need it: run the README's test install command (e.g. `sudo apt-get install -y mosquitto`)",
             pytrace=False,
         )
-    return Path(found)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return found
 
 
 @dataclass

@@ -56,7 +56,7 @@ def test_bad_value_names_key_and_value(tmp_path: Path) -> None:
         ("", "cameras: required key is missing"),
         ('[[cameras]]\nid = "a"\nsource = "x"\n[[cameras]]\nid = "a"\nsource = "y"\n', "repeated: a"),
         ('[[cameras]]\nid = "a b"\nsource = "x"\n', "cameras[0].id"),
-        ('[[cameras]]\nid = "a"\nsource = "x"\n[alerts]\nabnormal_k = 9\n', "hysteresis"),
+        ('[[cameras]]\nid = "a"\nsource = "x"\n[alerts]\nk_start = 9\n', "hysteresis"),
         ('[[cameras]]\nid = "a"\nsource = "x"\n[detector]\nkind = "onnx"\n', "onnx_model"),
         ('[[cameras]]\nid = "a"\nsource = "x"\n[gait]\nwindow_s = -1\n', "gait.window_s"),
         ("[[cameras]\n", "not valid TOML"),

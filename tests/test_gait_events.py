@@ -39,7 +39,8 @@ def test_step_time_cv_within_2_pp_median(fps: float, view_deg: float) -> None:
 
 def test_variability_ranks_subjects() -> None:
     # Unsteady walkers (CV 10 %) must measure well above steady ones (CV 1.5 %) at a ward camera's 15 fps.
-    steady, unsteady = [], []
+    steady: list[float] = []
+    unsteady: list[float] = []
     for seed in range(4):
         for cv, out in ((0.015, steady), (0.10, unsteady)):
             walk = generate_walk(WalkerParams(step_cv=cv), fps=15.0, duration_s=11.0, seed=seed)
@@ -48,10 +49,14 @@ def test_variability_ranks_subjects() -> None:
 
 
 def test_step_asymmetry_of_a_limp() -> None:
-    walk = generate_walk(WalkerParams(cadence_spm=100.0, step_asymmetry=0.25), fps=30.0, duration_s=11.0, seed=9)
+    walk = generate_walk(
+        WalkerParams(cadence_spm=100.0, step_asymmetry=0.25), fps=30.0, duration_s=11.0, seed=9
+    )
     feats, truth = _measure(walk, 1.5, 9.5)
     assert abs(feats["step_asymmetry"] - abs(truth["step_asymmetry"])) <= 0.05
-    sym = generate_walk(WalkerParams(cadence_spm=100.0, step_asymmetry=0.0), fps=30.0, duration_s=11.0, seed=9)
+    sym = generate_walk(
+        WalkerParams(cadence_spm=100.0, step_asymmetry=0.0), fps=30.0, duration_s=11.0, seed=9
+    )
     assert _measure(sym, 1.5, 9.5)[0]["step_asymmetry"] < 0.05
 
 

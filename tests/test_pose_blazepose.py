@@ -70,6 +70,14 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path: Path) -> None:
         BlazePoseBackend(BlazePoseSettings(model_path=bad))
 
 
+def test_second_pass_auto_means_full_only() -> None:
+    # Measured: the aligned second pass helps the full model and hurts the lite model's ankles.
+    assert BlazePoseSettings(model="full").uses_second_pass
+    assert not BlazePoseSettings(model="lite").uses_second_pass
+    assert BlazePoseSettings(model="lite", second_pass="on").uses_second_pass
+    assert not BlazePoseSettings(model="full", second_pass="off").uses_second_pass
+
+
 def test_settings_reject_nonsense() -> None:
     with pytest.raises(ValueError, match="num_threads"):
         BlazePoseSettings(num_threads=0)
@@ -201,12 +209,16 @@ def test_lying_person_is_found_by_the_turned_hypotheses(
     """The frame turned by 90 degrees makes every walker lie down: boxes become wide, poses must follow."""
     frame, xyxy = pets_people
     h = frame.shape[0]
-    turned = np.ascontiguousarray(cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE))  # (x, y) -> (h - y, x)
+    turned = np.ascontiguousarray(
+        cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE), dtype=np.uint8
+    )  # (x,y)->(h-y,x)
     boxes = np.stack([h - xyxy[:, 3], xyxy[:, 0], h - xyxy[:, 1], xyxy[:, 2]], axis=1)
     ids = np.arange(len(boxes), dtype=np.int64)
     upright = full.estimate(frame, ids, xyxy)
     lying = full.estimate(turned, ids, boxes)
-    plain = BlazePoseBackend(BlazePoseSettings(model="full", lying_hypotheses=False)).estimate(turned, ids, boxes)
+    plain = BlazePoseBackend(BlazePoseSettings(model="full", lying_hypotheses=False)).estimate(
+        turned, ids, boxes
+    )
     assert np.all(lying.presence > 0.5)
     expected = np.stack([h - upright.keypoints[:, :, 1], upright.keypoints[:, :, 0]], axis=-1)
     heights = (xyxy[:, 3] - xyxy[:, 1])[:, None]
