@@ -88,9 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Offline tools (evaluation, training, replay) each live in their own ``cmd_*`` module."""
-    from gaitwatch.daemon import cmd_eval_pose
+    from gaitwatch.daemon import (
+        cmd_eval_gait,
+        cmd_eval_mot,
+        cmd_eval_pose,
+        cmd_record,
+        cmd_replay,
+        cmd_report,
+        cmd_synth,
+        cmd_train_gait,
+    )
 
-    return [cmd_eval_pose.register]
+    return [
+        cmd_record.register,
+        cmd_replay.register,
+        cmd_report.register,
+        cmd_synth.register,
+        cmd_train_gait.register,
+        cmd_eval_gait.register,
+        cmd_eval_pose.register,
+        cmd_eval_mot.register,
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

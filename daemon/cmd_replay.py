@@ -1,14 +1,15 @@
 """``gaitwatch replay``: re-run gait analysis offline over a recording of keypoint trajectories.
 
-Usage: ``gaitwatch replay RECORDING [--fps F] [--model default|rules|PATH] [--json OUT]``. RECORDING is a
-``.npz`` written by ``gaitwatch synth`` or by the daemon's recorder (timestamps and keypoints, never pixels).
+Usage: ``gaitwatch replay RECORDING|VIDEO [--fps F] [--model default|rules|PATH] [--config FILE] [--json OUT]``.
+RECORDING is a ``.npz`` written by ``gaitwatch synth`` or ``gaitwatch record`` (timestamps and keypoints, never
+pixels); any other file is taken as a video and first runs through the real pipeline (detector, tracker, pose,
+with the detector/pose settings of ``--config`` if given), exactly as ``gaitwatch record`` would.
 ``--fps F`` re-times a recording whose camera misreported its rate: times are scaled by (recorded fps / F), so
 a 7 fps camera that claimed 10 fps is replayed at its true speed. The gait stage runs exactly as in the daemon
 (buffers, windows every hop, classifier, alert policy). Prints one line per window and per alert; ``--json``
 writes ``{"windows": [{"track", "t_start", "t_end", "valid", "state", "cadence_spm", "quality", "label",
 "p_abnormal", "pattern", "features"}...], "alerts": [{"type", "phase", "track", ...}...], "summary": {...}}``.
-Video files go through the full pipeline (tracker + pose) in ``gaitwatch demo``. Exit 0, or 1 when the
-recording cannot be read.
+Exit 0, or 1 when the recording or video cannot be read, 78 for a bad config.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from gaitwatch.daemon.cmd_record import offline_settings
+from gaitwatch.daemon.recorder import VideoReadError, record_video
+from gaitwatch.daemon.settings import EX_CONFIG, ConfigError
 from gaitwatch.gait.classifier import GaitClassifier
 from gaitwatch.gait.model import GaitModel
 from gaitwatch.gait.offline import OfflineResult, analyze_recording
@@ -35,8 +39,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("recording", type=Path, metavar="RECORDING", help="keypoint recording (.npz)")
+    p.add_argument(
+        "recording", type=Path, metavar="RECORDING|VIDEO", help="keypoint recording (.npz) or a video"
+    )
     p.add_argument("--fps", type=float, default=None, help="the camera's true frame rate (re-times samples)")
+    p.add_argument(
+        "--config", type=Path, default=None, help="daemon config for the video pipeline's settings"
+    )
     p.add_argument("--model", default="default", help="'default' (shipped), 'rules', or a model JSON file")
     p.add_argument("--json", type=Path, default=None, help="write windows and alerts as JSON")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -115,9 +124,16 @@ def result_json(result: OfflineResult) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        rec = retimed(Recording.load(args.recording), args.fps)
+        if args.recording.suffix.lower() == ".npz":
+            rec = retimed(Recording.load(args.recording), args.fps)
+        else:
+            settings = offline_settings(args.config, args.recording)
+            rec = record_video(args.recording, settings, fps=args.fps)
         classifier = load_classifier(args.model)
-    except (OSError, ValueError, KeyError) as exc:
+    except ConfigError as exc:
+        sys.stderr.write(f"gaitwatch replay: {exc}\n")
+        return EX_CONFIG
+    except (OSError, ValueError, KeyError, VideoReadError) as exc:
         sys.stderr.write(f"gaitwatch replay: {exc}\n")
         return 1
     result = analyze_recording(rec, classifier=classifier)

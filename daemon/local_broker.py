@@ -1,5 +1,5 @@
-"""A throw-away MQTT broker on a free loopback port, for the demo and for tests: the real mosquitto binary when
-it is installed, else the embedded pure-Python broker. Nothing listens beyond 127.0.0.1."""
+"""A throw-away MQTT broker on a free loopback port, for the demo and for tests: the real mosquitto binary
+when it is installed, else the embedded pure-Python broker. Nothing listens beyond 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -66,22 +66,27 @@ async def local_broker(prefer_mosquitto: bool = True) -> AsyncIterator[LocalBrok
     with tempfile.TemporaryDirectory(prefix="gaitwatch-broker-") as tmp:
         port = free_port()
         conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(f"listener {port} {LOOPBACK}\nallow_anonymous true\npersistence false\n", encoding="utf-8")
-        process = subprocess.Popen(
-            [str(binary), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        conf.write_text(
+            f"listener {port} {LOOPBACK}\nallow_anonymous true\npersistence false\n", encoding="utf-8"
         )
+        # The broker's log goes to a file, never to an unread pipe (which would block it once full).
+        log_path = Path(tmp) / "mosquitto.log"
+        with log_path.open("wb") as log_file:
+            process = await asyncio.create_subprocess_exec(
+                str(binary), "-c", str(conf), stdout=subprocess.DEVNULL, stderr=log_file
+            )
         try:
             try:
                 await wait_for_port(port, timeout_s=10.0)
             except TimeoutError:
-                process.kill()
-                _, err = process.communicate(timeout=5)
-                raise RuntimeError(f"mosquitto did not start: {err.decode(errors='replace').strip()}") from None
+                err = log_path.read_text(errors="replace").strip()
+                raise RuntimeError(f"mosquitto did not start: {err}") from None
             yield LocalBroker(LOOPBACK, port, "mosquitto")
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), timeout=5)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()

@@ -25,6 +25,9 @@ from prometheus_client.exposition import start_http_server as _prometheus_http_s
 
 DEFAULT_STAGES: Final = ("detect", "track", "pose", "gait", "frame")
 PUBLISH_FAILURE_REASONS: Final = ("not_connected", "timeout", "rejected", "error")
+# What became of an alert id named in an integrator ack: newly acknowledged, already acknowledged or not ours
+# (another host's, or cleaned up), or the whole message was unreadable.
+ACK_RESULTS: Final = ("acked", "ignored", "invalid")
 # Alert types are code-defined, but a bug (a type built from data) must not create unbounded series:
 # beyond this many distinct types, further ones are counted as "other".
 MAX_ALERT_TYPES: Final = 32
@@ -108,6 +111,30 @@ class DaemonMetrics:
         self.outbox_published = Counter(
             "gaitwatch_outbox_published", "Outbox rows acknowledged by the broker (PUBACK)", registry=r
         )
+        self.outbox_republished = Counter(
+            "gaitwatch_outbox_republished",
+            "Ack mode: alerts sent again because no integrator acknowledged them in time",
+            registry=r,
+        )
+        self.outbox_unacked = Gauge(
+            "gaitwatch_outbox_unacked",
+            "Ack mode: alerts the broker took but no integrator acknowledged yet",
+            registry=r,
+        )
+        self.outbox_rows = Gauge(
+            "gaitwatch_outbox_rows",
+            "Rows in the outbox, delivered or not (bounded by outbox.max_rows)",
+            registry=r,
+        )
+        self.outbox_cleaned = Counter(
+            "gaitwatch_outbox_cleaned", "Delivered rows deleted after outbox.keep_published_s", registry=r
+        )
+        self.acks = Counter(
+            "gaitwatch_mqtt_acks",
+            "Alert ids named in integrator acks, by result (acked, ignored, invalid message)",
+            ["result"],
+            registry=r,
+        )
         self.mqtt_connected = Gauge("gaitwatch_mqtt_connected", "1 while connected to the broker", registry=r)
         self.mqtt_connects = Counter("gaitwatch_mqtt_connects", "Successful broker connections", registry=r)
         self.publish_failures = Counter(
@@ -132,6 +159,8 @@ class DaemonMetrics:
             self.stage_latency.labels(stage=stage)
         for reason in PUBLISH_FAILURE_REASONS:
             self.publish_failures.labels(reason=reason)
+        for result in ACK_RESULTS:
+            self.acks.labels(result=result)
         self.mqtt_connected.set(0)
 
     def _camera(self, camera: str) -> str:
@@ -186,6 +215,15 @@ class DaemonMetrics:
 
     def outbox_row_published(self) -> None:
         self.outbox_published.inc()
+
+    def set_outbox_rows(self, rows: int, unacked: int) -> None:
+        self.outbox_rows.set(rows)
+        self.outbox_unacked.set(unacked)
+
+    def ack_received(self, result: str, n: int = 1) -> None:
+        if result not in ACK_RESULTS:
+            raise ValueError(f"unknown ack result {result!r}; allowed: {ACK_RESULTS}")
+        self.acks.labels(result=result).inc(n)
 
     def set_mqtt_connected(self, connected: bool) -> None:
         self.mqtt_connected.set(1 if connected else 0)

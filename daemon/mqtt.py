@@ -54,6 +54,7 @@ __all__ = [
     "TransportError",
     "backoff_delays",
     "subscription",
+    "tls_context",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -134,7 +135,9 @@ class MqttConfig:
     reconnect_max_s: float = 60.0
 
 
-def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The client's TLS context; ``MqttConfigError`` naming the file when a CA, certificate or key cannot be
+    loaded (checked at start-up, so a typo in a path is a config error, not a reconnect loop)."""
     try:
         ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
     except (OSError, ssl.SSLError) as exc:
@@ -192,7 +195,7 @@ class MqttTransport:
         if config.protocol not in ("5", "3.1.1"):
             raise MqttConfigError(f"mqtt.protocol must be '5' or '3.1.1'; got {config.protocol!r}")
         self.config = config
-        self._tls = _tls_context(config.tls) if config.tls is not None else None
+        self._tls = tls_context(config.tls) if config.tls is not None else None
         self._status_topic = status_topic
         self._online_payload = online_payload
         self._offline_payload = offline_payload
@@ -473,6 +476,11 @@ class OutboxDrainer:
         self._wake = asyncio.Event()
         self._last_error: str | None = None
 
+    @property
+    def last_error(self) -> str | None:
+        """Why the last publish or outbox access failed; None once a pass went through."""
+        return self._last_error
+
     def notify(self) -> None:
         """Something was added to the outbox: drain now instead of at the next poll."""
         self._wake.set()
@@ -523,20 +531,27 @@ class OutboxDrainer:
         try:
             while True:
                 rows = await asyncio.to_thread(self._outbox.pending, self._max_in_flight)
+                republishing = False
                 if not rows and self._republish_after_s is not None:
                     cutoff = self._wall() - self._republish_after_s
                     rows = await asyncio.to_thread(self._outbox.unacked, cutoff, self._max_in_flight)
+                    republishing = True
                 if not rows:
+                    self._last_error = None
                     return sent, False
                 done = await self._publish_batch(rows)
                 if done:
                     now = self._wall()
+                    # A re-sent row's published time moves on, so it is re-sent again only after another
+                    # republish_after_s without an ack.
                     await asyncio.to_thread(
                         self._outbox.mark_published_many, [r.seq for r in done], now_wall=now
                     )
                     sent += len(done)
                     if self._metrics is not None:
                         self._metrics.outbox_published.inc(len(done))
+                        if republishing:
+                            self._metrics.outbox_republished.inc(len(done))
                 if len(done) < len(rows):
                     return sent, True
                 self._last_error = None
@@ -567,12 +582,12 @@ class OutboxDrainer:
         if self._metrics is None:
             return
         try:
-            pending = await asyncio.to_thread(self._outbox.pending_count)
-            age = await asyncio.to_thread(self._outbox.oldest_pending_age_s, self._wall())
+            stats = await asyncio.to_thread(self._outbox.stats, self._wall())
         except OutboxError as exc:
             self._log_error("cannot read outbox size", str(exc))
             return
-        self._metrics.set_outbox(pending, age)
+        self._metrics.set_outbox(stats.pending, stats.oldest_pending_age_s)
+        self._metrics.set_outbox_rows(stats.rows, stats.unacked)
 
     def _log_error(self, message: str, error: str, **extra: object) -> None:
         if error != self._last_error:

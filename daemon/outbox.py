@@ -12,7 +12,9 @@ are deleted, so it is a per-host sequence number integrators can order by.
 
 Size: at most ``max_rows`` rows. When the table is full, ``add`` first deletes the oldest delivered rows; if
 every row is still undelivered it raises ``OutboxFullError`` and stores nothing; the caller must make that
-loud (metric and technical alert), never drop silently. Larger ``max_rows`` rides out longer outages at the
+loud (metric and technical alert), never drop silently. The technical alert itself is stored with
+``over_limit=True``, which may exceed ``max_rows`` by the few rows such alerts take (one start and one end per
+overflow episode). Larger ``max_rows`` rides out longer outages at the
 cost of disk space (~1 kB per alert) and a longer backlog burst when the broker returns.
 
 Threads: the API is synchronous and blocking (each write waits for an fsync); call it through
@@ -45,7 +47,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     acked_wall     REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_wall IS NULL;
+CREATE TABLE IF NOT EXISTS write_probe (data BLOB NOT NULL);
 """
+# Bytes written (and deleted again) by ``check_writable``: room for a few dozen alerts, so a daemon never
+# reports ready on a disk that cannot take its first alert.
+_PROBE_BYTES: Final = 64 * 1024
 _COLUMNS: Final = "seq, alert_id, topic, payload, created_wall, published_wall, acked_wall"
 
 # What SQLite's primary error codes mean for someone fixing the machine.
@@ -95,6 +101,16 @@ class OutboxRow:
     created_wall: float
     published_wall: float | None
     acked_wall: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """A consistent snapshot of the outbox's size, for metrics and the status line."""
+
+    pending: int  # not yet acknowledged by the broker
+    oldest_pending_age_s: float  # 0.0 when nothing is pending
+    unacked: int  # ack mode: taken by the broker, not yet acknowledged by an integrator
+    rows: int  # all rows, delivered or not
 
 
 def _storage_error(path: Path, doing: str, exc: sqlite3.Error) -> OutboxStorageError:
@@ -162,19 +178,45 @@ class Outbox:
 
     # -- writing ---------------------------------------------------------------------------------------------
 
-    def add(self, topic: str, payload: bytes, alert_id: str, *, now_wall: float | None = None) -> int:
+    def check_writable(self) -> None:
+        """Write and delete ``_PROBE_BYTES`` in one committed transaction (through the WAL, with fsync).
+
+        Opening an existing database writes nothing, so without this a daemon could start on a full or
+        read-only disk and fail only at its first alert. Raises ``OutboxStorageError`` naming the cause. The
+        probe uses its own table, so it never consumes an alert ``seq``.
+        """
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("INSERT INTO write_probe (data) VALUES (zeroblob(?))", (_PROBE_BYTES,))
+                self._conn.execute("DELETE FROM write_probe")
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise _storage_error(self.path, "write", exc) from exc
+
+    def add(
+        self,
+        topic: str,
+        payload: bytes,
+        alert_id: str,
+        *,
+        now_wall: float | None = None,
+        over_limit: bool = False,
+    ) -> int:
         """Store a message durably and return its ``seq``; the row is fsync'ed when this returns.
 
         Idempotent on ``alert_id``: adding an id that is already stored returns the existing row's ``seq`` and
         changes nothing, so a caller that is unsure whether a previous ``add`` went through may repeat it.
         Raises ``OutboxFullError`` when ``max_rows`` undelivered rows leave no room, ``OutboxStorageError``
-        when the disk refuses the write.
+        when the disk refuses the write. ``over_limit=True`` stores even then: only for the technical alert
+        that reports the overflow.
         """
         created = time.time() if now_wall is None else now_wall
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                seq = self._add_locked(topic, payload, alert_id, created)
+                seq = self._add_locked(topic, payload, alert_id, created, over_limit)
                 self._conn.execute("COMMIT")
                 return seq
             except sqlite3.Error as exc:
@@ -191,13 +233,13 @@ class Outbox:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
 
-    def _add_locked(self, topic: str, payload: bytes, alert_id: str, created: float) -> int:
+    def _add_locked(self, topic: str, payload: bytes, alert_id: str, created: float, over_limit: bool) -> int:
         existing = self._conn.execute("SELECT seq FROM outbox WHERE alert_id = ?", (alert_id,)).fetchone()
         if existing is not None:
             return int(existing[0])
         rows = int(self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         excess = rows - self.max_rows + 1
-        if excess > 0:
+        if excess > 0 and not over_limit:
             deleted = self._conn.execute(
                 f"DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE {self._done_sql()} "
                 "ORDER BY seq LIMIT ?)",
@@ -249,6 +291,27 @@ class Outbox:
             f"ack {alert_id}",
         )
 
+    def mark_acked_many(self, alert_ids: Sequence[str], *, now_wall: float | None = None) -> int:
+        """``mark_acked`` for several ids in one transaction (one fsync); returns how many rows it newly
+        acknowledged (unknown and already acknowledged ids count 0)."""
+        when = time.time() if now_wall is None else now_wall
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                updated = sum(
+                    self._conn.execute(
+                        "UPDATE outbox SET acked_wall = ?, published_wall = COALESCE(published_wall, ?) "
+                        "WHERE alert_id = ? AND acked_wall IS NULL",
+                        (when, when, a),
+                    ).rowcount
+                    for a in alert_ids
+                )
+                self._conn.execute("COMMIT")
+                return int(updated)
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise _storage_error(self.path, "record acknowledgements", exc) from exc
+
     def cleanup(self, older_than_s: float, *, now_wall: float | None = None) -> int:
         """Delete delivered rows older than ``older_than_s``; undelivered rows are never deleted. Returns the
         number of rows deleted. ``seq`` keeps growing after a cleanup."""
@@ -291,12 +354,37 @@ class Outbox:
         """Rows not yet acknowledged by the broker."""
         return int(self._scalar("SELECT COUNT(*) FROM outbox WHERE published_wall IS NULL", ()) or 0)
 
+    def unacked_count(self) -> int:
+        """Rows the broker took but no integrator acknowledged yet (meaningful in ack mode only)."""
+        return int(
+            self._scalar(
+                "SELECT COUNT(*) FROM outbox WHERE published_wall IS NOT NULL AND acked_wall IS NULL", ()
+            )
+            or 0
+        )
+
     def oldest_pending_age_s(self, now_wall: float) -> float:
         """Seconds the oldest unpublished row has waited; 0.0 when nothing is pending."""
         created = self._scalar(
             "SELECT created_wall FROM outbox WHERE published_wall IS NULL ORDER BY seq LIMIT 1", ()
         )
         return 0.0 if created is None else max(0.0, now_wall - float(created))
+
+    def stats(self, now_wall: float) -> OutboxStats:
+        """Pending, oldest pending age, unacknowledged and total rows, read in one transaction."""
+        with self._lock:
+            try:
+                pending, oldest, unacked, rows = self._conn.execute(
+                    "SELECT "
+                    "(SELECT COUNT(*) FROM outbox WHERE published_wall IS NULL), "
+                    "(SELECT MIN(created_wall) FROM outbox WHERE published_wall IS NULL), "
+                    "(SELECT COUNT(*) FROM outbox WHERE published_wall IS NOT NULL AND acked_wall IS NULL), "
+                    "(SELECT COUNT(*) FROM outbox)"
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise _storage_error(self.path, "read", exc) from exc
+        age = 0.0 if oldest is None else max(0.0, now_wall - float(oldest))
+        return OutboxStats(int(pending), age, int(unacked), int(rows))
 
     def row_count(self) -> int:
         """All rows, delivered or not (bounded by ``max_rows``)."""

@@ -10,10 +10,21 @@ topic                    QoS   retain payload
 ``gait/<cam>``           0     no     ``gaitwatch.gait/1``: one person's metrics for one window
 ``alert/<cam>``          1     no     ``gaitwatch.alert/1``: a clinical or camera technical alert
 ``alert``                1     no     ``gaitwatch.alert/1``: a host-level technical alert (e.g. outbox full)
+``active_alerts``        1     yes    ``gaitwatch.active-alerts/1``: the incidents open right now (a snapshot)
+``ack`` (suggested)      1     no     ``gaitwatch.ack/1``: written by integrators, read by the daemon
 ======================== ===== ====== =====================================================================
 
 A subscriber to ``gaitwatch/v1/+/+/alert/#`` receives both alert topics (``#`` also matches the parent level).
 Alerts are never retained: a retained alert would be re-delivered as new to every integrator that reconnects.
+What an integrator that (re)connects needs instead is *state*: the retained ``active_alerts`` snapshot lists
+every incident that has started and not yet ended (its latest message's ``alert_id``, ``incident_id``, type,
+camera, subject), republished on every (re)connect and whenever the set changes. After a crash it is stale
+until the daemon is back; the host ``status`` (the Will says "offline") tells integrators so.
+
+Ack mode (``mqtt.ack_topic``): an integrator acknowledges each alert it has durably taken over by
+publishing ``{"alert_id": "<id>"}`` (or ``{"alert_ids": [...]}``) to the ack topic, for every copy it
+receives, duplicates included. The daemon re-sends an alert with the same ``alert_id`` until it is
+acknowledged.
 
 Alerts travel through the outbox in two steps. The pipeline builds an alert *body* (``alert_body`` or
 ``technical_alert_body``): everything known when the alert is raised. The outbox drainer completes it at each
@@ -46,6 +57,8 @@ ALERT_SCHEMA: Final = "gaitwatch.alert/1"
 GAIT_SCHEMA: Final = "gaitwatch.gait/1"
 STATUS_SCHEMA: Final = "gaitwatch.status/1"
 CAMERA_STATUS_SCHEMA: Final = "gaitwatch.camera-status/1"
+ACTIVE_ALERTS_SCHEMA: Final = "gaitwatch.active-alerts/1"
+ACK_SCHEMA: Final = "gaitwatch.ack/1"
 DEFAULT_ROOT: Final = "gaitwatch/v1"
 
 Category = Literal["clinical", "technical"]
@@ -97,6 +110,9 @@ STATUS_DELIVERY: Final = Delivery(qos=1, retain=True)
 CAMERA_STATUS_DELIVERY: Final = Delivery(qos=1, retain=True)
 GAIT_DELIVERY: Final = Delivery(qos=0, retain=False)
 ALERT_DELIVERY: Final = Delivery(qos=1, retain=False)
+ACTIVE_ALERTS_DELIVERY: Final = Delivery(qos=1, retain=True)
+# An ack message may name at most this many alerts: a bound on what one message can make the daemon do.
+MAX_ACK_IDS: Final = 1000
 
 
 def check_topic_level(name: str, what: str) -> str:
@@ -139,6 +155,16 @@ class Topics:
         if camera is None:
             return f"{self.base}/alert"
         return f"{self.base}/alert/{check_topic_level(camera, 'camera')}"
+
+    @property
+    def active_alerts(self) -> str:
+        """Retained snapshot of the open incidents (not under ``alert/``: it is state, not an event)."""
+        return f"{self.base}/active_alerts"
+
+    @property
+    def ack(self) -> str:
+        """The suggested integrator ack topic for this host (``mqtt.ack_topic`` may name any other)."""
+        return f"{self.base}/ack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,3 +469,92 @@ def stamp_alert(body: bytes, *, seq: int, emitted_wall_s: float, delayed: bool) 
     ordered = {k: obj[k] for k in _ALERT_KEYS if k in obj}
     ordered.update((k, v) for k, v in obj.items() if k not in ordered)
     return _dumps(ordered)
+
+
+# -- the open incidents, and integrator acknowledgements ----------------------------------------------------
+
+# What the active-alerts snapshot keeps of an alert message: enough to show and to look the alert up, nothing
+# that changes between its updates except the latest alert_id and observed_end.
+_ACTIVE_KEYS: Final = (
+    "alert_id",
+    "incident_id",
+    "phase",
+    "category",
+    "type",
+    "pattern",
+    "priority",
+    "camera",
+    "zone",
+    "subject",
+    "observed_start",
+    "observed_end",
+)
+
+
+def active_alert_entry(body: bytes) -> dict[str, Any]:
+    """The active-alerts snapshot's entry for an alert body (``alert_body``/``technical_alert_body``)."""
+    obj = json.loads(body)
+    if not isinstance(obj, dict) or obj.get("schema") != ALERT_SCHEMA:
+        raise ValueError("not a gaitwatch alert body")
+    return {k: obj.get(k) for k in _ACTIVE_KEYS}
+
+
+def active_alerts_payload(
+    entries: list[Mapping[str, Any]], identity: PublisherIdentity, wall_s: float
+) -> bytes:
+    """Retained snapshot of the incidents open now (``entries`` from ``active_alert_entry``), ordered by
+    when they started. An empty list means nothing is open on this host."""
+    ordered = sorted(entries, key=lambda e: (str(e.get("observed_start")), str(e.get("incident_id"))))
+    return _dumps(
+        {
+            "schema": ACTIVE_ALERTS_SCHEMA,
+            "site": identity.site,
+            "host": identity.host,
+            "boot_id": identity.boot_id,
+            "time": utc_iso(wall_s),
+            "alerts": [dict(e) for e in ordered],
+        }
+    )
+
+
+class AckError(ValueError):
+    """An ack message that is not ``{"alert_id": ...}`` or ``{"alert_ids": [...]}``."""
+
+
+def parse_ack(payload: bytes) -> tuple[str, ...]:
+    """The alert ids an integrator acknowledges in one ack message.
+
+    Accepted: a JSON object with ``alert_id`` (a string) and/or ``alert_ids`` (a list of strings); ``schema``,
+    if present, must be ``gaitwatch.ack/1``; other keys (who acknowledged, when) are the integrator's own and
+    ignored. Anything else raises ``AckError``, whose message says what is wrong (never echoing the payload).
+    """
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise AckError("ack is not JSON") from None
+    if not isinstance(obj, dict):
+        raise AckError("ack must be a JSON object")
+    schema = obj.get("schema", ACK_SCHEMA)
+    if schema != ACK_SCHEMA:
+        raise AckError(f"ack schema must be {ACK_SCHEMA!r}")
+    ids: list[object] = []
+    if "alert_id" in obj:
+        ids.append(obj["alert_id"])
+    many = obj.get("alert_ids", [])
+    if not isinstance(many, list):
+        raise AckError("alert_ids must be a list of strings")
+    ids.extend(many)
+    if not ids:
+        raise AckError("ack names no alert_id")
+    if len(ids) > MAX_ACK_IDS:
+        raise AckError(f"ack names {len(ids)} alerts; at most {MAX_ACK_IDS} per message")
+    if not all(isinstance(i, str) and i for i in ids):
+        raise AckError("every alert id must be a non-empty string")
+    return tuple(dict.fromkeys(str(i) for i in ids))
+
+
+def ack_payload(*alert_ids: str) -> bytes:
+    """What an integrator publishes to acknowledge alerts (tests, the soak benchmark, integrator examples)."""
+    if len(alert_ids) == 1:
+        return _dumps({"schema": ACK_SCHEMA, "alert_id": alert_ids[0]})
+    return _dumps({"schema": ACK_SCHEMA, "alert_ids": list(alert_ids)})

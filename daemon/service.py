@@ -1,12 +1,21 @@
 """The gaitwatch daemon: wires cameras, the inference thread, the outbox and MQTT together on one event loop.
 
-Start-up is all-or-nothing before READY: configuration, state directory and outbox, models, and cameras (files
-must exist and decode; a network camera that is down now is only logged, it may come up later). The broker is
-not waited for: the outbox covers its absence. Then one task per camera moves frames from its reader thread to
-the single inference thread and hands results to the outbox (alerts, committed before any network I/O) and to
-MQTT (gait metrics, QoS 0). A watchdog task pings systemd only while both the event loop and the inference
-thread make progress. SIGTERM finishes the current frame, ends open alerts, tries to flush the outbox, publishes
-"offline" and exits 0.
+Start-up is all-or-nothing before READY, cheapest check first, so a failure leaves nothing half-started (no
+broker connection, no "online" status, no metrics port, no camera thread): the MQTT settings (password file,
+TLS files; exit 78), the state directory and outbox, including a test write (exit 73), the models (exit 69),
+the cameras (files must exist and decode, exit 66; a network camera that is down now is only logged, it may
+come up later). The broker is not waited for: the outbox covers its absence.
+
+Then one task per camera moves frames from its reader thread to the single inference thread and hands results
+to the outbox (alerts, committed before any network I/O) and to MQTT (gait metrics, QoS 0). Around them:
+the outbox drainer; a camera-health task (retained camera status, a ``camera_offline`` technical alert when a
+camera is silent for its ``stale_after_s``, the systemd STATUS line); the retained snapshot of active alerts;
+integrator acks (ack mode); outbox clean-up; an event-loop lag monitor; and a watchdog task that pings systemd
+only while both the event loop and the inference thread make progress.
+
+SIGTERM (or SIGINT): STOPPING=1, every camera finishes its current frame, open alerts are ended (their
+``end`` phase stored), one bounded attempt flushes the outbox, the (now empty) active-alerts snapshot and the
+"offline" status are published, exit 0.
 """
 
 from __future__ import annotations
@@ -16,29 +25,43 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gaitwatch.daemon import __version__
 from gaitwatch.daemon.assembly import SharedModels, build_camera_pipeline
 from gaitwatch.daemon.logs import configure_logging
-from gaitwatch.daemon.metrics import DaemonMetrics, MetricsServer, start_http_server
-from gaitwatch.daemon.mqtt import MqttConfig, MqttTransport, OutboxDrainer, TlsConfig, TransportError
+from gaitwatch.daemon.metrics import DaemonMetrics, MetricsServer, monitor_loop_lag, start_http_server
+from gaitwatch.daemon.mqtt import (
+    MqttConfig,
+    MqttConfigError,
+    MqttTransport,
+    OutboxDrainer,
+    TlsConfig,
+    TransportError,
+    tls_context,
+)
 from gaitwatch.daemon.outbox import Outbox, OutboxError, OutboxFullError
 from gaitwatch.daemon.payloads import (
+    ACTIVE_ALERTS_DELIVERY,
+    CAMERA_STATUS_DELIVERY,
     GAIT_DELIVERY,
+    AckError,
     AlertIds,
     ClockMap,
     PublisherIdentity,
     Topics,
+    active_alert_entry,
+    active_alerts_payload,
     alert_body,
     camera_status_payload,
     gait_payload,
     host_status_payload,
     new_boot_id,
+    parse_ack,
     technical_alert_body,
 )
 from gaitwatch.daemon.pipeline import STAGES, CameraPipeline, FrameResult
@@ -51,6 +74,7 @@ from gaitwatch.pose.blazepose import PoseModelError
 log = logging.getLogger(__name__)
 
 # sysexits.h codes, so an admin (and systemd's RestartPreventExitStatus=) can tell failures apart.
+EX_RUNTIME = 1  # an unexpected error after start-up (logged with its traceback)
 EX_NOINPUT = 66  # a configured video file is missing or undecodable
 EX_UNAVAILABLE = 69  # a model file is missing or corrupt
 EX_CANTCREAT = 73  # the state directory or outbox cannot be created or written
@@ -58,11 +82,20 @@ EX_CANTCREAT = 73  # the state directory or outbox cannot be created or written
 # The inference thread counts as stuck when one frame has taken this long: then the watchdog stops pinging
 # and systemd restarts the service (far above any real frame: ~0.1-0.5 s on a 2-core PC).
 INFERENCE_STUCK_S = 20.0
-# A camera whose newest frame is older than this is reported offline (status topic + technical alert).
-CAMERA_STALE_S = 20.0
+# Camera health is checked this often, or four times per the shortest stale_after_s if that is shorter, so
+# an outage is reported at most a quarter of its threshold late.
 CAMERA_STATUS_PERIOD_S = 2.0
-LOOP_LAG_PERIOD_S = 0.5
+# Event-loop lag is sampled this often: 4 samples a second make a p99 meaningful within a minute.
+LOOP_LAG_PERIOD_S = 0.25
+WATCHDOG_CHECK_S = 0.5
+# At shutdown, one bounded attempt to deliver what is still in the outbox (the rest waits for the next start).
 SHUTDOWN_FLUSH_S = 5.0
+# The retained active-alerts snapshot is republished at most this often during an alert burst.
+ACTIVE_ALERTS_MIN_INTERVAL_S = 0.5
+# Integrator acks are recorded in batches of at most this many ids (one fsync per batch).
+ACK_BATCH = 500
+# Repeated identical per-frame errors are logged at most once per this many seconds.
+FRAME_ERROR_LOG_INTERVAL_S = 60.0
 
 T = TypeVar("T")
 
@@ -77,12 +110,23 @@ class StartupError(Exception):
 
 @dataclass(slots=True)
 class ServiceCounters:
-    """What the daemon did, for the demo's summary line and for tests."""
+    """What the daemon did, for the demo's summary line, benchmarks and tests."""
 
     frames: int = 0
+    frame_errors: int = 0
     gait_windows: int = 0
-    alerts: int = 0
+    alerts: int = 0  # alert messages raised (every phase, clinical and technical), stored or not
+    alerts_stored: int = 0  # of those, committed to the outbox
     confirmed_tracks: set[tuple[str, int]] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class EmittedAlert:
+    """An alert message handed to the outbox: its idempotency key and the incident it belongs to."""
+
+    alert_id: str
+    incident_id: str
+    stored: bool
 
 
 @dataclass(slots=True)
@@ -95,13 +139,15 @@ class _Camera:
     reported_reconnects: int = 0
     started_at: float = 0.0
     online: bool | None = None
-    offline_incident: tuple[str, float] | None = None  # (incident id, since)
+    offline_incident: str | None = None
+    last_error: str | None = None
+    last_error_logged: float = float("-inf")
 
 
 class Service:
     """One daemon run. ``stop_when_sources_end``: exit once every camera has finished (files without
     ``loop``): used by the demo and offline replays; a ward daemon keeps running. ``on_result`` sees every
-    processed frame on the event loop (the demo's renderer)."""
+    processed frame on the event loop (the demo's renderer). ``ready`` is set once start-up succeeded."""
 
     def __init__(
         self,
@@ -113,10 +159,12 @@ class Service:
     ) -> None:
         self.settings = settings
         self.counters = ServiceCounters()
+        self.ready = asyncio.Event()
         self._stop_when_sources_end = stop_when_sources_end
         self._on_result = on_result
         self._notifier = notifier or SystemdNotifier()
         self._stopping = asyncio.Event()
+        self._stopping_notified = False
         self._boot_id = new_boot_id()
         self._clock = ClockMap.capture()
         svc = settings.service
@@ -124,22 +172,71 @@ class Service:
         self._alert_ids = AlertIds(host=svc.host, boot_id=self._boot_id)
         self._incident_ids = AlertIds(host=svc.host, boot_id=f"{self._boot_id}i")
         self._incidents: dict[tuple[str, int, str], str] = {}
+        # Open incidents (started, not ended), by incident id: the retained active-alerts snapshot.
+        self._active: dict[str, dict[str, Any]] = {}
+        self._active_changed = asyncio.Event()
+        self._outbox_full_incident: str | None = None
+        self._acks: asyncio.Queue[str] = asyncio.Queue()
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._inference_started: float | None = None
         self._cameras: list[_Camera] = []
         self._outbox: Outbox | None = None
+        self._mqtt_config: MqttConfig | None = None
         self._transport: MqttTransport | None = None
         self._drainer: OutboxDrainer | None = None
         self._metrics_server: MetricsServer | None = None
         self._identity: PublisherIdentity | None = None
+        self._status_text: str | None = None
         self.metrics = DaemonMetrics(
             version=__version__, cameras=[c.id for c in settings.cameras], stages=(*STAGES, "frame")
         )
 
     def request_stop(self) -> None:
+        """Begin a graceful stop (what SIGTERM does); ``run`` then returns 0."""
         self._stopping.set()
 
+    @property
+    def topics(self) -> Topics:
+        return self._topics
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound metrics port (useful with ``metrics.port = 0``); None when metrics are off."""
+        return self._metrics_server.port if self._metrics_server is not None else None
+
     # -- start-up --------------------------------------------------------------------------------------------
+
+    def _build_mqtt_config(self) -> MqttConfig | None:
+        """Read the password and load the TLS files now, so a wrong path fails start-up (exit 78) instead of
+        every connection attempt later."""
+        m = self.settings.mqtt
+        if not m.enabled:
+            return None
+        password = read_secret(m.password_file) if m.password_file is not None else None
+        tls = (
+            TlsConfig(ca_file=m.tls.ca_file, cert_file=m.tls.cert_file, key_file=m.tls.key_file)
+            if m.tls is not None
+            else None
+        )
+        config = MqttConfig(
+            host=m.host,
+            port=m.port,
+            client_id=m.client_id or f"gaitwatch-{self.settings.service.site}-{self.settings.service.host}",
+            protocol=m.protocol,
+            username=m.username,
+            password=password,
+            tls=tls,
+            keepalive_s=m.keepalive_s,
+            timeout_s=m.timeout_s,
+            reconnect_initial_s=m.reconnect_initial_s,
+            reconnect_max_s=m.reconnect_max_s,
+        )
+        if tls is not None:
+            try:
+                tls_context(tls)
+            except MqttConfigError as exc:
+                raise ConfigError(str(exc)) from None
+        return config
 
     def _open_outbox(self) -> Outbox:
         state_dir = self.settings.service.state_dir
@@ -152,16 +249,26 @@ class Service:
                 EX_CANTCREAT,
             ) from None
         try:
-            return Outbox(state_dir / "outbox.sqlite3", self.settings.outbox.max_rows)
+            outbox = Outbox(
+                state_dir / "outbox.sqlite3",
+                self.settings.outbox.max_rows,
+                ack_required=self.settings.mqtt.enabled and self.settings.mqtt.ack_topic is not None,
+            )
         except OutboxError as exc:
-            raise StartupError(str(exc), EX_CANTCREAT) from None
+            raise StartupError(f"{exc}; fix service.state_dir", EX_CANTCREAT) from None
+        try:
+            outbox.check_writable()
+        except OutboxError as exc:
+            outbox.close()
+            raise StartupError(f"{exc}; free space in (or fix) service.state_dir", EX_CANTCREAT) from None
+        return outbox
 
     def _load_models(self) -> SharedModels:
         try:
             return SharedModels(self.settings)
         except PoseModelError as exc:
             raise StartupError(str(exc), EX_UNAVAILABLE) from None
-        except (FileNotFoundError, ValueError, RuntimeError, ImportError) as exc:
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:
             raise StartupError(f"cannot load a model: {exc}", EX_UNAVAILABLE) from None
 
     def _open_cameras(self, shared: SharedModels) -> list[_Camera]:
@@ -175,35 +282,14 @@ class Service:
             cameras.append(_Camera(cam, source, build_camera_pipeline(cam.id, self.settings, shared)))
         return cameras
 
-    def _mqtt_config(self) -> MqttConfig:
-        m = self.settings.mqtt
-        password = read_secret(m.password_file) if m.password_file is not None else None
-        tls = (
-            TlsConfig(ca_file=m.tls.ca_file, cert_file=m.tls.cert_file, key_file=m.tls.key_file)
-            if m.tls is not None
-            else None
-        )
-        return MqttConfig(
-            host=m.host,
-            port=m.port,
-            client_id=m.client_id or f"gaitwatch-{self.settings.service.site}-{self.settings.service.host}",
-            protocol=m.protocol,
-            username=m.username,
-            password=password,
-            tls=tls,
-            keepalive_s=m.keepalive_s,
-            timeout_s=m.timeout_s,
-            reconnect_initial_s=m.reconnect_initial_s,
-            reconnect_max_s=m.reconnect_max_s,
-        )
-
     # -- the run ---------------------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Run until SIGTERM/SIGINT (or until every source ended, if asked); returns the exit code."""
+        """Run until SIGTERM/SIGINT or ``request_stop`` (or until every source ended, if asked); returns the
+        exit code: 0 after a graceful stop, 66/69/73/78 when start-up failed, 1 after an unexpected error."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.request_stop)
         try:
             try:
@@ -214,17 +300,22 @@ class Service:
                 return exc.exit_code
             except ConfigError as exc:
                 log.error("startup failed: %s", exc)
+                self._notifier.status(f"startup failed: {exc}")
                 return EX_CONFIG
             await self._serve()
             return 0
+        except Exception:
+            log.critical("unexpected error; stopping", exc_info=True)
+            return EX_RUNTIME
         finally:
             await self._shutdown()
             for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
 
     async def _start(self) -> None:
         s = self.settings
+        self._mqtt_config = self._build_mqtt_config()
         self._outbox = await asyncio.to_thread(self._open_outbox)
         shared = await asyncio.to_thread(self._load_models)
         self._identity = PublisherIdentity(
@@ -247,57 +338,93 @@ class Service:
                     "change [metrics] port or set enabled = false",
                     EX_CANTCREAT,
                 ) from None
-        if s.mqtt.enabled:
+        if self._mqtt_config is not None:
             identity = self._identity
+            ack_topic = s.mqtt.ack_topic
             self._transport = MqttTransport(
-                self._mqtt_config(),
+                self._mqtt_config,
                 status_topic=self._topics.status,
                 online_payload=lambda: host_status_payload("online", identity, time.time()),
                 offline_payload=lambda: host_status_payload("offline", identity, time.time()),
+                subscriptions=(ack_topic,) if ack_topic else (),
+                on_message=self._on_message if ack_topic else None,
                 on_connected=self._on_connected,
                 metrics=self.metrics,
             )
             self._transport.start()
-            self._drainer = OutboxDrainer(self._outbox, self._transport, metrics=self.metrics)
+            self._drainer = OutboxDrainer(
+                self._outbox,
+                self._transport,
+                metrics=self.metrics,
+                republish_after_s=s.mqtt.ack_timeout_s if ack_topic else None,
+            )
         for camera in self._cameras:
             camera.started_at = time.monotonic()
             camera.source.start()
-        self._notifier.ready(f"watching {len(self._cameras)} camera(s)")
+        if self._stopping.is_set():
+            return  # SIGTERM during start-up: not ready, stop at once
+        self._status_text = f"watching {len(self._cameras)} camera(s)"
+        self._notifier.ready(self._status_text)
+        self.ready.set()
         log.info(
-            "started version=%s site=%s host=%s boot=%s cameras=%d",
+            "started version=%s site=%s host=%s boot=%s cameras=%d ack_mode=%s",
             __version__,
             s.service.site,
             s.service.host,
             self._boot_id,
             len(self._cameras),
+            "on" if s.mqtt.ack_topic else "off",
         )
 
     async def _serve(self) -> None:
-        tasks = [asyncio.create_task(self._camera_loop(c), name=f"camera-{c.settings.id}") for c in self._cameras]
-        background = [
+        tasks = [
+            asyncio.create_task(self._camera_loop(c), name=f"camera-{c.settings.id}") for c in self._cameras
+        ]
+        background: list[asyncio.Task[Any]] = [
             asyncio.create_task(self._watchdog_loop(), name="watchdog"),
-            asyncio.create_task(self._camera_status_loop(), name="camera-status"),
+            asyncio.create_task(monitor_loop_lag(self.metrics, LOOP_LAG_PERIOD_S), name="loop-lag"),
+            asyncio.create_task(self._health_loop(), name="camera-health"),
+            asyncio.create_task(self._active_alerts_loop(), name="active-alerts"),
+            asyncio.create_task(self._cleanup_loop(), name="outbox-cleanup"),
         ]
         if self._drainer is not None:
             background.append(asyncio.create_task(self._drainer.run(), name="outbox-drainer"))
+        if self.settings.mqtt.ack_topic:
+            background.append(asyncio.create_task(self._ack_loop(), name="acks"))
         stop_wait = asyncio.create_task(self._stopping.wait(), name="stop-signal")
         try:
             if self._stop_when_sources_end:
-                await asyncio.wait([stop_wait, asyncio.gather(*tasks)], return_when=asyncio.FIRST_COMPLETED)
+                sources: asyncio.Future[list[Any]] = asyncio.gather(*tasks, return_exceptions=True)
+                waiters: list[asyncio.Future[Any]] = [stop_wait, sources]
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             else:
                 await stop_wait
             self._stopping.set()
+            self._notify_stopping()
+            self._notifier.status("stopping: finishing frames, ending open alerts, flushing the outbox")
+            log.info("stopping")
             # Camera loops finish their current frame and return.
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Background work stops before the final flush: one drainer at a time, else rows go twice.
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._record_acks()
             await self._end_open_alerts()
             await self._flush_outbox()
+            await self._publish_active_alerts()
         finally:
             for task in [*background, stop_wait, *tasks]:
                 task.cancel()
             await asyncio.gather(*background, stop_wait, *tasks, return_exceptions=True)
 
+    def _notify_stopping(self) -> None:
+        if not self._stopping_notified:
+            self._stopping_notified = True
+            self._notifier.stopping()
+
     async def _shutdown(self) -> None:
-        self._notifier.stopping()
+        self._notify_stopping()
         for camera in self._cameras:
             await asyncio.to_thread(camera.source.stop)
         if self._transport is not None:
@@ -308,13 +435,14 @@ class Service:
         if self._metrics_server is not None:
             self._metrics_server.close()
         log.info(
-            "stopped frames=%d gait_windows=%d alerts=%d",
+            "stopped frames=%d gait_windows=%d alerts=%d stored=%d",
             self.counters.frames,
             self.counters.gait_windows,
             self.counters.alerts,
+            self.counters.alerts_stored,
         )
 
-    # -- per camera --------------------------------------------------------------------------------------------
+    # -- per camera ------------------------------------------------------------------------------------------
 
     async def _infer(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -334,8 +462,20 @@ class Service:
                     log.info("camera=%s event=finished", camera.settings.id)
                     return
                 continue
-            result = await self._infer(lambda f=frame: pipeline.process(f))  # type: ignore[misc]
-            await self._deliver(camera, result)
+            try:
+                result = await self._infer(lambda f=frame: pipeline.process(f))  # type: ignore[misc]
+                await self._deliver(camera, result)
+            except Exception as exc:
+                # One bad frame (or a bug it triggers) must not end the camera for the daemon's lifetime.
+                self._frame_failed(camera, exc)
+
+    def _frame_failed(self, camera: _Camera, exc: Exception) -> None:
+        self.counters.frame_errors += 1
+        text = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if text != camera.last_error or now - camera.last_error_logged >= FRAME_ERROR_LOG_INTERVAL_S:
+            log.error("camera=%s event=frame_failed", camera.settings.id, exc_info=exc)
+            camera.last_error, camera.last_error_logged = text, now
 
     def _sync_camera_counters(self, camera: _Camera) -> None:
         stats, cam = camera.source.stats, camera.settings.id
@@ -347,7 +487,7 @@ class Service:
             camera.reported_dropped = stats.dropped
         for _ in range(stats.reconnects - camera.reported_reconnects):
             self.metrics.camera_reconnect(cam)
-        camera.reported_reconnects = stats.reconnects
+        camera.reported_reconnects = max(camera.reported_reconnects, stats.reconnects)
 
     async def _deliver(self, camera: _Camera, result: FrameResult) -> None:
         cam = camera.settings.id
@@ -384,7 +524,7 @@ class Service:
         except TransportError as exc:
             log.debug("gait publish failed topic=%s error=%s", topic, exc)
 
-    # -- alerts ------------------------------------------------------------------------------------------------
+    # -- alerts ----------------------------------------------------------------------------------------------
 
     def _incident(self, key: tuple[str, int, str], phase: AlertPhase) -> str:
         if phase is AlertPhase.START or key not in self._incidents:
@@ -407,90 +547,257 @@ class Service:
             alert_id=alert_id,
             incident_id=self._incident((cam, alert.track_id, alert.type), alert.phase),
         )
-        self.counters.alerts += 1
         self.metrics.alert_raised(alert.type, "clinical")
         await self._store(self._topics.alert(cam), body, alert_id)
 
-    async def _store_technical_alert(
-        self, type_: str, phase: AlertPhase, camera: _Camera | None, incident: str, since: float
-    ) -> None:
-        assert self._identity is not None
+    async def emit_technical_alert(
+        self,
+        type_: str,
+        phase: AlertPhase = AlertPhase.START,
+        *,
+        camera: str | None = None,
+        incident_id: str | None = None,
+        since: float | None = None,
+        priority: str = "high",
+        evidence: Mapping[str, float] | None = None,
+    ) -> EmittedAlert:
+        """Store a technical alert in the outbox, to be published like every other alert.
+
+        The daemon raises its own (``camera_offline``, ``outbox_full``) through here; it is public so that a
+        commissioning tool, the soak benchmark and the fault-injection tests can push alerts through the
+        real outbox and MQTT path without waiting for real abnormal gait (the pipeline never calls it).
+        ``incident_id``: None opens a new incident (with ``phase=START``); pass the returned one with
+        ``phase=END`` to close it. ``since``: when the condition began (``time.monotonic()``; default now).
+        Must be called on the service's event loop after ``ready`` is set.
+        """
+        if self._identity is None:
+            raise RuntimeError("the service has not started")
+        cam = self._camera(camera) if camera is not None else None
+        incident = incident_id or self._incident_ids.next()
+        now = time.monotonic()
         alert_id = self._alert_ids.next()
         body = technical_alert_body(
             type_,
             phase,
-            camera=camera.settings.id if camera else None,
+            camera=camera,
             identity=self._identity,
             clock=self._clock,
-            t_start=since,
-            t_observed=time.monotonic(),
+            t_start=now if since is None else since,
+            t_observed=now,
             alert_id=alert_id,
             incident_id=incident,
-            zone=camera.settings.zone if camera else "",
+            priority=priority,
+            zone=cam.settings.zone if cam else "",
+            evidence=evidence,
         )
-        self.counters.alerts += 1
         self.metrics.alert_raised(type_, "technical")
-        topic = self._topics.alert(camera.settings.id if camera else None)
-        await self._store(topic, body, alert_id)
+        # The overflow alert must get in even when the outbox is full: that is the point of it.
+        stored = await self._store(
+            self._topics.alert(camera), body, alert_id, over_limit=type_ == "outbox_full"
+        )
+        return EmittedAlert(alert_id, incident, stored)
 
-    async def _store(self, topic: str, body: bytes, alert_id: str) -> None:
-        """Commit to the outbox before any network I/O; the drainer publishes it."""
+    def _camera(self, camera_id: str) -> _Camera:
+        for camera in self._cameras:
+            if camera.settings.id == camera_id:
+                return camera
+        raise ValueError(f"unknown camera {camera_id!r}")
+
+    async def _store(self, topic: str, body: bytes, alert_id: str, *, over_limit: bool = False) -> bool:
+        """Commit to the outbox before any network I/O; the drainer publishes it. Returns whether it was
+        stored; an alert that could not be stored is loud (log, metric, ``outbox_full`` technical alert)."""
         assert self._outbox is not None
+        self.counters.alerts += 1
+        self._track_active(body)
         try:
-            await asyncio.to_thread(self._outbox.add, topic, body, alert_id)
+            await asyncio.to_thread(self._outbox.add, topic, body, alert_id, over_limit=over_limit)
         except OutboxFullError as exc:
             self.metrics.outbox_overflow()
             log.error("outbox full: alert not stored alert_id=%s error=%s", alert_id, exc)
-            return
+            if self._outbox_full_incident is None:
+                emitted = await self.emit_technical_alert(
+                    "outbox_full", evidence={"max_rows": float(self.settings.outbox.max_rows)}
+                )
+                self._outbox_full_incident = emitted.incident_id
+            return False
         except OutboxError as exc:
             log.critical("cannot store alert alert_id=%s error=%s", alert_id, exc)
-            return
+            return False
+        self.counters.alerts_stored += 1
         if self._drainer is not None:
             self._drainer.notify()
+        if self._outbox_full_incident is not None and not over_limit:
+            # The outbox took an alert again: the overflow is over.
+            incident, self._outbox_full_incident = self._outbox_full_incident, None
+            await self.emit_technical_alert("outbox_full", AlertPhase.END, incident_id=incident)
+        return True
+
+    def _track_active(self, body: bytes) -> None:
+        """Keep the set of open incidents (for the retained snapshot), whether or not the outbox took the
+        message: when it could not, the snapshot is the only place the incident still shows."""
+        entry = active_alert_entry(body)
+        incident = str(entry["incident_id"])
+        if entry["phase"] == str(AlertPhase.END):
+            self._active.pop(incident, None)
+        else:
+            previous = self._active.get(incident)
+            if previous is not None:
+                entry["observed_start"] = previous["observed_start"]
+            self._active[incident] = entry
+        self._active_changed.set()
 
     async def _end_open_alerts(self) -> None:
+        """Shutdown: every open incident gets its ``end`` phase (the tracks and camera outages it was about
+        end with this run)."""
         now = time.monotonic()
         for camera in self._cameras:
             media_now = camera.source.stats.last_frame_t or now
-            alerts = await self._infer(lambda c=camera, t=media_now: c.pipeline.close(t))  # type: ignore[misc]
+            try:
+                alerts = await self._infer(lambda c=camera, t=media_now: c.pipeline.close(t))  # type: ignore[misc]
+            except Exception:
+                log.exception("camera=%s event=close_failed", camera.settings.id)
+                continue
             for alert in alerts:
                 await self._store_clinical_alert(camera, alert)
+            if camera.offline_incident is not None:
+                incident, camera.offline_incident = camera.offline_incident, None
+                await self.emit_technical_alert(
+                    "camera_offline", AlertPhase.END, camera=camera.settings.id, incident_id=incident
+                )
+        if self._outbox_full_incident is not None:
+            incident, self._outbox_full_incident = self._outbox_full_incident, None
+            await self.emit_technical_alert("outbox_full", AlertPhase.END, incident_id=incident)
+        # Anything still open was raised through emit_technical_alert by a tool: close it too.
+        for incident, entry in list(self._active.items()):
+            await self.emit_technical_alert(
+                str(entry["type"]), AlertPhase.END, camera=entry["camera"], incident_id=incident
+            )
 
     async def _flush_outbox(self) -> None:
         if self._drainer is None or self._transport is None or not self._transport.connected:
             return
         with contextlib.suppress(TimeoutError, TransportError, OutboxError):
             async with asyncio.timeout(SHUTDOWN_FLUSH_S):
-                await self._drainer.drain_once()
+                sent = await self._drainer.drain_once()
+                log.info("flushed outbox rows=%d", sent)
 
-    # -- health ------------------------------------------------------------------------------------------------
+    # -- the active-alerts snapshot and integrator acks ------------------------------------------------------
+
+    async def _active_alerts_loop(self) -> None:
+        while True:
+            await self._active_changed.wait()
+            await self._publish_active_alerts()
+            # A burst of alerts becomes a few snapshots, not one per alert.
+            await asyncio.sleep(ACTIVE_ALERTS_MIN_INTERVAL_S)
+
+    async def _publish_active_alerts(self) -> None:
+        transport = self._transport
+        if transport is None or self._identity is None or not transport.connected:
+            return  # republished on (re)connect
+        self._active_changed.clear()
+        payload = active_alerts_payload(list(self._active.values()), self._identity, time.time())
+        try:
+            await transport.publish(
+                self._topics.active_alerts,
+                payload,
+                qos=ACTIVE_ALERTS_DELIVERY.qos,
+                retain=ACTIVE_ALERTS_DELIVERY.retain,
+            )
+        except TransportError as exc:
+            self._active_changed.set()  # try again
+            log.debug("active alerts publish failed error=%s", exc)
+
+    async def _on_message(self, topic: str, payload: bytes) -> None:
+        """Integrator acks (the only subscription): parsed here, recorded in batches by ``_ack_loop``."""
+        if topic != self.settings.mqtt.ack_topic:
+            return
+        try:
+            ids = parse_ack(payload)
+        except AckError as exc:
+            self.metrics.ack_received("invalid")
+            log.warning("ignoring an invalid ack message topic=%s error=%s", topic, exc)
+            return
+        for alert_id in ids:
+            self._acks.put_nowait(alert_id)
+
+    async def _ack_loop(self) -> None:
+        while True:
+            first = await self._acks.get()
+            self._acks.put_nowait(first)
+            await self._record_acks()
+
+    async def _record_acks(self) -> None:
+        ids: list[str] = []
+        while not self._acks.empty() and len(ids) < ACK_BATCH:
+            ids.append(self._acks.get_nowait())
+        if not ids or self._outbox is None:
+            return
+        try:
+            acked = await asyncio.to_thread(self._outbox.mark_acked_many, ids)
+        except OutboxError as exc:
+            log.error("cannot record acks error=%s", exc)
+            return
+        self.metrics.ack_received("acked", acked)
+        self.metrics.ack_received("ignored", len(ids) - acked)
+
+    async def _cleanup_loop(self) -> None:
+        o = self.settings.outbox
+        while True:
+            if self._outbox is not None:
+                try:
+                    deleted = await asyncio.to_thread(self._outbox.cleanup, o.keep_published_s)
+                    stats = await asyncio.to_thread(self._outbox.stats, time.time())
+                except OutboxError as exc:
+                    log.error("outbox clean-up failed error=%s", exc)
+                else:
+                    self.metrics.outbox_cleaned.inc(deleted)
+                    self.metrics.set_outbox(stats.pending, stats.oldest_pending_age_s)
+                    self.metrics.set_outbox_rows(stats.rows, stats.unacked)
+                    if deleted:
+                        log.info("outbox clean-up deleted=%d rows=%d", deleted, stats.rows)
+            await asyncio.sleep(o.cleanup_interval_s)
+
+    # -- health ----------------------------------------------------------------------------------------------
 
     async def _on_connected(self) -> None:
-        """After every (re)connect: republish every camera's retained status."""
+        """After every (re)connect (the transport has just published "online"): republish every camera's
+        retained status and the active-alerts snapshot, which may have changed while disconnected."""
         for camera in self._cameras:
             camera.online = None
         await self._publish_camera_statuses()
+        await self._publish_active_alerts()
 
-    async def _camera_status_loop(self) -> None:
+    async def _health_loop(self) -> None:
+        stale = min((c.settings.stale_after_s for c in self._cameras), default=CAMERA_STATUS_PERIOD_S * 4)
+        period = max(0.05, min(CAMERA_STATUS_PERIOD_S, stale / 4))
         while True:
-            await asyncio.sleep(CAMERA_STATUS_PERIOD_S)
             await self._publish_camera_statuses()
+            self._update_status_line()
+            await asyncio.sleep(period)
 
     async def _publish_camera_statuses(self) -> None:
         assert self._identity is not None
         now = time.monotonic()
         for camera in self._cameras:
+            self._sync_camera_counters(camera)
             stats = camera.source.stats
             last = stats.last_grab_monotonic
             age = None if last is None else max(0.0, now - last)
-            # A camera is offline once it has been silent for CAMERA_STALE_S (since its last frame, or since
-            # start-up if it never delivered one), so a slow RTSP handshake is not an outage.
+            # A camera is offline once it has been silent for its stale_after_s (since its last frame, or
+            # since start-up if it never delivered one), so a slow RTSP handshake is not an outage.
             silent_for = now - (last if last is not None else camera.started_at)
             finished = camera.source.finished
-            online = not finished and silent_for < CAMERA_STALE_S
+            online = not finished and silent_for < camera.settings.stale_after_s
             self.metrics.set_camera_up(camera.settings.id, online and stats.connected)
             if online != camera.online:
-                camera.online = online
+                if camera.online is not None or not online:
+                    log.log(
+                        logging.INFO if online or finished else logging.WARNING,
+                        "camera=%s event=%s silent_s=%.1f",
+                        camera.settings.id,
+                        "online" if online else "finished" if finished else "offline",
+                        silent_for,
+                    )
                 payload = camera_status_payload(
                     "online" if online else "offline",
                     camera.settings.id,
@@ -499,44 +806,83 @@ class Service:
                     age,
                     zone=camera.settings.zone,
                 )
-                await self._publish_status(self._topics.camera_status(camera.settings.id), payload)
-            await self._track_camera_incident(camera, online, finished, now)
+                if await self._publish_status(self._topics.camera_status(camera.settings.id), payload):
+                    camera.online = online
+            await self._track_camera_incident(camera, online, finished, now - silent_for)
 
-    async def _track_camera_incident(self, camera: _Camera, online: bool, finished: bool, now: float) -> None:
+    async def _track_camera_incident(
+        self, camera: _Camera, online: bool, finished: bool, since: float
+    ) -> None:
         """A camera that stops delivering (not one that finished its file) is a technical alert until it
         recovers."""
         if not online and not finished and camera.offline_incident is None:
-            incident = self._incident_ids.next()
-            camera.offline_incident = (incident, now)
-            await self._store_technical_alert("camera_offline", AlertPhase.START, camera, incident, now)
+            emitted = await self.emit_technical_alert(
+                "camera_offline",
+                camera=camera.settings.id,
+                since=since,
+                evidence={"stale_after_s": camera.settings.stale_after_s},
+            )
+            camera.offline_incident = emitted.incident_id
         elif online and camera.offline_incident is not None:
-            incident, since = camera.offline_incident
-            camera.offline_incident = None
-            await self._store_technical_alert("camera_offline", AlertPhase.END, camera, incident, since)
+            incident, camera.offline_incident = camera.offline_incident, None
+            await self.emit_technical_alert(
+                "camera_offline", AlertPhase.END, camera=camera.settings.id, incident_id=incident
+            )
 
-    async def _publish_status(self, topic: str, payload: bytes) -> None:
+    async def _publish_status(self, topic: str, payload: bytes) -> bool:
+        """Publish a retained status; False when it could not be sent now (it is sent on reconnect)."""
         transport = self._transport
-        if transport is None or not transport.connected:
-            return
-        with contextlib.suppress(TransportError):
-            await transport.publish(topic, payload, qos=1, retain=True)
+        if transport is None:
+            return True  # MQTT off: nothing to send, the state is still tracked
+        if not transport.connected:
+            return False
+        try:
+            await transport.publish(
+                topic, payload, qos=CAMERA_STATUS_DELIVERY.qos, retain=CAMERA_STATUS_DELIVERY.retain
+            )
+        except TransportError:
+            return False
+        return True
+
+    def _update_status_line(self) -> None:
+        """systemd's STATUS= (shown by ``systemctl status``): cameras, broker and outbox in one line, sent
+        when it changes. The broker's last error is the first thing to look at when alerts do not arrive."""
+        online = [c for c in self._cameras if c.online]
+        parts = [f"cameras {len(online)}/{len(self._cameras)} online"]
+        offline = [c.settings.id for c in self._cameras if c.online is False and not c.source.finished]
+        if offline:
+            parts[0] += f" (offline: {', '.join(offline)})"
+        transport = self._transport
+        if transport is not None:
+            if transport.connected:
+                failing = self._drainer.last_error if self._drainer is not None else None
+                parts.append(f"mqtt connected; alerts failing: {failing}" if failing else "mqtt connected")
+            else:
+                parts.append(f"mqtt down: {transport.last_error or 'connecting'}")
+        pending = int(self.metrics.outbox_pending._value.get())
+        parts.append(f"outbox pending {pending}")
+        text = "; ".join(parts)
+        if text != self._status_text:
+            self._status_text = text
+            self._notifier.status(text)
 
     async def _watchdog_loop(self) -> None:
         interval = watchdog_interval_s()
-        period = min(LOOP_LAG_PERIOD_S, interval) if interval else LOOP_LAG_PERIOD_S
-        last_ping = 0.0
+        period = min(WATCHDOG_CHECK_S, interval) if interval else WATCHDOG_CHECK_S
+        last_ping = float("-inf")
+        stuck_logged = False
         while True:
-            before = time.monotonic()
-            await asyncio.sleep(period)
             now = time.monotonic()
-            self.metrics.observe_loop_lag(max(0.0, now - before - period))
             started = self._inference_started
             inference_alive = started is None or now - started < INFERENCE_STUCK_S
             if interval and inference_alive and now - last_ping >= interval:
                 self._notifier.watchdog()
                 last_ping = now
-            elif not inference_alive:
+            if not inference_alive and not stuck_logged:
+                assert started is not None
                 log.error("inference thread stuck for %.0f s; withholding watchdog pings", now - started)
+            stuck_logged = not inference_alive
+            await asyncio.sleep(period)
 
 
 def run_service(settings: Settings) -> int:
@@ -547,3 +893,16 @@ def run_service(settings: Settings) -> int:
 
 def default_state_dir() -> Path:
     return Path("/var/lib/gaitwatch")
+
+
+__all__ = [
+    "EX_CANTCREAT",
+    "EX_NOINPUT",
+    "EX_RUNTIME",
+    "EX_UNAVAILABLE",
+    "EmittedAlert",
+    "Service",
+    "ServiceCounters",
+    "StartupError",
+    "run_service",
+]

@@ -1,9 +1,9 @@
 """The daemon's configuration: TOML read with ``tomllib``, validated by pydantic v2 models.
 
-Every model forbids unknown keys, so a misspelled key is an error that names its path instead of a setting that
-silently keeps its default. Every duration is in seconds and every size in physical units, so a config survives a
-change of camera frame rate. ``load_settings`` turns every problem into a ``ConfigError`` whose message names the
-file, the key path and the bad value; the CLI maps it to exit code 78 (EX_CONFIG).
+Every model forbids unknown keys, so a misspelled key is an error that names its path instead of a setting
+that silently keeps its default. Every duration is in seconds and every size in physical units, so a config
+survives a change of camera frame rate. ``load_settings`` turns every problem into a ``ConfigError`` whose
+message names the file, the key path and the bad value; the CLI maps it to exit code 78 (EX_CONFIG).
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ class _Section(BaseModel):
 class ServiceSettings(_Section):
     """Who this daemon is and where it keeps its state."""
 
-    site: str = Field("site", pattern=r"^[A-Za-z0-9_.-]+$", description="site id, used in MQTT topics")
+    site: str = Field(
+        default="site", pattern=r"^[A-Za-z0-9_.-]+$", description="site id, used in MQTT topics"
+    )
     host: str = Field(
         default_factory=lambda: _topic_safe(socket.gethostname()),
         pattern=r"^[A-Za-z0-9_.-]+$",
@@ -59,21 +61,27 @@ class CameraSettings(_Section):
     source: str = Field(min_length=1)
     zone: str = ""
     fps: float | None = Field(
-        None,
+        default=None,
         gt=0.0,
         le=240.0,
         description="override the frame rate the container or driver reports (real cameras misreport it)",
     )
     playback: Literal["live", "replay"] = Field(
-        "live",
+        default="live",
         description="files only: 'live' plays at the frame rate like a camera, 'replay' as fast as possible "
         "without dropping frames",
     )
-    loop: bool = Field(False, description="files only: start again at the end instead of finishing")
+    loop: bool = Field(default=False, description="files only: start again at the end instead of finishing")
     open_timeout_s: PositiveSeconds = 10.0
     read_timeout_s: PositiveSeconds = 5.0
     reconnect_initial_s: PositiveSeconds = 1.0
     reconnect_max_s: PositiveSeconds = 30.0
+    stale_after_s: PositiveSeconds = Field(
+        default=20.0,
+        description="a camera that delivered no frame for this long is reported offline (status topic and a "
+        "camera_offline technical alert) until frames flow again; shorter reports outages sooner but turns a "
+        "slow RTSP handshake or a brief network hiccup into an alert",
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> CameraSettings:
@@ -91,7 +99,8 @@ def _default(cls: type, name: str) -> Any:
 
 
 class HogSettingsModel(_Section):
-    """OpenCV's HOG people detector (meaning and trade-off of each knob: ``gaitwatch.tracking.hog.HogSettings``)."""
+    """OpenCV's HOG people detector (meaning and trade-off of each knob:
+    ``gaitwatch.tracking.hog.HogSettings``)."""
 
     upscale: float = Field(_default(HogSettings, "upscale"), gt=0.0, le=4.0)
     hit_threshold: float = _default(HogSettings, "hit_threshold")
@@ -122,7 +131,8 @@ class DetectorSettings(_Section):
 
 
 class TrackerSettingsModel(_Section):
-    """Kalman + Hungarian tracker; times in seconds (trade-offs: ``gaitwatch.tracking.tracker.TrackerSettings``)."""
+    """Kalman + Hungarian tracker; times in seconds (trade-offs:
+    ``gaitwatch.tracking.tracker.TrackerSettings``)."""
 
     min_hits: int = Field(_default(TrackerSettings, "min_hits"), ge=1, le=50)
     max_age_s: PositiveSeconds = _default(TrackerSettings, "max_age_s")
@@ -184,22 +194,32 @@ class MqttSettings(_Section):
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
+    port: int = Field(default=1883, ge=1, le=65535)
     protocol: Literal["5", "3.1.1"] = "5"
     client_id: str | None = None
-    topic_root: str = Field("gaitwatch/v1", pattern=r"^[A-Za-z0-9_./-]+$")
-    keepalive_s: int = Field(30, ge=5, le=3600)
+    topic_root: str = Field(default="gaitwatch/v1", pattern=r"^[A-Za-z0-9_./-]+$")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
     username: str | None = None
     password_file: Path | None = Field(
-        None,
+        default=None,
         description="file holding the password; a bare name is looked up in $CREDENTIALS_DIRECTORY "
         "(systemd LoadCredential=)",
     )
     tls: TlsSettings | None = None
-    timeout_s: PositiveSeconds = Field(10.0, description="limit on every network wait")
+    timeout_s: PositiveSeconds = Field(default=10.0, description="limit on every network wait")
     reconnect_initial_s: PositiveSeconds = 1.0
     reconnect_max_s: PositiveSeconds = 60.0
-    ack_topic: str | None = Field(None, description="integrator acknowledgement topic (optional)")
+    ack_topic: str | None = Field(
+        default=None,
+        pattern=r"^[^#+\x00]+$",
+        description="integrator acknowledgement topic (no wildcards); when set, an alert counts as delivered "
+        "only once an integrator acknowledged its alert_id there, and unacknowledged alerts are re-sent",
+    )
+    ack_timeout_s: PositiveSeconds = Field(
+        default=60.0,
+        description="ack mode: re-send an alert (same alert_id) when no acknowledgement came within this "
+        "long; shorter recovers a lost alert sooner, at the cost of more duplicates from slow integrators",
+    )
 
 
 class MetricsSettings(_Section):
@@ -208,12 +228,21 @@ class MetricsSettings(_Section):
 
     enabled: bool = True
     address: str = "127.0.0.1"
-    port: int = Field(9810, ge=0, le=65535)
+    port: int = Field(default=9810, ge=0, le=65535)
 
 
 class OutboxSettings(_Section):
-    max_rows: int = Field(100_000, ge=100, description="alerts kept undelivered before loud overflow")
-    keep_published_s: float = Field(7 * 86400.0, ge=0.0)
+    """The SQLite alert outbox in ``service.state_dir``."""
+
+    max_rows: int = Field(default=100_000, ge=100, description="alerts kept undelivered before loud overflow")
+    keep_published_s: float = Field(
+        default=7 * 86400.0,
+        ge=0.0,
+        description="delivered alerts are deleted after this long (kept for audits)",
+    )
+    cleanup_interval_s: PositiveSeconds = Field(
+        default=3600.0, description="how often delivered alerts older than keep_published_s are deleted"
+    )
 
 
 class Settings(_Section):
@@ -224,9 +253,9 @@ class Settings(_Section):
     pose: PoseSettingsModel = PoseSettingsModel()
     gait: GaitSettingsModel = GaitSettingsModel()
     alerts: AlertSettings = AlertSettings()
-    mqtt: MqttSettings = MqttSettings()
-    metrics: MetricsSettings = MetricsSettings()
-    outbox: OutboxSettings = OutboxSettings()
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     @field_validator("cameras")
     @classmethod
@@ -304,7 +333,9 @@ def load_settings(path: Path) -> Settings:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; pass --config with the path of your TOML file")
+        raise ConfigError(
+            f"config file {path} does not exist; pass --config with the path of your TOML file"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
@@ -318,7 +349,8 @@ def load_settings(path: Path) -> Settings:
 
 def read_secret(path: Path) -> str:
     """Read a secret (e.g. the MQTT password) from a file; a bare file name is looked up in
-    ``$CREDENTIALS_DIRECTORY`` first, where systemd's ``LoadCredential=`` puts it. The value is never logged."""
+    ``$CREDENTIALS_DIRECTORY`` first, where systemd's ``LoadCredential=`` puts it. The value is never
+    logged."""
     candidates = [path]
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     if cred_dir and not path.is_absolute() and len(path.parts) == 1:

@@ -1,14 +1,14 @@
-"""Camera sources: one reader thread per camera, owning its ``cv2.VideoCapture``, handing frames over through a
-single-slot mailbox.
+"""Camera sources: one reader thread per camera, owning its ``cv2.VideoCapture``, handing frames over through
+a single-slot mailbox.
 
-Why a thread and a one-frame slot: decoding must never block the event loop, and a live camera must never queue
-up stale frames behind a slow consumer. In live mode a new frame overwrites an unconsumed one (counted as
-dropped), so the pipeline always works on the newest image. In replay mode (files processed as fast as possible)
-the reader waits for the consumer instead, so no frame of a recording is lost.
+Why a thread and a one-frame slot: decoding must never block the event loop, and a live camera must never
+queue up stale frames behind a slow consumer. In live mode a new frame overwrites an unconsumed one (counted
+as dropped), so the pipeline always works on the newest image. In replay mode (files processed as fast as
+possible) the reader waits for the consumer instead, so no frame of a recording is lost.
 
 Timestamps: a live camera's frames carry ``time.monotonic()`` at grab. A file's frames carry its media time
-(``start + n / fps``) on the same clock, so gait analysis sees the footage's real timing whether it is played at
-its frame rate or replayed faster.
+(``start + n / fps``) on the same clock, so gait analysis sees the footage's real timing whether it is played
+at its frame rate or replayed faster.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ class FrameSlot:
 
 @dataclass(slots=True)
 class CameraStats:
-    """Counters written by the reader thread only, read by the daemon (plain ints: a torn read is harmless)."""
+    """Counters written by the reader thread only, read by the daemon (plain ints: a torn read is
+    harmless)."""
 
     decoded: int = 0
     dropped: int = 0
@@ -135,7 +136,8 @@ class FrameSource(Protocol):
 
 
 class OpenCvCamera:
-    """A file, RTSP/HTTP URL or V4L2 device read by a dedicated thread with open/read timeouts and reconnects."""
+    """A file, RTSP/HTTP URL or V4L2 device read by a dedicated thread with open/read timeouts and
+    reconnects."""
 
     def __init__(
         self,
@@ -232,6 +234,7 @@ class OpenCvCamera:
         delays = backoff_delays(self._settings.reconnect_initial_s, self._settings.reconnect_max_s, self._rng)
         media_start: float | None = None  # file sources: clock time of media time 0
         media_frames = 0  # file sources: frames played since media_start, across loops
+        failing = False  # an outage is under way: its first failed open was logged as a warning
         while not self._stop.is_set():
             capture = self._open()
             if not capture.isOpened():
@@ -239,10 +242,20 @@ class OpenCvCamera:
                 self._stats.connected = False
                 self._stats.reconnects += 1
                 delay = next(delays)
-                log.warning("camera=%s event=open_failed retry_in_s=%.1f", self.camera_id, delay)
+                # One warning per outage; the retries (every backoff period, possibly for hours) at debug.
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "camera=%s event=open_failed retry_in_s=%.1f",
+                    self.camera_id,
+                    delay,
+                )
+                failing = True
                 self._stop.wait(delay)
                 continue
-            delays = backoff_delays(self._settings.reconnect_initial_s, self._settings.reconnect_max_s, self._rng)
+            failing = False
+            delays = backoff_delays(
+                self._settings.reconnect_initial_s, self._settings.reconnect_max_s, self._rng
+            )
             fps = self._frame_rate(capture)
             self._stats.fps = fps
             self._stats.connected = True
@@ -260,6 +273,8 @@ class OpenCvCamera:
                 return
             if reached_end and self._kind is SourceKind.FILE:
                 continue  # loop: reopen at once, media time keeps running
+            if self._stop.is_set():
+                break
             self._stats.reconnects += 1
             delay = next(delays)
             log.warning("camera=%s event=read_failed retry_in_s=%.1f", self.camera_id, delay)
@@ -287,7 +302,7 @@ class OpenCvCamera:
                         break
             else:
                 t = self._clock()
-            frame = Frame(self.camera_id, self._seq, t, image)
+            frame = Frame(self.camera_id, self._seq, t, np.asarray(image, dtype=np.uint8))
             self._seq += 1
             self._stats.decoded += 1
             self._stats.last_frame_t = t

@@ -69,20 +69,20 @@ def _foot_signals(
 def _smooth(
     t_raw: NDArray[np.float64], x: NDArray[np.float64], fine_t: NDArray[np.float64], cutoff: float
 ) -> NDArray[np.float64]:
-    """Cubic spline through the camera samples onto the fine grid, low-passed (zero phase), linear trend
-    off."""
-    fine = CubicSpline(t_raw, x)(fine_t)
+    """Columns of ``x`` (K, C): cubic spline through the camera samples onto the fine grid, low-passed (zero
+    phase), linear trend removed."""
+    fine = CubicSpline(t_raw, x, axis=0)(fine_t)
     sos = butter(2, cutoff, fs=_FINE_HZ, output="sos")
-    fine = sosfiltfilt(sos, fine)
+    fine = sosfiltfilt(sos, fine, axis=0)
     tt = fine_t - fine_t[0]
-    trend = np.polynomial.polynomial.polyval(tt, np.polynomial.polynomial.polyfit(tt, fine, 1))
+    trend = np.polynomial.polynomial.polyval(tt, np.polynomial.polynomial.polyfit(tt, fine, 1)).T
     out: NDArray[np.float64] = fine - trend
     return out
 
 
-def _snr(x: NDArray[np.float64], f_stride: float, nyquist: float) -> float:
+def _snr(x: NDArray[np.float64], rate_hz: float, f_stride: float, nyquist: float) -> float:
     """Power at the stride frequency and its first harmonics over the power well above them (noise)."""
-    spec = power_spectrum(x, _FINE_HZ, 0.01)
+    spec = power_spectrum(x, rate_hz, 0.01)
     signal = spec.band_power(0.5 * f_stride, 3.5 * f_stride)
     noise = spec.band_power(4.0 * f_stride, max(nyquist, 4.5 * f_stride))
     return signal / max(noise, 1e-12)
@@ -96,7 +96,7 @@ def detect_heel_strikes(w: PreparedWindow, f_stride: float, settings: GaitSettin
     (stance, ~60 %). Of the image and world sources, the one with the better stride signal-to-noise ratio is
     used."""
     cutoff = min(settings.lowpass_hz, 3.5 * f_stride, 0.45 * w.source_hz)
-    best: tuple[float, str, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None = None
+    best: tuple[float, str, NDArray[np.float64], NDArray[np.float64]] | None = None
     for source in ("image", "world"):
         sig = _foot_signals(w, source)
         if sig is None:
@@ -105,19 +105,19 @@ def detect_heel_strikes(w: PreparedWindow, f_stride: float, settings: GaitSettin
         sep = left - right
         centred = sep - sep.mean(axis=0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        fine_t = np.arange(t_raw[0], t_raw[-1], 1.0 / _FINE_HZ)
-        if fine_t.shape[0] < 10:
-            continue
-        a_l = _smooth(t_raw, left @ vt[0], fine_t, min(0.45 * w.source_hz, 12.0))
-        a_r = _smooth(t_raw, right @ vt[0], fine_t, min(0.45 * w.source_hz, 12.0))
-        snr = _snr(a_l - a_r, f_stride, 0.5 * w.source_hz)
+        feet = np.stack([left @ vt[0], right @ vt[0]], axis=1)
+        grid = np.interp(w.t, t_raw, feet[:, 0] - feet[:, 1])
+        snr = _snr(grid, w.rate_hz, f_stride, w.nyquist_hz)
         if best is None or snr > best[0]:
-            best = (snr, source, fine_t, t_raw, np.stack([left @ vt[0], right @ vt[0]], axis=1))
+            best = (snr, source, t_raw, feet)
     if best is None:
         return None
-    _, source, fine_t, t_raw, feet = best
-    a_l = _smooth(t_raw, feet[:, 0], fine_t, cutoff)
-    a_r = _smooth(t_raw, feet[:, 1], fine_t, cutoff)
+    _, source, t_raw, feet = best
+    fine_t = np.arange(t_raw[0], t_raw[-1], 1.0 / _FINE_HZ)
+    if fine_t.shape[0] < 10:
+        return None
+    smooth = _smooth(t_raw, feet, fine_t, cutoff)
+    a_l, a_r = smooth[:, 0], smooth[:, 1]
     # Forward sense: velocity is large and positive for a short time (swing), small and negative for long.
     vel = np.gradient(np.concatenate([a_l, a_r]))
     skew = float(np.mean((vel - vel.mean()) ** 3))

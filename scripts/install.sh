@@ -21,6 +21,8 @@ apt_packages=()
 if [ "$dev" = 1 ]; then
     # The MQTT tests run against a real mosquitto broker on a free loopback port.
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || apt_packages+=(mosquitto)
+    # The TLS tests make a throw-away CA and certificates with openssl.
+    command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     SUDO=""

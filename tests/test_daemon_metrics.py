@@ -26,6 +26,11 @@ EXPECTED = {
     "gaitwatch_outbox_oldest_pending_age_seconds",
     "gaitwatch_outbox_full_total",
     "gaitwatch_outbox_published_total",
+    "gaitwatch_outbox_republished_total",
+    "gaitwatch_outbox_unacked",
+    "gaitwatch_outbox_rows",
+    "gaitwatch_outbox_cleaned_total",
+    "gaitwatch_mqtt_acks_total",
     "gaitwatch_mqtt_connected",
     "gaitwatch_mqtt_connects_total",
     "gaitwatch_mqtt_publish_failures_total",
@@ -64,6 +69,9 @@ def test_endpoint_serves_all_metrics_on_loopback() -> None:
         metrics.set_outbox(7, 42.5)
         metrics.outbox_overflow()
         metrics.outbox_row_published()
+        metrics.set_outbox_rows(12, 4)
+        metrics.ack_received("acked", 2)
+        metrics.ack_received("invalid")
         metrics.set_mqtt_connected(True)
         metrics.publish_failure("timeout")
         metrics.observe_loop_lag(0.003)
@@ -92,6 +100,11 @@ def test_endpoint_serves_all_metrics_on_loopback() -> None:
     assert got[("gaitwatch_outbox_pending", ())] == 7
     assert got[("gaitwatch_outbox_oldest_pending_age_seconds", ())] == 42.5
     assert got[("gaitwatch_outbox_full_total", ())] == 1
+    assert got[("gaitwatch_outbox_rows", ())] == 12
+    assert got[("gaitwatch_outbox_unacked", ())] == 4
+    assert got[("gaitwatch_mqtt_acks_total", (("result", "acked"),))] == 2
+    assert got[("gaitwatch_mqtt_acks_total", (("result", "ignored"),))] == 0
+    assert got[("gaitwatch_mqtt_acks_total", (("result", "invalid"),))] == 1
     assert got[("gaitwatch_mqtt_connected", ())] == 1
     assert got[("gaitwatch_mqtt_connects_total", ())] == 1
     assert got[("gaitwatch_mqtt_publish_failures_total", (("reason", "timeout"),))] == 1
@@ -111,6 +124,8 @@ def test_label_values_come_only_from_bounded_sets() -> None:
         metrics.publish_failure("because")
     with pytest.raises(ValueError, match="category"):
         metrics.alert_raised("fall", "personal")
+    with pytest.raises(ValueError, match="ack result"):
+        metrics.ack_received("alert-17")
     for i in range(100):  # a bug that builds types from data cannot create unbounded series
         metrics.alert_raised(f"type-{i}", "clinical")
     families = text_string_to_metric_families(metrics.render().decode())
@@ -137,7 +152,7 @@ def test_no_metric_has_a_per_person_label() -> None:
         for s in family.samples
         for label in s.labels
     }
-    assert labels <= {"camera", "stage", "category", "type", "reason", "le", "version", "python"}
+    assert labels <= {"camera", "stage", "category", "type", "reason", "result", "le", "version", "python"}
 
 
 async def test_loop_lag_monitor_records_a_blocked_loop() -> None:

@@ -61,3 +61,44 @@ def test_box_never_inverts_while_coasting() -> None:
 def test_settings_reject_nonsense() -> None:
     with pytest.raises(ValueError, match="meas_std"):
         KalmanSettings(meas_std=0.0)
+
+
+def test_block_filter_equals_filterpy_on_the_full_matrices() -> None:
+    """The decoupled filter is the textbook 8-state Kalman filter: compare with filterpy step by step."""
+    from filterpy.kalman import KalmanFilter
+
+    s = KalmanSettings()
+    ours = BoxKalman(BOX, s)
+    ref = KalmanFilter(dim_x=8, dim_z=4)
+    ref.x = ours.state.reshape(8, 1)
+    ref.P = ours.covariance
+    ref.H = np.hstack([np.eye(4), np.zeros((4, 4))])
+    rng = np.random.default_rng(7)
+    t_obs = np.cumsum(rng.uniform(0.02, 0.4, size=25))  # irregular frame gaps
+    previous = 0.0
+    for k, t in enumerate(t_obs):
+        dt = t - previous
+        previous = t
+        h = ours.state[3]
+        F = np.eye(8)
+        F[:4, 4:] = dt * np.eye(4)
+        q_p = np.array([s.pos_noise] * 2 + [s.size_noise] * 2) ** 2 * h**2
+        q_v = np.array([s.vel_noise] * 2 + [s.size_vel_noise] * 2) ** 2 * h**2
+        Q = np.zeros((8, 8))
+        Q[:4, :4] = np.diag(q_p * dt + q_v * dt**3 / 3)
+        Q[:4, 4:] = Q[4:, :4] = np.diag(q_v * dt**2 / 2)
+        Q[4:, 4:] = np.diag(q_v * dt)
+        ours.predict(dt)
+        ref.predict(F=F, Q=Q)
+        z = (
+            BOX
+            + np.array([50.0 * t, 5.0 * np.sin(t), 50.0 * t + 2.0 * k, 5.0 * np.sin(t)])
+            + rng.normal(0, 2, 4)
+        )
+        ours.update(z)
+        w, hh = z[2] - z[0], z[3] - z[1]
+        ref.update(
+            np.array([[z[0] + w / 2], [z[1] + hh / 2], [w], [hh]]), R=np.eye(4) * (s.meas_std * hh) ** 2
+        )
+        np.testing.assert_allclose(ours.state, ref.x[:, 0], rtol=1e-9, atol=1e-7)
+        np.testing.assert_allclose(ours.covariance, ref.P, rtol=1e-7, atol=1e-7)

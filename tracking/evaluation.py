@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,29 +33,53 @@ HOTA_ALPHAS = np.arange(0.05, 0.96, 0.05)
 _EPS = float(np.finfo(np.float64).eps)
 
 
-class OnlineTracker:
-    """What the evaluation needs from a tracker: ``update(detections, t) -> Tracks`` (structural type)."""
+class OnlineTracker(Protocol):
+    """What the evaluation needs from a tracker: ``update(detections, t) -> Tracks``."""
 
-    def update(self, detections: Detections, t: float) -> Tracks:  # pragma: no cover - documentation only
-        raise NotImplementedError
+    def update(self, detections: Detections, t: float) -> Tracks: ...
 
 
-def track_sequence(sequence: MotSequence, tracker: OnlineTracker) -> FloatArray:
-    """Run ``tracker`` over every frame of ``sequence``; rows ``frame, id, x1, y1, x2, y2`` it reports.
+def track_sequence(sequence: MotSequence, tracker: OnlineTracker, max_gap_s: float = 0.0) -> FloatArray:
+    """Run ``tracker`` over every frame of ``sequence``; rows ``frame, id, x1, y1, x2, y2`` to score.
 
-    A track is reported on a frame when it is CONFIRMED and was matched to a detection on that very frame
-    (the usual MOTChallenge convention: coasting boxes are not reported).
+    With ``max_gap_s == 0`` (online output) a track is reported on a frame when it is CONFIRMED and was
+    matched on that very frame, the usual MOTChallenge convention (coasting boxes are not reported).
+
+    With ``max_gap_s > 0`` (fixed-lag output): every observed box of a track that ever became CONFIRMED is
+    reported, including its tentative first frames, and a gap of at most ``max_gap_s`` seconds between two
+    observations of the same track is filled by linear interpolation. A consumer that waits
+    ``max(max_gap_s, time to confirm)`` seconds before using a box can produce exactly this online, which is
+    how gait windows (several seconds long) can use it; ByteTrack and OC-SORT report MOT17 the same way.
     """
-    rows: list[FloatArray] = []
+    observed: dict[int, list[tuple[int, FloatArray]]] = {}
+    confirmed: set[int] = set()
     for frame, detections in sequence.detections():
         tracks = tracker.update(detections, sequence.frame_time(frame))
-        keep = (tracks.state == TrackState.CONFIRMED) & (tracks.since_update_s == 0.0)
-        n = int(keep.sum())
-        if n:
-            rows.append(
-                np.column_stack([np.full(n, frame), tracks.ids[keep].astype(np.float64), tracks.xyxy[keep]])
-            )
-    return np.concatenate(rows) if rows else np.zeros((0, 6), dtype=np.float64)
+        fresh = tracks.since_update_s == 0.0
+        for track_id, box, state in zip(
+            tracks.ids[fresh], tracks.xyxy[fresh], tracks.state[fresh], strict=True
+        ):
+            if state == TrackState.CONFIRMED:
+                confirmed.add(int(track_id))
+            elif max_gap_s <= 0.0:
+                continue
+            observed.setdefault(int(track_id), []).append((frame, box))
+    max_gap_frames = max_gap_s * sequence.frame_rate + 1e-6
+    rows: list[list[float]] = []
+    for track_id, seen in observed.items():
+        if track_id not in confirmed:
+            continue
+        for (f0, b0), (f1, b1) in zip(seen, [*seen[1:], seen[-1]], strict=True):
+            rows.append([f0, track_id, *b0])
+            if 1 < f1 - f0 <= max_gap_frames:
+                for f in range(f0 + 1, f1):
+                    w = (f - f0) / (f1 - f0)
+                    rows.append([f, track_id, *(b0 + (b1 - b0) * w)])
+    if not rows:
+        return np.zeros((0, 6), dtype=np.float64)
+    out = np.array(rows, dtype=np.float64)
+    result: FloatArray = out[np.lexsort((out[:, 1], out[:, 0]))]
+    return result
 
 
 def _iou_xyxy(a: FloatArray, b: FloatArray) -> FloatArray:
@@ -88,7 +113,7 @@ def _by_frame(frames: NDArray[np.int64]) -> dict[int, IntArray]:
 
 def _remove_distractor_matches(gt: FloatArray, hyp: FloatArray, length: int) -> FloatArray:
     """Devkit step for MOT16/17: drop tracker boxes matched (IoU >= 0.5) to a distractor ground-truth box."""
-    from motmetrics.lap import linear_sum_assignment as mm_lsa
+    from motmetrics.lap import linear_sum_assignment as mm_lsa  # type: ignore[import-untyped]
 
     gt_rows = _by_frame(gt[:, 0].astype(np.int64))
     hyp_rows = _by_frame(hyp[:, 0].astype(np.int64))
@@ -149,7 +174,9 @@ def hota_counts(
     n_gt, n_hyp = len(gt_uid), len(hyp_uid)
     if n_gt == 0 or n_hyp == 0:
         zeros = np.zeros(n_alpha)
-        return HotaCounts(zeros, np.full(n_alpha, float(len(gt_ids))), np.full(n_alpha, float(len(hyp_ids))), zeros)
+        return HotaCounts(
+            zeros, np.full(n_alpha, float(len(gt_ids))), np.full(n_alpha, float(len(hyp_ids))), zeros
+        )
     gt_rows, hyp_rows = _by_frame(gt_frames), _by_frame(hyp_frames)
     frames = sorted(set(gt_rows) & set(hyp_rows))
     sims: dict[int, FloatArray] = {}
@@ -269,7 +296,7 @@ def combine(counts: Iterable[MotCounts]) -> MotCounts:
 def evaluate(sequence: MotSequence, hyp: FloatArray) -> MotCounts:
     """Score tracker rows ``frame, id, x1, y1, x2, y2`` against the sequence's ground truth."""
     try:
-        import motmetrics as mm
+        import motmetrics as mm  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - motmetrics is a project dependency
         raise ImportError("MOT evaluation needs py-motmetrics: pip install motmetrics") from exc
     if sequence.gt is None:
@@ -312,7 +339,9 @@ def read_results(path: str, sequence_length: int) -> FloatArray:
     rows = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
     if rows.size == 0:
         return np.zeros((0, 6))
-    out = np.column_stack([rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 2] + rows[:, 4], rows[:, 3] + rows[:, 5]])
+    out = np.column_stack(
+        [rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 2] + rows[:, 4], rows[:, 3] + rows[:, 5]]
+    )
     keep = (out[:, 0] >= 1) & (out[:, 0] <= sequence_length)
     result: FloatArray = out[keep]
     return result

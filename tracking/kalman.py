@@ -1,13 +1,20 @@
-"""Constant-velocity Kalman filter of one person box in continuous time (seconds).
+"""Constant-velocity Kalman filters of person boxes in continuous time (seconds), many at once.
 
-State ``[cx, cy, w, h, vcx, vcy, vw, vh]``: box centre, width and height in pixels and their rates in pixels
-per second (BoT-SORT's x, y, w, h state; unlike SORT's area/aspect state, width and height each get their own
-velocity, so a person walking towards the camera does not distort the box). The transition ``F`` and process
-noise ``Q`` are built from the elapsed time ``dt`` at every prediction, so skipped or irregular frames coast
+State per box ``[cx, cy, w, h, vcx, vcy, vw, vh]``: box centre, width and height in pixels and their rates in
+pixels per second (BoT-SORT's x, y, w, h state; unlike SORT's area/aspect state, width and height each get
+their own velocity, so a person walking towards the camera does not distort the box). The transition and
+process noise are built from the elapsed time ``dt`` at every prediction, so skipped or irregular frames coast
 correctly: two predictions of ``dt/2`` equal one of ``dt``.
 
 All noise terms scale with the box height, the one length every camera shares with the person: a person 60 px
 tall moving 0.5 heights per second moves 30 px/s, one 300 px tall 150 px/s.
+
+Implementation: with this model F, Q, H and R are block-diagonal, one (position, rate) block per coordinate,
+and the initial covariance is too, so the 8-state filter is exactly four independent 2-state filters. Each
+box keeps its covariance as three numbers per coordinate (``p_pp``, ``p_pv``, ``p_vv``), and a
+``BoxFilterBank`` runs the filters of all tracks as whole-array operations — the same arithmetic as filterpy's
+``KalmanFilter`` on the full 8x8 matrices (a test checks that against filterpy) at a fraction of the cost,
+which keeps the tracker faster than half of SORT's speed on crowded scenes.
 """
 
 from __future__ import annotations
@@ -15,17 +22,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from filterpy.kalman import KalmanFilter
 from numpy.typing import NDArray
 
-from gaitwatch.tracking.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
-
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
-_H = np.hstack([np.eye(4), np.zeros((4, 4))])  # we observe cx, cy, w, h; velocities are hidden
 # Boxes smaller than this (pixels) are treated as this size when scaling noise, so a degenerate box does not
 # make the filter infinitely confident.
 _MIN_SIZE_PX = 2.0
+# Prior std of a new box's size rate relative to its centre's (people rarely run at the camera).
+_SIZE_RATE_PRIOR = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,83 +71,166 @@ class KalmanSettings:
                 raise ValueError(f"KalmanSettings.{name} must be a positive finite number; got {value}")
 
 
-class BoxKalman:
-    """One track's filter. Mutable by design (it is the tracker's private state, not a contract)."""
+def _cxcywh(xyxy: FloatArray) -> FloatArray:
+    """(N, 4) xyxy -> (N, 4) centre x, centre y, width, height."""
+    out = np.empty_like(xyxy)
+    out[:, 2] = xyxy[:, 2] - xyxy[:, 0]
+    out[:, 3] = xyxy[:, 3] - xyxy[:, 1]
+    out[:, 0] = xyxy[:, 0] + 0.5 * out[:, 2]
+    out[:, 1] = xyxy[:, 1] + 0.5 * out[:, 3]
+    return out
 
-    __slots__ = ("_kf", "_settings")
+
+class BoxFilterBank:
+    """The filters of many boxes as column-wise arrays; row ``i`` is one box. Mutable tracker state.
+
+    ``x`` (N, 4) position part (cx, cy, w, h), ``v`` (N, 4) rates per second, and per coordinate the
+    covariance blocks ``p_pp`` (position variance), ``p_pv`` (position-rate covariance), ``p_vv`` (rate
+    variance), each (N, 4).
+    """
+
+    __slots__ = ("_q_pos", "_q_rate", "_saved", "p_pp", "p_pv", "p_vv", "settings", "v", "x")
+
+    def __init__(self, settings: KalmanSettings) -> None:
+        self.settings = settings
+        self.x = np.zeros((0, 4))
+        self.v = np.zeros((0, 4))
+        self.p_pp = np.zeros((0, 4))
+        self.p_pv = np.zeros((0, 4))
+        self.p_vv = np.zeros((0, 4))
+        self._saved = np.zeros((0, 5, 4))  # per row: a checkpoint of (x, v, p_pp, p_pv, p_vv)
+        s = settings
+        # Spectral densities per unit height^2: position random walk and white-noise acceleration.
+        self._q_pos = np.array([s.pos_noise, s.pos_noise, s.size_noise, s.size_noise]) ** 2
+        self._q_rate = np.array([s.vel_noise, s.vel_noise, s.size_vel_noise, s.size_vel_noise]) ** 2
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def add(self, xyxy: FloatArray) -> None:
+        """Append filters starting at boxes ``xyxy`` (K, 4) with unknown velocity."""
+        s = self.settings
+        z = _cxcywh(xyxy.reshape(-1, 4))
+        h = np.maximum(z[:, 3:4], _MIN_SIZE_PX)
+        pos_var = (2.0 * s.meas_std * h) ** 2 * np.ones((1, 4))  # two measurement stds: one detection
+        rate_std = s.init_vel_std * h * np.array([[1.0, 1.0, _SIZE_RATE_PRIOR, _SIZE_RATE_PRIOR]])
+        self.x = np.vstack([self.x, z])
+        self.v = np.vstack([self.v, np.zeros_like(z)])
+        self.p_pp = np.vstack([self.p_pp, pos_var])
+        self.p_pv = np.vstack([self.p_pv, np.zeros_like(z)])
+        self.p_vv = np.vstack([self.p_vv, rate_std**2])
+        self._saved = np.concatenate([self._saved, self._pack(np.arange(len(self) - len(z), len(self)))])
+
+    def keep(self, mask: NDArray[np.bool_]) -> None:
+        """Drop the rows where ``mask`` is False."""
+        self.x, self.v = self.x[mask], self.v[mask]
+        self.p_pp, self.p_pv, self.p_vv = self.p_pp[mask], self.p_pv[mask], self.p_vv[mask]
+        self._saved = self._saved[mask]
+
+    def predict(self, dt: FloatArray, rows: IntArray | None = None) -> None:
+        """Advance rows (all by default) by ``dt`` seconds (scalar or one per row); ``dt <= 0`` is a no-op."""
+        sel = slice(None) if rows is None else rows
+        dt = np.maximum(np.broadcast_to(np.asarray(dt, dtype=np.float64), self.x[sel].shape[:1]), 0.0)[
+            :, None
+        ]
+        x, v = self.x[sel], self.v[sel]
+        # A box cannot shrink through zero: if coasting would do that, the size rate was noise; stop it.
+        v[:, 2:] = np.where(x[:, 2:] + dt * v[:, 2:] < _MIN_SIZE_PX, 0.0, v[:, 2:])
+        h2 = np.maximum(x[:, 3:4], _MIN_SIZE_PX) ** 2
+        q_pos, q_rate = self._q_pos * h2, self._q_rate * h2
+        p_pp, p_pv, p_vv = self.p_pp[sel], self.p_pv[sel], self.p_vv[sel]
+        # F = [[1, dt], [0, 1]] per coordinate; Q = continuous white-noise acceleration (exact for any dt,
+        # so irregular gaps compose) plus a random walk of the position.
+        self.p_pp[sel] = p_pp + 2.0 * dt * p_pv + dt * dt * p_vv + q_pos * dt + q_rate * dt**3 / 3.0
+        self.p_pv[sel] = p_pv + dt * p_vv + q_rate * dt * dt / 2.0
+        self.p_vv[sel] = p_vv + q_rate * dt
+        self.x[sel] = x + dt * v
+        self.v[sel] = v
+
+    def update(self, rows: IntArray, xyxy: FloatArray) -> None:
+        """Fuse observed boxes ``xyxy`` (K, 4) into ``rows`` (K,), taken at the filters' current time."""
+        if len(rows) == 0:
+            return
+        z = _cxcywh(xyxy.reshape(-1, 4))
+        r = (self.settings.meas_std * np.maximum(z[:, 3:4], _MIN_SIZE_PX)) ** 2
+        p_pp, p_pv, p_vv = self.p_pp[rows], self.p_pv[rows], self.p_vv[rows]
+        s = p_pp + r
+        k_pos, k_rate = p_pp / s, p_pv / s
+        innovation = z - self.x[rows]
+        self.x[rows] = self.x[rows] + k_pos * innovation
+        self.v[rows] = self.v[rows] + k_rate * innovation
+        self.p_pp[rows] = p_pp * r / s
+        self.p_pv[rows] = p_pv * r / s
+        self.p_vv[rows] = p_vv - k_rate * p_pv
+
+    def xyxy(self, rows: IntArray | None = None) -> FloatArray:
+        """Current box estimates (N, 4) xyxy; negative sizes are clipped to 0 so a box is never inverted."""
+        x = self.x if rows is None else self.x[rows]
+        half_w = 0.5 * np.maximum(x[:, 2], 0.0)
+        half_h = 0.5 * np.maximum(x[:, 3], 0.0)
+        return np.stack([x[:, 0] - half_w, x[:, 1] - half_h, x[:, 0] + half_w, x[:, 1] + half_h], axis=1)
+
+    def _pack(self, rows: IntArray) -> FloatArray:
+        return np.stack(
+            [self.x[rows], self.v[rows], self.p_pp[rows], self.p_pv[rows], self.p_vv[rows]], axis=1
+        )
+
+    def checkpoint(self, rows: IntArray) -> None:
+        """Remember the current filters of ``rows`` (e.g. right after an observation)."""
+        self._saved[rows] = self._pack(rows)
+
+    def rewind(self, row: int) -> None:
+        """Put a row back to its last :meth:`checkpoint` (to re-run it from an earlier observation)."""
+        self.x[row], self.v[row], self.p_pp[row], self.p_pv[row], self.p_vv[row] = self._saved[row]
+
+    def state(self, row: int) -> FloatArray:
+        """One row's 8-vector state ``[cx, cy, w, h, vcx, vcy, vw, vh]``."""
+        return np.concatenate([self.x[row], self.v[row]])
+
+    def covariance(self, row: int) -> FloatArray:
+        """One row's full 8x8 covariance (block structure expanded), for inspection and tests."""
+        p = np.zeros((8, 8))
+        idx = np.arange(4)
+        p[idx, idx] = self.p_pp[row]
+        p[idx, idx + 4] = p[idx + 4, idx] = self.p_pv[row]
+        p[idx + 4, idx + 4] = self.p_vv[row]
+        return p
+
+
+class BoxKalman:
+    """One box's filter (a bank of one): convenience for single-track use and tests."""
+
+    __slots__ = ("_bank",)
 
     def __init__(self, xyxy: FloatArray, settings: KalmanSettings) -> None:
-        """Start a filter at box ``xyxy`` (shape (4,)) with unknown velocity."""
-        self._settings = settings
-        kf = KalmanFilter(dim_x=8, dim_z=4)
-        z = xyxy_to_cxcywh(xyxy.reshape(1, 4))[0]
-        kf.x = np.concatenate([z, np.zeros(4)]).reshape(8, 1)
-        kf.H = _H.copy()
-        h = max(float(z[3]), _MIN_SIZE_PX)
-        # Position prior: two measurement stds (one detection); velocity prior: how fast people move.
-        pos_std = 2.0 * settings.meas_std * h
-        vel_std = settings.init_vel_std * h
-        size_vel_std = 0.1 * vel_std  # people rarely change size fast: they seldom run at the camera
-        kf.P = np.diag([pos_std**2] * 4 + [vel_std**2] * 2 + [size_vel_std**2] * 2)
-        self._kf = kf
+        self._bank = BoxFilterBank(settings)
+        self._bank.add(np.asarray(xyxy, dtype=np.float64).reshape(1, 4))
 
     @property
     def xyxy(self) -> FloatArray:
         """The current box estimate as (4,) xyxy pixels."""
-        box: FloatArray = cxcywh_to_xyxy(self._kf.x[:4, 0].reshape(1, 4))[0]
+        box: FloatArray = self._bank.xyxy()[0]
         return box
 
     @property
     def velocity(self) -> FloatArray:
         """Centre velocity (vcx, vcy) in pixels per second."""
-        return np.asarray(self._kf.x[4:6, 0], dtype=np.float64)
+        return self._bank.v[0, :2].copy()
 
     @property
     def state(self) -> FloatArray:
-        """A copy of the 8-vector state (for inspection and tests)."""
-        return np.asarray(self._kf.x[:, 0], dtype=np.float64).copy()
+        """A copy of the 8-vector state."""
+        return self._bank.state(0)
 
     @property
     def covariance(self) -> FloatArray:
         """A copy of the 8x8 state covariance."""
-        return np.asarray(self._kf.P, dtype=np.float64).copy()
-
-    def snapshot(self) -> tuple[FloatArray, FloatArray]:
-        """Copy of (state, covariance), e.g. to re-run the filter from an earlier observation."""
-        return self._kf.x.copy(), self._kf.P.copy()
-
-    def restore(self, snapshot: tuple[FloatArray, FloatArray]) -> None:
-        """Return to a state saved with :meth:`snapshot`."""
-        self._kf.x = snapshot[0].copy()
-        self._kf.P = snapshot[1].copy()
+        return self._bank.covariance(0)
 
     def predict(self, dt: float) -> None:
         """Advance the estimate by ``dt`` seconds (no-op for ``dt <= 0``)."""
-        if dt <= 0.0:
-            return
-        s = self._settings
-        x = self._kf.x
-        # A box cannot shrink through zero: if coasting would do that, the size velocity was noise; stop it.
-        for size, rate in ((2, 6), (3, 7)):
-            if x[size, 0] + dt * x[rate, 0] < _MIN_SIZE_PX:
-                x[rate, 0] = 0.0
-        h = max(float(x[3, 0]), _MIN_SIZE_PX)
-        F = np.eye(8)
-        F[:4, 4:] = dt * np.eye(4)
-        # Continuous white-noise acceleration (velocity diffuses with spectral density q_v) plus a direct
-        # random walk of the position (q_p); exact for any dt, so irregular frame gaps compose consistently.
-        q_pv = np.array([(s.pos_noise * h) ** 2] * 2 + [(s.size_noise * h) ** 2] * 2)
-        q_vv = np.array([(s.vel_noise * h) ** 2] * 2 + [(s.size_vel_noise * h) ** 2] * 2)
-        Q = np.zeros((8, 8))
-        Q[:4, :4] = np.diag(q_pv * dt + q_vv * dt**3 / 3.0)
-        Q[:4, 4:] = np.diag(q_vv * dt**2 / 2.0)
-        Q[4:, :4] = Q[:4, 4:]
-        Q[4:, 4:] = np.diag(q_vv * dt)
-        self._kf.predict(F=F, Q=Q)
+        self._bank.predict(np.array([dt]))
 
     def update(self, xyxy: FloatArray) -> None:
         """Fuse an observed box ``xyxy`` (shape (4,)) taken at the filter's current time."""
-        z = xyxy_to_cxcywh(xyxy.reshape(1, 4))[0]
-        h = max(float(z[3]), _MIN_SIZE_PX)
-        R = np.eye(4) * (self._settings.meas_std * h) ** 2
-        self._kf.update(z.reshape(4, 1), R=R)
+        self._bank.update(np.array([0]), np.asarray(xyxy, dtype=np.float64).reshape(1, 4))

@@ -88,7 +88,9 @@ def _read_rows(path: Path, min_columns: int) -> FloatArray:
     if rows.size == 0:
         return np.zeros((0, min_columns), dtype=np.float64)
     if rows.shape[1] < min_columns:
-        raise ValueError(f"{path}: expected at least {min_columns} comma-separated columns; got {rows.shape[1]}")
+        raise ValueError(
+            f"{path}: expected at least {min_columns} comma-separated columns; got {rows.shape[1]}"
+        )
     return rows
 
 
@@ -156,7 +158,7 @@ def find_sequences(root: Path, names: Sequence[str] = ()) -> list[Path]:
 
 
 def write_results(path: Path, rows: FloatArray) -> None:
-    """Write tracker rows ``frame, id, x1, y1, x2, y2`` in MOTChallenge result format (frame,id,x,y,w,h,1,-1,-1,-1)."""
+    """Write rows ``frame, id, x1, y1, x2, y2`` as MOTChallenge results (frame,id,x,y,w,h,1,-1,-1,-1)."""
     out = np.column_stack(
         [
             rows[:, 0],
@@ -169,4 +171,6 @@ def write_results(path: Path, rows: FloatArray) -> None:
             -np.ones((len(rows), 3)),
         ]
     )
-    np.savetxt(path, out, fmt=["%d", "%d", "%.2f", "%.2f", "%.2f", "%.2f", "%d", "%d", "%d", "%d"], delimiter=",")
+    np.savetxt(
+        path, out, fmt=["%d", "%d", "%.2f", "%.2f", "%.2f", "%.2f", "%d", "%d", "%d", "%d"], delimiter=","
+    )

@@ -1,4 +1,4 @@
-"""Plain SORT (Bewley et al., "Simple Online and Realtime Tracking", ICIP 2016), re-implemented from the paper.
+"""Plain SORT (Bewley et al., "Simple Online and Realtime Tracking", ICIP 2016) re-implemented from the paper.
 
 The baseline that ``gaitwatch eval-mot --tracker sort`` runs, to validate the evaluator against SORT's
 published figures and to measure the default tracker's gain. Written from the paper's description (no code

@@ -25,8 +25,8 @@ When a LOST track is matched again, OC-SORT's observation-centric re-update rewi
 observation and replays the gap with virtual observations on the straight line between the two real ones, so
 the velocity learnt while coasting blind does not throw the box off after the occlusion.
 
-The Kalman state is BoT-SORT's x, y, w, h (see ``kalman.py``), prediction is dt-aware, there is no camera-motion
-compensation (ward cameras do not move), and IDs are per-instance counters.
+The Kalman state is BoT-SORT's x, y, w, h (see ``kalman.py``), prediction is dt-aware, there is no
+camera-motion compensation (ward cameras do not move), and IDs are per-instance counters.
 
 Lifecycle: a track is born TENTATIVE from an unmatched confident detection, becomes CONFIRMED after
 ``min_hits`` observations, turns LOST when a detector frame does not match it, returns to CONFIRMED when
@@ -37,7 +37,6 @@ track that a detector frame does not match is deleted at once (one-frame false p
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,7 +44,7 @@ from numpy.typing import NDArray
 
 from gaitwatch.tracking.assignment import assign
 from gaitwatch.tracking.boxes import iou_matrix
-from gaitwatch.tracking.kalman import BoxKalman, KalmanSettings
+from gaitwatch.tracking.kalman import BoxFilterBank, KalmanSettings
 from gaitwatch.tracking.types import Detections, Tracks, TrackState
 
 FloatArray = NDArray[np.float64]
@@ -54,8 +53,8 @@ IntArray = NDArray[np.int64]
 # Times closer than this (seconds) are the same instant: guards the age comparisons against float round-off
 # when frame times are sums of 1/fps.
 _TIME_EPS = 1e-6
-# Observations kept per track for the direction estimate and the re-update replay.
-_HISTORY = 64
+# Prediction times kept per track for the re-update replay (a longer gap is replayed in fewer, longer steps).
+_MAX_COAST_STEPS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +83,9 @@ class TrackerSettings:
         continue a track that should have ended.
     new_track_score:
         Minimum score of an unmatched detection to start a new track. Higher births fewer false tracks but
-        delays people whose first detections are weak.
+        delays people whose first detections are weak. 0.9 suits CNN detectors whose scores cluster near 1
+        (on the MOTChallenge/KITTI data it cut false tracks without losing people); with HOG scores
+        (``margin_to_score``) about 0.7 keeps recall.
     low_iou_threshold:
         IoU gate of the second (doubtful-detection) round; stricter than ``iou_threshold`` because a doubtful
         box far from the prediction is more likely clutter than the person.
@@ -100,11 +101,11 @@ class TrackerSettings:
     """
 
     min_hits: int = 3
-    max_age_s: float = 1.0
+    max_age_s: float = 1.5
     iou_threshold: float = 0.3
     high_score: float = 0.6
     min_score: float = 0.1
-    new_track_score: float = 0.7
+    new_track_score: float = 0.9
     low_iou_threshold: float = 0.5
     direction_weight: float = 0.2
     direction_horizon_s: float = 0.1
@@ -132,88 +133,58 @@ class TrackerSettings:
 
 
 class _Track:
-    """One person's private tracker state (mutable; never handed out — ``Tracks`` is the public view)."""
+    """One person's private bookkeeping (mutable; never handed out — ``Tracks`` is the public view).
+
+    The track's Kalman filter is the row of the tracker's ``BoxFilterBank`` at the track's list position.
+    """
 
     __slots__ = (
         "birth_t",
         "coast_times",
-        "filter",
+        "heading",
         "hits",
         "id",
-        "last_obs_snapshot",
         "last_obs_t",
-        "observations",
+        "last_obs_xyxy",
+        "recent",
         "state",
         "t",
     )
 
-    def __init__(self, track_id: int, xyxy: FloatArray, t: float, settings: TrackerSettings) -> None:
+    def __init__(self, track_id: int, xyxy: FloatArray, t: float, min_hits: int) -> None:
         self.id = track_id
-        self.filter = BoxKalman(xyxy, settings.kalman)
         self.t = t  # time the filter's estimate refers to
         self.birth_t = t
         self.last_obs_t = t
-        self.observations: deque[tuple[float, FloatArray]] = deque([(t, xyxy.copy())], maxlen=_HISTORY)
-        self.last_obs_snapshot = self.filter.snapshot()
+        self.last_obs_xyxy = xyxy.copy()
+        # Recent observations (time, centre) to measure the heading over ``direction_horizon_s``.
+        self.recent: list[tuple[float, FloatArray]] = [(t, _centre(xyxy))]
+        self.heading: FloatArray | None = None  # unit vector of the observed motion, None while unknown
         self.coast_times: list[float] = []  # times the filter was advanced to since the last observation
         self.hits = 1
-        self.state = TrackState.CONFIRMED if settings.min_hits <= 1 else TrackState.TENTATIVE
+        self.state = TrackState.CONFIRMED if min_hits <= 1 else TrackState.TENTATIVE
 
-    @property
-    def last_obs_xyxy(self) -> FloatArray:
-        return self.observations[-1][1]
-
-    def predict_to(self, t: float) -> None:
-        if t - self.t <= 0.0:
-            return
-        self.filter.predict(t - self.t)
-        self.t = t
-        if len(self.coast_times) < 4 * _HISTORY:
-            self.coast_times.append(t)
-
-    def heading(self, horizon_s: float) -> FloatArray | None:
-        """Unit vector of the centre's motion between an observation ``horizon_s`` ago and the last one."""
-        last_t, last = self.observations[-1]
-        for obs_t, obs in reversed(self.observations):
-            if last_t - obs_t >= horizon_s - _TIME_EPS and obs_t < last_t:
-                step = _centre(last) - _centre(obs)
-                norm = float(np.hypot(step[0], step[1]))
-                # Below 2 % of the height the "motion" is detector jitter, not a heading.
-                if norm < 0.02 * max(last[3] - last[1], 1.0):
-                    return None
-                out: FloatArray = step / norm
-                return out
-        return None
-
-    def observe(self, xyxy: FloatArray, t: float, min_hits: int, re_update: bool) -> None:
-        """Fuse an observation at ``t`` (the filter is already at ``t``)."""
-        if re_update and self.coast_times:
-            self._replay_gap(xyxy, t)
-        self.filter.update(xyxy)
+    def record(self, xyxy: FloatArray, t: float, min_hits: int, horizon_s: float) -> None:
+        """Bookkeeping of an observation at ``t`` (the filter update itself is done by the tracker)."""
         self.last_obs_t = t
-        self.observations.append((t, xyxy.copy()))
-        self.last_obs_snapshot = self.filter.snapshot()
+        self.last_obs_xyxy = xyxy.copy()
         self.coast_times = []
         self.hits += 1
         if self.state == TrackState.LOST or self.hits >= min_hits:
             self.state = TrackState.CONFIRMED
-
-    def _replay_gap(self, xyxy: FloatArray, t: float) -> None:
-        """OC-SORT's observation-centric re-update: re-run the unobserved gap on a straight-line path."""
-        t0 = self.last_obs_t
-        span = t - t0
-        if span <= _TIME_EPS:
-            return
-        start = self.last_obs_xyxy
-        self.filter.restore(self.last_obs_snapshot)
-        previous = t0
-        for ti in self.coast_times:
-            if ti >= t - _TIME_EPS:
-                break
-            self.filter.predict(ti - previous)
-            self.filter.update(start + (xyxy - start) * ((ti - t0) / span))
-            previous = ti
-        self.filter.predict(t - previous)
+        centre = _centre(xyxy)
+        self.recent.append((t, centre))
+        # Keep just enough history: the newest observation at least ``horizon_s`` older than this one.
+        while len(self.recent) > 2 and t - self.recent[1][0] >= horizon_s - _TIME_EPS:
+            self.recent.pop(0)
+        then, origin = self.recent[0]
+        self.heading = None
+        if t - then >= horizon_s - _TIME_EPS and then < t:
+            step = centre - origin
+            norm = float(np.hypot(step[0], step[1]))
+            # Below 2 % of the height the "motion" is detector jitter, not a heading.
+            if norm >= 0.02 * max(float(xyxy[3] - xyxy[1]), 1.0):
+                self.heading = step / norm
 
 
 def _centre(xyxy: FloatArray) -> FloatArray:
@@ -230,6 +201,7 @@ class Tracker:
     def __init__(self, settings: TrackerSettings | None = None) -> None:
         self.settings = settings if settings is not None else TrackerSettings()
         self._tracks: list[_Track] = []
+        self._bank = BoxFilterBank(self.settings.kalman)
         self._next_id = 1
         self._t = -math.inf
 
@@ -246,9 +218,10 @@ class Tracker:
         high = np.flatnonzero(score >= s.high_score)
         low = np.flatnonzero((score >= s.min_score) & (score < s.high_score))
         tracks = self._tracks
-        active = [i for i, tr in enumerate(tracks) if tr.state != TrackState.TENTATIVE]
-        tentative = [i for i, tr in enumerate(tracks) if tr.state == TrackState.TENTATIVE]
-        predicted = self._boxes(tracks)
+        states = np.array([int(tr.state) for tr in tracks], dtype=np.int8)
+        active = np.flatnonzero(states != TrackState.TENTATIVE)
+        tentative = np.flatnonzero(states == TrackState.TENTATIVE)
+        predicted = self._bank.xyxy()
         matched: list[tuple[int, int]] = []
 
         # 1. confident detections vs confirmed + lost tracks: IoU of the prediction + heading consistency.
@@ -256,42 +229,55 @@ class Tracker:
         overlap = iou_matrix(predicted[active], xyxy[high])
         cost = 1.0 - overlap
         if s.direction_weight > 0.0 and cost.size:
-            cost = cost + s.direction_weight * self._direction_cost([tracks[i] for i in active], xyxy[high])
-        pairs, rest_t, rest_d = self._solve(cost, active, high, math.inf, overlap, s.iou_threshold)
+            cost = cost + s.direction_weight * self._direction_cost(active, xyxy[high])
+        pairs, rest_t, rest_d = _solve(cost, active, high, math.inf, overlap, s.iou_threshold)
         matched += pairs
         # 2. doubtful detections vs tracks that were being followed (not lost): ByteTrack's second round
-        followed = [i for i in rest_t if tracks[i].state == TrackState.CONFIRMED]
+        followed = rest_t[states[rest_t] == TrackState.CONFIRMED]
         cost = 1.0 - iou_matrix(predicted[followed], xyxy[low])
-        pairs, _, _ = self._solve(cost, followed, low, 1.0 - s.low_iou_threshold)
+        pairs, _, _ = _solve(cost, followed, low, 1.0 - s.low_iou_threshold)
         matched += pairs
-        taken = {ti for ti, _ in pairs}
-        rest_t = [i for i in rest_t if i not in taken]
+        taken = np.array([ti for ti, _ in pairs], dtype=np.int64)
+        rest_t = rest_t[~np.isin(rest_t, taken)]
         # 3. recovery on the last observed box (OC-SORT's OCR)
         last_boxes = np.array([tracks[i].last_obs_xyxy for i in rest_t]).reshape(-1, 4)
         cost = 1.0 - iou_matrix(last_boxes, xyxy[rest_d])
-        pairs, _, rest_d = self._solve(cost, rest_t, rest_d, 1.0 - s.iou_threshold)
+        pairs, _, rest_d = _solve(cost, rest_t, rest_d, 1.0 - s.iou_threshold)
         matched += pairs
-        # 4. tentative tracks vs the confident detections left
-        cost = 1.0 - iou_matrix(predicted[tentative], xyxy[rest_d])
-        pairs, _, rest_d = self._solve(cost, tentative, rest_d, 1.0 - s.iou_threshold)
+        # 4. tentative tracks vs the confident detections left. Their velocity is still unknown, so both boxes
+        #    are buffered by how far a person may have walked since the last observation (init_vel_std):
+        #    with the detector running every few frames a new walker would otherwise never get a second hit.
+        margin = np.array(
+            [
+                s.kalman.init_vel_std
+                * (tracks[i].last_obs_xyxy[3] - tracks[i].last_obs_xyxy[1])
+                * (t - tracks[i].last_obs_t)
+                for i in tentative
+            ]
+        )
+        cost = 1.0 - _buffered_iou(predicted[tentative], xyxy[rest_d], margin)
+        pairs, _, rest_d = _solve(cost, tentative, rest_d, 1.0 - s.iou_threshold)
         matched += pairs
 
-        hit = set()
-        for ti, di in matched:
-            track = tracks[ti]
-            track.observe(xyxy[di], t, s.min_hits, re_update=track.state == TrackState.LOST)
-            hit.add(ti)
-        survivors: list[_Track] = []
+        if matched:
+            rows = np.array([ti for ti, _ in matched], dtype=np.int64)
+            self._observe(rows, xyxy[[di for _, di in matched]], t)
+        hit = np.zeros(len(tracks), dtype=bool)
+        hit[[ti for ti, _ in matched]] = True
+        keep = np.ones(len(tracks), dtype=bool)
         for index, track in enumerate(tracks):
-            if index not in hit:
-                if track.state == TrackState.TENTATIVE:
-                    continue  # never confirmed and not seen again: a flicker, drop it now
+            if hit[index]:
+                continue
+            if track.state == TrackState.TENTATIVE:
+                keep[index] = False  # never confirmed and not seen again: a flicker, drop it now
+            else:
                 track.state = TrackState.LOST
-            survivors.append(track)
-        self._tracks = survivors
-        for di in rest_d:
-            if score[di] >= s.new_track_score:
-                self._tracks.append(_Track(self._next_id, xyxy[di].copy(), t, s))
+        self._keep(keep)
+        born = [int(di) for di in rest_d if score[di] >= s.new_track_score]
+        if born:
+            self._bank.add(xyxy[born])
+            for di in born:
+                self._tracks.append(_Track(self._next_id, xyxy[di].copy(), t, s.min_hits))
                 self._next_id += 1
         self._expire(t)
         return self._view(t)
@@ -313,57 +299,72 @@ class Tracker:
         if not np.all(np.isfinite(xyxy)):
             raise ValueError("correct() got a non-finite box coordinate")
         self._advance(t)
-        by_id = {track.id: track for track in self._tracks}
+        row_of = {track.id: row for row, track in enumerate(self._tracks)}
+        rows, boxes = [], []
         for track_id, box in zip(ids.tolist(), xyxy, strict=True):
-            track = by_id.get(int(track_id))
-            if track is not None:
-                re_update = track.state == TrackState.LOST
-                track.observe(np.asarray(box, dtype=np.float64), t, self.settings.min_hits, re_update)
+            row = row_of.get(int(track_id))
+            if row is not None and row not in rows:
+                rows.append(row)
+                boxes.append(np.asarray(box, dtype=np.float64))
+        if rows:
+            self._observe(np.array(rows, dtype=np.int64), np.array(boxes), t)
         self._expire(t)
         return self._view(t)
 
-    def _direction_cost(self, tracks: list[_Track], det_xyxy: FloatArray) -> FloatArray:
-        """Angle (fraction of 180 degrees) between each track's heading and its direction to each detection."""
-        out = np.zeros((len(tracks), det_xyxy.shape[0]))
-        if not tracks or det_xyxy.shape[0] == 0:
-            return out
-        centres = np.stack(
-            [0.5 * (det_xyxy[:, 0] + det_xyxy[:, 2]), 0.5 * (det_xyxy[:, 1] + det_xyxy[:, 3])], 1
-        )
-        for row, track in enumerate(tracks):
-            heading = track.heading(self.settings.direction_horizon_s)
-            if heading is None:
-                continue
-            step = centres - _centre(track.last_obs_xyxy)
-            norm = np.hypot(step[:, 0], step[:, 1])
-            cos = np.divide(step @ heading, norm, out=np.ones_like(norm), where=norm > 1e-6)
-            out[row] = np.arccos(np.clip(cos, -1.0, 1.0)) / math.pi
-        return out
+    def _observe(self, rows: IntArray, xyxy: FloatArray, t: float) -> None:
+        """Fuse boxes ``xyxy`` (K, 4) seen at ``t`` into the tracks at ``rows`` (filters already at ``t``)."""
+        s = self.settings
+        for row, box in zip(rows.tolist(), xyxy, strict=True):
+            track = self._tracks[row]
+            if track.state == TrackState.LOST and track.coast_times:
+                self._replay_gap(row, box, t)
+        self._bank.update(rows, xyxy)
+        self._bank.checkpoint(rows)
+        for row, box in zip(rows.tolist(), xyxy, strict=True):
+            self._tracks[row].record(box, t, s.min_hits, s.direction_horizon_s)
 
-    @staticmethod
-    def _solve(
-        cost: FloatArray,
-        rows: list[int],
-        cols: IntArray | list[int],
-        max_cost: float,
-        overlap: FloatArray | None = None,
-        min_overlap: float = 0.0,
-    ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
-        """Assign on ``cost`` (sub-matrix of tracks ``rows`` x detections ``cols``), gated after solving.
+    def _replay_gap(self, row: int, xyxy: FloatArray, t: float) -> None:
+        """OC-SORT's observation-centric re-update: re-run the unobserved gap on a straight-line path.
 
-        Returns matched (track index, detection index) pairs and the unmatched track and detection indices.
-        With ``overlap`` given, pairs whose IoU is below ``min_overlap`` are also rejected after solving.
+        The filter goes back to its state at the last observation and is predicted and updated again at the
+        times it coasted through, with virtual boxes interpolated between the last and the new observation;
+        it ends predicted to ``t``, ready for the real update.
         """
-        col_arr = np.asarray(cols, dtype=np.int64)
-        matches, _, _ = assign(cost, max_cost)
-        if overlap is not None and len(matches):
-            matches = matches[overlap[matches[:, 0], matches[:, 1]] >= min_overlap]
-        used_rows = set(matches[:, 0].tolist())
-        used_cols = set(matches[:, 1].tolist())
-        pairs = [(rows[int(r)], int(col_arr[c])) for r, c in matches]
-        free_rows = [rows[r] for r in range(len(rows)) if r not in used_rows]
-        free_cols = [int(col_arr[c]) for c in range(len(col_arr)) if c not in used_cols]
-        return pairs, free_rows, free_cols
+        track = self._tracks[row]
+        t0 = track.last_obs_t
+        span = t - t0
+        if span <= _TIME_EPS:
+            return
+        start = track.last_obs_xyxy
+        bank = self._bank
+        bank.rewind(row)
+        one = np.array([row], dtype=np.int64)
+        previous = t0
+        for ti in track.coast_times:
+            if ti >= t - _TIME_EPS:
+                break
+            bank.predict(np.array([ti - previous]), one)
+            bank.update(one, (start + (xyxy - start) * ((ti - t0) / span)).reshape(1, 4))
+            previous = ti
+        bank.predict(np.array([t - previous]), one)
+
+    def _direction_cost(self, rows: IntArray, det_xyxy: FloatArray) -> FloatArray:
+        """Angle (fraction of 180 degrees) between each track's heading and its bearing to each detection."""
+        out = np.zeros((len(rows), det_xyxy.shape[0]))
+        known = [(k, self._tracks[row]) for k, row in enumerate(rows.tolist())]
+        known = [(k, tr) for k, tr in known if tr.heading is not None]
+        if not known or det_xyxy.shape[0] == 0:
+            return out
+        index = np.array([k for k, _ in known])
+        heading = np.array([tr.heading for _, tr in known])  # (K, 2)
+        origin = np.array([_centre(tr.last_obs_xyxy) for _, tr in known])  # (K, 2)
+        centres = 0.5 * (det_xyxy[:, :2] + det_xyxy[:, 2:])  # (M, 2)
+        step = centres[None, :, :] - origin[:, None, :]  # (K, M, 2)
+        norm = np.hypot(step[..., 0], step[..., 1])
+        dot = np.einsum("kmc,kc->km", step, heading)
+        cos = np.divide(dot, norm, out=np.ones_like(norm), where=norm > 1e-6)
+        out[index] = np.arccos(np.clip(cos, -1.0, 1.0)) / math.pi
+        return out
 
     def _advance(self, t: float) -> None:
         if not math.isfinite(t):
@@ -371,18 +372,27 @@ class Tracker:
         if t < self._t - _TIME_EPS:
             raise ValueError(f"tracker time went backwards: {t} < {self._t}")
         self._t = max(self._t, t)
-        for track in self._tracks:
-            track.predict_to(t)
+        if not self._tracks:
+            return
+        dt = np.array([t - track.t for track in self._tracks])
+        if not np.any(dt > 0.0):
+            return
+        self._bank.predict(dt)
+        for track, step in zip(self._tracks, dt.tolist(), strict=True):
+            if step > 0.0:
+                track.t = t
+                if len(track.coast_times) < _MAX_COAST_STEPS:
+                    track.coast_times.append(t)
+
+    def _keep(self, mask: NDArray[np.bool_]) -> None:
+        if mask.all():
+            return
+        self._tracks = [track for track, keep in zip(self._tracks, mask.tolist(), strict=True) if keep]
+        self._bank.keep(mask)
 
     def _expire(self, t: float) -> None:
         limit = self.settings.max_age_s + _TIME_EPS
-        self._tracks = [track for track in self._tracks if t - track.last_obs_t <= limit]
-
-    @staticmethod
-    def _boxes(tracks: list[_Track]) -> FloatArray:
-        if not tracks:
-            return np.zeros((0, 4), dtype=np.float64)
-        return np.stack([track.filter.xyxy for track in tracks])
+        self._keep(np.array([t - track.last_obs_t <= limit for track in self._tracks], dtype=bool))
 
     def _view(self, t: float) -> Tracks:
         tracks = self._tracks
@@ -390,8 +400,51 @@ class Tracker:
             return Tracks.empty()
         return Tracks(
             ids=np.array([track.id for track in tracks], dtype=np.int64),
-            xyxy=self._boxes(tracks),
+            xyxy=self._bank.xyxy(),
             state=np.array([int(track.state) for track in tracks], dtype=np.int8),
             age_s=np.array([t - track.birth_t for track in tracks], dtype=np.float64),
             since_update_s=np.array([t - track.last_obs_t for track in tracks], dtype=np.float64),
         )
+
+
+def _buffered_iou(tracks_xyxy: FloatArray, det_xyxy: FloatArray, margin: FloatArray) -> FloatArray:
+    """IoU after growing each track box and each detection by the track's ``margin`` (px) on every side."""
+    if tracks_xyxy.shape[0] == 0 or det_xyxy.shape[0] == 0:
+        return np.zeros((tracks_xyxy.shape[0], det_xyxy.shape[0]))
+    grow = np.array([-1.0, -1.0, 1.0, 1.0])
+    a = tracks_xyxy + margin[:, None] * grow  # (N, 4)
+    b = (
+        det_xyxy[None, :, :] + margin[:, None, None] * grow
+    )  # (N, M, 4): each pair buffered by its track's margin
+    ix = np.clip(np.minimum(a[:, None, 2], b[..., 2]) - np.maximum(a[:, None, 0], b[..., 0]), 0.0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], b[..., 3]) - np.maximum(a[:, None, 1], b[..., 1]), 0.0, None)
+    inter = ix * iy
+    area_a = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None]
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    out: FloatArray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0.0)
+    return out
+
+
+def _solve(
+    cost: FloatArray,
+    rows: IntArray,
+    cols: IntArray,
+    max_cost: float,
+    overlap: FloatArray | None = None,
+    min_overlap: float = 0.0,
+) -> tuple[list[tuple[int, int]], IntArray, IntArray]:
+    """Assign on ``cost`` (tracks ``rows`` x detections ``cols``), gated after solving.
+
+    Returns matched (track index, detection index) pairs and the unmatched track and detection indices.
+    With ``overlap`` given, pairs whose IoU is below ``min_overlap`` are also rejected after solving.
+    """
+    matches, _, _ = assign(cost, max_cost)
+    if overlap is not None and len(matches):
+        matches = matches[overlap[matches[:, 0], matches[:, 1]] >= min_overlap]
+    row_used = np.zeros(len(rows), dtype=bool)
+    row_used[matches[:, 0]] = True
+    col_used = np.zeros(len(cols), dtype=bool)
+    col_used[matches[:, 1]] = True
+    pairs = [(int(rows[r]), int(cols[c])) for r, c in matches]
+    return pairs, rows[~row_used], cols[~col_used]
