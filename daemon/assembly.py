@@ -9,6 +9,7 @@ from gaitwatch.daemon.pipeline import CameraPipeline, PipelineSettings
 from gaitwatch.daemon.settings import Settings
 from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
+from gaitwatch.gait.model import MODEL_VERSION
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
@@ -81,7 +82,12 @@ def alert_policy_settings(settings: Settings) -> AlertPolicySettings:
 def tracker_settings(settings: Settings) -> TrackerSettings:
     t = settings.tracker
     return TrackerSettings(
-        min_hits=t.min_hits, max_age_s=t.max_age_s, iou_threshold=t.iou_threshold, min_score=t.min_score
+        min_hits=t.min_hits,
+        max_age_s=t.max_age_s,
+        iou_threshold=t.iou_threshold,
+        min_score=t.min_score,
+        high_score=t.high_score,
+        new_track_score=t.new_track_score,
     )
 
 
@@ -97,8 +103,8 @@ class SharedModels:
 
     @property
     def model_versions(self) -> dict[str, str]:
-        versions = {"pose": self.pose.model_version}
-        return versions
+        gait = "rules" if self.classifier.model is None else f"gait-model/{MODEL_VERSION}"
+        return {"pose": self.pose.model_version, "gait": gait}
 
 
 def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedModels) -> CameraPipeline:

@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Offline tools (evaluation, training, replay) each live in their own ``cmd_*`` module."""
     from gaitwatch.daemon import (
+        cmd_bench,
         cmd_eval_gait,
         cmd_eval_mot,
         cmd_eval_pose,
@@ -100,6 +101,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
     )
 
     return [
+        cmd_bench.register,
         cmd_record.register,
         cmd_replay.register,
         cmd_report.register,

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NoReturn, Protocol
+from typing import Any, Literal, Protocol
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -319,6 +319,9 @@ class MqttTransport:
             timeout=cfg.timeout_s,
             tls_context=self._tls,
         )
+        # aiomqtt warns beyond 10 concurrent publishes; the drainer alone may have max_in_flight (10) rows +
+        # the status messages in flight, which is normal here, not a sign of a stuck broker.
+        client.pending_calls_threshold = 100
         self._watch_pubacks(client)
         return client
 
@@ -474,6 +477,8 @@ class OutboxDrainer:
         self._wall = wall_clock
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
+        self._stopping = False
+        self._stop_event = asyncio.Event()
         self._last_error: str | None = None
 
     @property
@@ -485,10 +490,18 @@ class OutboxDrainer:
         """Something was added to the outbox: drain now instead of at the next poll."""
         self._wake.set()
 
-    async def run(self) -> NoReturn:
-        """Drain forever; survives broker outages and storage errors (logged, retried with backoff)."""
+    def stop(self) -> None:
+        """Ask ``run`` to return once the pass under way is finished (its acknowledged rows marked), so that a
+        shutdown neither waits for the next poll nor re-sends rows whose PUBACK already arrived."""
+        self._stopping = True
+        self._stop_event.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Drain until ``stop()``; survives broker outages and storage errors (logged, retried with
+        backoff)."""
         delays: Iterator[float] | None = None
-        while True:
+        while not self._stopping:
             self._wake.clear()
             if not self._connected():
                 # Waiting for the connection (not a backoff sleep) resumes as soon as the broker is back.
@@ -505,7 +518,7 @@ class OutboxDrainer:
             if failed and self._connected():
                 # Connected but failing (rejected, timing out): back off so a broken broker is not hammered.
                 delays = delays or backoff_delays(*self._retry, self._rng)
-                await asyncio.sleep(next(delays))
+                await self._sleep(next(delays))
                 continue
             if failed:
                 continue
@@ -514,6 +527,12 @@ class OutboxDrainer:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._idle_poll_s):
                         await self._wake.wait()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, cut short by ``stop()`` (not by new alerts: a backoff must not shrink in a burst)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop_event.wait()
 
     def _connected(self) -> bool:
         # A method, not the property inline: the state changes across awaits, which type narrowing ignores.

@@ -36,6 +36,14 @@ BOX_MIN_VISIBILITY = 0.5
 
 
 @dataclass(frozen=True, slots=True)
+class TimedDetections:
+    """A frame's detections and the seconds the detector took (run ahead of ``process``, on another thread)."""
+
+    detections: Detections
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class GaitResult:
     metrics: GaitMetrics
     assessment: Assessment
@@ -99,26 +107,37 @@ class CameraPipeline:
         """People with a keypoint history right now."""
         return len(self._buffers)
 
-    def process(self, frame: Frame) -> FrameResult:
+    def detection_due(self, t: float) -> bool:
+        """Whether the frame at ``t`` should go through the person detector."""
+        return self._last_detect_t is None or t - self._last_detect_t >= self._settings.detect_interval_s
+
+    def detect(self, frame: Frame) -> TimedDetections:
+        """Run the detector on ``frame``. It touches no per-camera state, so the daemon runs it on a detection
+        thread, overlapping another camera's pose inference; ``process`` then takes the result."""
+        started = self._clock()
+        detections = self._detector.detect(frame.image)
+        return TimedDetections(detections, self._clock() - started)
+
+    def process(self, frame: Frame, detected: TimedDetections | None = None) -> FrameResult:
+        """Track, pose and analyse one frame. ``detected``: this frame's detections when the caller ran the
+        detector already; otherwise the detector runs here when due."""
         stage_s: dict[str, float] = {}
         t = frame.t
+        if detected is None and self.detection_due(t):
+            detected = self.detect(frame)
+        stage_s["detect"] = detected.seconds if detected is not None else 0.0
         mark = self._clock()
 
-        detected = self._last_detect_t is None or t - self._last_detect_t >= self._settings.detect_interval_s
-        detections = self._detector.detect(frame.image) if detected else Detections.empty()
-        now = self._clock()
-        stage_s["detect"], mark = now - mark, now
-
-        if detected:
+        if detected is not None:
             self._last_detect_t = t
-            tracks = self._tracker.update(detections, t)
+            tracks = self._tracker.update(detected.detections, t)
         else:
             tracks = self._tracker.predict(t)
         now = self._clock()
         stage_s["track"], mark = now - mark, now
 
         raw = self._estimate_poses(frame, tracks)
-        if not detected and len(raw):
+        if detected is None and len(raw):
             # Raw landmarks, not smoothed ones: the tracker's observation must not lag the person.
             tracks = self._correct_from_poses(raw, t, tracks)
         poses = self._temporal.update(t, raw).poses
@@ -127,7 +146,7 @@ class CameraPipeline:
 
         gait, alerts = self._analyse(poses, tracks, t)
         stage_s["gait"] = self._clock() - mark
-        return FrameResult(frame, detected, tracks, poses, tuple(gait), tuple(alerts), stage_s)
+        return FrameResult(frame, detected is not None, tracks, poses, tuple(gait), tuple(alerts), stage_s)
 
     def close(self, t: float) -> list[Alert]:
         """End every open alert (camera stopped): tracks that will never be seen again."""

@@ -178,6 +178,9 @@ class Service:
         self._outbox_full_incident: str | None = None
         self._acks: asyncio.Queue[str] = asyncio.Queue()
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        # Person detection has its own thread: one camera's HOG pass overlaps another camera's pose inference,
+        # so a 2-core PC uses both cores; per camera, frames still go through detect -> process in order.
+        self._detection = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detection")
         self._inference_started: float | None = None
         self._cameras: list[_Camera] = []
         self._outbox: Outbox | None = None
@@ -271,16 +274,17 @@ class Service:
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             raise StartupError(f"cannot load a model: {exc}", EX_UNAVAILABLE) from None
 
-    def _open_cameras(self, shared: SharedModels) -> list[_Camera]:
-        cameras: list[_Camera] = []
+    def _check_cameras(self) -> list[OpenCvCamera]:
+        """Before the (slow) models: a missing or undecodable video file fails start-up at once."""
+        sources: list[OpenCvCamera] = []
         for cam in self.settings.cameras:
             source = OpenCvCamera(cam)
             try:
                 source.check()
             except SourceError as exc:
                 raise StartupError(str(exc), EX_NOINPUT) from None
-            cameras.append(_Camera(cam, source, build_camera_pipeline(cam.id, self.settings, shared)))
-        return cameras
+            sources.append(source)
+        return sources
 
     # -- the run ---------------------------------------------------------------------------------------------
 
@@ -317,6 +321,7 @@ class Service:
         s = self.settings
         self._mqtt_config = self._build_mqtt_config()
         self._outbox = await asyncio.to_thread(self._open_outbox)
+        sources = await asyncio.to_thread(self._check_cameras)
         shared = await asyncio.to_thread(self._load_models)
         self._identity = PublisherIdentity(
             site=s.service.site,
@@ -326,7 +331,10 @@ class Service:
             ward=s.service.ward,
             model_versions=shared.model_versions,
         )
-        self._cameras = await asyncio.to_thread(self._open_cameras, shared)
+        self._cameras = [
+            _Camera(source.settings, source, build_camera_pipeline(source.camera_id, s, shared))
+            for source in sources
+        ]
         if s.metrics.enabled:
             try:
                 self._metrics_server = start_http_server(
@@ -387,8 +395,11 @@ class Service:
             asyncio.create_task(self._active_alerts_loop(), name="active-alerts"),
             asyncio.create_task(self._cleanup_loop(), name="outbox-cleanup"),
         ]
-        if self._drainer is not None:
-            background.append(asyncio.create_task(self._drainer.run(), name="outbox-drainer"))
+        drainer = (
+            asyncio.create_task(self._drainer.run(), name="outbox-drainer")
+            if self._drainer is not None
+            else None
+        )
         if self.settings.mqtt.ack_topic:
             background.append(asyncio.create_task(self._ack_loop(), name="acks"))
         stop_wait = asyncio.create_task(self._stopping.wait(), name="stop-signal")
@@ -405,7 +416,11 @@ class Service:
             log.info("stopping")
             # Camera loops finish their current frame and return.
             await asyncio.gather(*tasks, return_exceptions=True)
-            # Background work stops before the final flush: one drainer at a time, else rows go twice.
+            # Background work stops before the final flush: one drainer at a time, else rows go twice. The
+            # drainer finishes the batch in flight (bounded by mqtt.timeout_s) so its PUBACKs are recorded.
+            if drainer is not None and self._drainer is not None:
+                self._drainer.stop()
+                await asyncio.wait({drainer}, timeout=self.settings.mqtt.timeout_s + 1.0)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -414,9 +429,10 @@ class Service:
             await self._flush_outbox()
             await self._publish_active_alerts()
         finally:
-            for task in [*background, stop_wait, *tasks]:
+            everything = [*background, stop_wait, *tasks, *([drainer] if drainer is not None else [])]
+            for task in everything:
                 task.cancel()
-            await asyncio.gather(*background, stop_wait, *tasks, return_exceptions=True)
+            await asyncio.gather(*everything, return_exceptions=True)
 
     def _notify_stopping(self) -> None:
         if not self._stopping_notified:
@@ -430,17 +446,19 @@ class Service:
         if self._transport is not None:
             await self._transport.close()
         self._inference.shutdown(wait=True)
+        self._detection.shutdown(wait=True)
         if self._outbox is not None:
             self._outbox.close()
         if self._metrics_server is not None:
             self._metrics_server.close()
-        log.info(
-            "stopped frames=%d gait_windows=%d alerts=%d stored=%d",
-            self.counters.frames,
-            self.counters.gait_windows,
-            self.counters.alerts,
-            self.counters.alerts_stored,
-        )
+        if self.ready.is_set():
+            log.info(
+                "stopped frames=%d gait_windows=%d alerts=%d stored=%d",
+                self.counters.frames,
+                self.counters.gait_windows,
+                self.counters.alerts,
+                self.counters.alerts_stored,
+            )
 
     # -- per camera ------------------------------------------------------------------------------------------
 
@@ -463,7 +481,11 @@ class Service:
                     return
                 continue
             try:
-                result = await self._infer(lambda f=frame: pipeline.process(f))  # type: ignore[misc]
+                detected = None
+                if pipeline.detection_due(frame.t):
+                    loop = asyncio.get_running_loop()
+                    detected = await loop.run_in_executor(self._detection, pipeline.detect, frame)
+                result = await self._infer(lambda f=frame, d=detected: pipeline.process(f, d))  # type: ignore[misc]
                 await self._deliver(camera, result)
             except Exception as exc:
                 # One bad frame (or a bug it triggers) must not end the camera for the daemon's lifetime.

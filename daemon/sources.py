@@ -162,6 +162,10 @@ class OpenCvCamera:
         return self._settings.id
 
     @property
+    def settings(self) -> CameraSettings:
+        return self._settings
+
+    @property
     def kind(self) -> SourceKind:
         return self._kind
 
@@ -235,6 +239,7 @@ class OpenCvCamera:
         media_start: float | None = None  # file sources: clock time of media time 0
         media_frames = 0  # file sources: frames played since media_start, across loops
         failing = False  # an outage is under way: its first failed open was logged as a warning
+        looped = False  # a looping file is being reopened at its end
         while not self._stop.is_set():
             capture = self._open()
             if not capture.isOpened():
@@ -259,7 +264,15 @@ class OpenCvCamera:
             fps = self._frame_rate(capture)
             self._stats.fps = fps
             self._stats.connected = True
-            log.info("camera=%s event=opened kind=%s fps=%.2f", self.camera_id, self._kind, fps)
+            # A looping file reopens at every loop: worth a line only the first time.
+            log.log(
+                logging.DEBUG if looped else logging.INFO,
+                "camera=%s event=opened kind=%s fps=%.2f",
+                self.camera_id,
+                self._kind,
+                fps,
+            )
+            looped = False
             if media_start is None:
                 media_start = self._clock()
             try:
@@ -272,6 +285,7 @@ class OpenCvCamera:
                 self._eof.set()
                 return
             if reached_end and self._kind is SourceKind.FILE:
+                looped = True
                 continue  # loop: reopen at once, media time keeps running
             if self._stop.is_set():
                 break

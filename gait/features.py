@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.signal import butter, sosfiltfilt
 
 from gaitwatch.gait.activity import activity_features, current_state, posture_series
 from gaitwatch.gait.events import detect_heel_strikes, step_metrics
-from gaitwatch.gait.prepare import PreparedWindow, prepare_window
+from gaitwatch.gait.prepare import INDEX, PreparedWindow, prepare_window
+from gaitwatch.gait.resample import longest_run
 from gaitwatch.gait.settings import LEG_LENGTH_PER_HEIGHT, GaitSettings
 from gaitwatch.gait.spectral import (
     Spectrum,
@@ -31,6 +33,7 @@ from gaitwatch.gait.spectral import (
     power_spectrum,
     spectral_entropy,
 )
+from gaitwatch.gait.swaps import repair_swaps
 from gaitwatch.gait.types import ActivityState, GaitMetrics, GaitWindow
 from gaitwatch.pose.keypoints import Landmark
 
@@ -72,14 +75,28 @@ def analyze_window(window: GaitWindow, settings: GaitSettings | None = None) -> 
     long_enough = prepared.duration_s >= settings.min_duration_s - 0.5 / settings.resample_hz
     if not long_enough:
         return GaitMetrics(window.track_id, t_start, t_end, False, quality, still, None, feats)
+    # Left/right label swaps are repaired on the camera's own samples before anything reads a side: the stride
+    # frequency they need comes from signals a swap cannot change (see stride_peak).
+    first = stride_peak(prepared, settings)
+    repair = repair_swaps(window, first[0] if first is not None else None, settings.min_visibility)
+    if repair.count:
+        again = prepare_window(repair.window, settings)[0]
+        if again is not None:
+            prepared = again
+    feats["swap_fraction"] = repair.foot_fraction
     gait = stride_analysis(prepared, settings)
     feats.update(gait.features)
     walking = gait.walking
     state = ActivityState.WALKING if walking else still
+    seen_well = (
+        repair.foot_fraction <= settings.max_swap_fraction
+        and feats.get("stride_snr", 0.0) >= settings.min_stride_snr
+    )
     valid = (
         walking
         and coverage >= settings.min_coverage
         and quality >= settings.min_quality
+        and seen_well
         and gait.cadence_spm is not None
     )
     cadence = gait.cadence_spm if valid else None
@@ -95,42 +112,102 @@ class StrideAnalysis:
     features: dict[str, float]
 
 
+def _separations(w: PreparedWindow) -> list[NDArray[np.float64]]:
+    """Left-minus-right ankle separation in leg lengths: image (N, 2) and, when present, world (N, 3)."""
+    out = [(w.point(Landmark.LEFT_ANKLE) - w.point(Landmark.RIGHT_ANKLE)) / w.leg_px[:, None]]
+    if w.has_world:
+        out.append((w.world_point(Landmark.LEFT_ANKLE) - w.world_point(Landmark.RIGHT_ANKLE)) / w.leg_m)
+    return out
+
+
+def _unit_band(spec: Spectrum, hi_band: float) -> NDArray[np.float64]:
+    tot = spec.band_power(_MIN_HZ, hi_band)
+    out: NDArray[np.float64] = spec.power / tot if tot > 0 else np.zeros_like(spec.power)
+    return out
+
+
+def stride_spectra(w: PreparedWindow, settings: GaitSettings) -> tuple[Spectrum, Spectrum]:
+    """Two spectra on the stride-frequency axis, each source normalised to unit gait-band power and summed.
+
+    signed: the left-minus-right ankle separation oscillates once per stride with only odd harmonics, so its
+    peak is the stride frequency with no step/stride ambiguity; but a left/right label swap flips its sign.
+    magnitude: the feet's distance apart, |separation|, peaks at every heel strike (twice per stride) and no
+    label swap changes it; its spectrum is read at twice each stride frequency. Image and world (metric,
+    view-independent) separations are both used, so frontal walkers work too.
+    """
+    seps = _separations(w)
+    hi_band = min(w.nyquist_hz, _FREEZE_HI_HZ)
+    rate = w.rate_hz
+    signed = None
+    magnitude = None
+    for sep in seps:
+        s = power_spectrum(sep, rate, settings.freq_step_hz)
+        mag = power_spectrum(np.linalg.norm(sep, axis=1), rate, settings.freq_step_hz)
+        signed = _unit_band(s, hi_band) + (signed if signed is not None else 0.0)
+        on_stride = np.zeros_like(mag.power)
+        # The grid is k * df from 0, so twice frequency k is bin 2k; beyond the camera's Nyquist frequency
+        # there is only interpolation, not signal.
+        unit = _unit_band(mag, hi_band)
+        half = unit[::2][: on_stride.shape[0]]
+        on_stride[: half.shape[0]] = half
+        on_stride[2.0 * mag.freq > 0.95 * w.nyquist_hz] = 0.0
+        magnitude = on_stride + (magnitude if magnitude is not None else 0.0)
+    assert signed is not None and magnitude is not None
+    freq = power_spectrum(seps[0], rate, settings.freq_step_hz).freq
+    return Spectrum(freq, signed), Spectrum(freq, magnitude)
+
+
+def stride_peak(w: PreparedWindow, settings: GaitSettings) -> tuple[float, float] | None:
+    """Stride frequency (Hz) and peak height where the signed and magnitude spectra agree best (their sum):
+    label swaps smear the signed one, a limp's alternating step lengths put a stride line in the magnitude
+    one, but they rarely fool both at once. None when there is no peak in the cadence band."""
+    signed, magnitude = stride_spectra(w, settings)
+    both = Spectrum(signed.freq, signed.power + magnitude.power)
+    lo = settings.cadence_min_spm / 120.0
+    hi = min(settings.cadence_max_spm / 120.0, 0.95 * w.nyquist_hz)
+    return peak_frequency(both, lo, hi)
+
+
 def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis:
     """Cadence and spectral features from the ankle separation and the ankles' motion about the pelvis."""
     rate = w.rate_hz
     nyq = w.nyquist_hz
-    leg = w.leg_px[:, None]
-    sep_img = (w.point(Landmark.LEFT_ANKLE) - w.point(Landmark.RIGHT_ANKLE)) / leg
-    spectra = [power_spectrum(sep_img, rate, settings.freq_step_hz)]
-    if w.has_world:
-        sep_w = (w.world_point(Landmark.LEFT_ANKLE) - w.world_point(Landmark.RIGHT_ANKLE)) / w.leg_m
-        spectra.append(power_spectrum(sep_w, rate, settings.freq_step_hz))
+    sep_img = _separations(w)[0]
     hi_band = min(nyq, _FREEZE_HI_HZ)
-    # Normalise each source to unit gait-band power before adding, so a noisy metric (world) and a precise but
-    # view-dependent one (image) vote equally on where the stride peak is.
-    combined = np.zeros_like(spectra[0].power)
-    for s in spectra:
-        tot = s.band_power(_MIN_HZ, hi_band)
-        if tot > 0:
-            combined += s.power / tot
-    comb = Spectrum(spectra[0].freq, combined)
-    lo = settings.cadence_min_spm / 120.0
-    hi = min(settings.cadence_max_spm / 120.0, 0.95 * nyq)
-    peak = peak_frequency(comb, lo, hi)
+    comb, _ = stride_spectra(w, settings)
+    peak = stride_peak(w, settings)
     feats: dict[str, float] = {}
     # Main-lobe half width of a Hann window is 2 / duration; this much around a peak is "the peak".
     half = 2.0 / max(w.duration_s, 1e-6)
     f_stride = peak[0] if peak is not None else float("nan")
+    if peak is not None and peak[0] < settings.min_strides / max(w.duration_s, 1e-6):
+        peak = None  # fewer than min_strides strides in the stretch: a trend or a shuffle, not a rhythm
     if peak is not None:
-        amps = [np.sqrt(2.0 * _near(s, f_stride, half, (1,))) for s in spectra]
+        amps = [
+            np.sqrt(2.0 * _near(power_spectrum(s, rate, settings.freq_step_hz), f_stride, half, (1,)))
+            for s in _separations(w)
+        ]
         swing = float(max(amps))
         harmonics = tuple(k for k in (1, 3, 5) if k * f_stride < hi_band)
         periodic = _near(comb, f_stride, half, harmonics) / max(comb.band_power(_MIN_HZ, hi_band), 1e-12)
+        # White noise alone puts the covered share of the band's width there: at 7 fps with an 8 s window the
+        # stride line and its third harmonic cover 30 % of 0.2-3.5 Hz. Rhythm is what stands above that.
+        covered = sum(
+            max(0.0, min(k * f_stride + half, hi_band) - max(k * f_stride - half, _MIN_HZ)) for k in harmonics
+        )
+        floor = min(covered / max(hi_band - _MIN_HZ, 1e-9), 0.99)
+        rhythm = (min(periodic, 1.0) - floor) / (1.0 - floor)
     else:
-        swing, periodic = 0.0, 0.0
+        swing, periodic, rhythm = 0.0, 0.0, 0.0
     feats["swing_amp_ll"] = swing
     feats["periodicity"] = float(np.clip(periodic, 0.0, 1.0))
+    feats["rhythm"] = float(np.clip(rhythm, 0.0, 1.0))
     feats["spectral_entropy"] = spectral_entropy(comb, _MIN_HZ, hi_band)
+    jitter = pose_jitter_bh(w)
+    feats["pose_jitter_bh"] = jitter
+    # Stride amplitude over the noise of a separation (two landmarks' jitter, in leg lengths).
+    noise_ll = np.sqrt(2.0) * jitter / LEG_LENGTH_PER_HEIGHT
+    feats["stride_snr"] = float(min(swing / noise_ll, 100.0)) if noise_ll > 0 else 100.0
 
     # Progression: pelvis velocity in body heights per second from a straight-line fit (robust to bounce).
     body_h = w.leg_px / LEG_LENGTH_PER_HEIGHT
@@ -139,11 +216,19 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
     vel = np.polynomial.polynomial.polyfit(tt, pel, 1)[1]
     speed = float(np.hypot(vel[0], vel[1]))
     feats["speed_bh_s"] = speed
+    # Walking towards or away from the camera barely moves the pelvis in the image, but the person grows or
+    # shrinks: the relative rate of change of the leg length (1/s) is the speed over the distance.
+    approach = float(abs(w.leg_px[-1] - w.leg_px[0]) / (max(w.duration_s, 1e-6) * np.mean(w.leg_px)))
+    feats["approach_rate_per_s"] = approach
+    halt = halt_duration(w, f_stride, settings) if peak is not None else 0.0
+    feats["halt_s"] = halt
 
     walking = (
         peak is not None
         and swing >= settings.swing_min_ll
-        and (speed >= settings.walk_speed_min_bh_s or feats["periodicity"] >= settings.periodicity_min)
+        and feats["rhythm"] >= settings.periodicity_min
+        and halt <= settings.max_halt_fraction * w.duration_s
+        and (speed >= settings.walk_speed_min_bh_s or approach >= settings.approach_rate_min_per_s)
     )
     cadence = 120.0 * f_stride if walking else None
     if walking:
@@ -159,6 +244,60 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
         feats.update(_arm_features(w, f_stride, settings))
     feats.update(_band_features(w, settings, nyq))
     return StrideAnalysis(cadence, walking, feats)
+
+
+def pose_jitter_bh(w: PreparedWindow) -> float:
+    """The pose model's landmark noise (standard deviation per image coordinate) in body heights.
+
+    The torso vector (mid-hip to mid-shoulder) barely changes from one frame to the next (a trunk leans and
+    sways slowly) whatever the legs do, so its frame-to-frame change between consecutive camera samples is
+    almost all jitter. With per-landmark noise s, each end (a mean of two landmarks) has s / sqrt(2), the
+    vector s, and its change between frames s sqrt(2): the change's robust spread (MAD) / sqrt(2) is s.
+    Unlike the residual of any gait model, pathology (variable or asymmetric steps) does not raise it.
+    NaN when fewer than 5 consecutive pairs of samples are seen."""
+    i_ls, i_rs = INDEX[Landmark.LEFT_SHOULDER], INDEX[Landmark.RIGHT_SHOULDER]
+    i_lh, i_rh = INDEX[Landmark.LEFT_HIP], INDEX[Landmark.RIGHT_HIP]
+    xy = w.raw_xy
+    torso = 0.5 * (xy[:, i_ls] + xy[:, i_rs]) - 0.5 * (xy[:, i_lh] + xy[:, i_rh])
+    body = np.interp(w.raw_t, w.t, w.leg_px) / LEG_LENGTH_PER_HEIGHT
+    dt = np.diff(w.raw_t)
+    consecutive = dt < 1.5 * float(np.median(dt)) if dt.shape[0] else np.zeros(0, dtype=bool)
+    step = (np.diff(torso, axis=0) / body[1:, None])[consecutive]
+    step = step[np.all(np.isfinite(step), axis=1)]
+    if step.shape[0] < 5:
+        return float("nan")
+    dev = np.abs(step - np.median(step, axis=0))
+    return float(1.4826 * np.median(dev) / np.sqrt(2.0))
+
+
+def halt_duration(w: PreparedWindow, f_stride: float, settings: GaitSettings) -> float:
+    """The longest time (s) inside the window during which the feet stopped moving relative to each other.
+
+    The ankle separation along the walking axis, low-passed just above the stride frequency, sweeps its
+    whole range within every half stride while a person walks; during a freeze (or any stop) it holds still.
+    The range over a sliding half stride therefore drops to near zero for the stop's duration minus half a
+    stride; a run of ranges below a quarter of the window's median range, plus that half stride, is a halt.
+    Jitter cannot make one (it only adds motion), and a dropped frame is at most ~0.5 s of interpolation.
+    """
+    sep = _separations(w)[0]
+    centred = sep - sep.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    u = centred @ vt[0]
+    cutoff = min(1.5 * f_stride, 0.45 * w.source_hz, 0.45 * w.rate_hz)
+    sos = butter(2, cutoff, fs=w.rate_hz, output="sos")
+    if u.shape[0] <= 15:
+        return 0.0
+    u = sosfiltfilt(sos, u)
+    n_half = max(2, int(round(0.5 / f_stride * w.rate_hz)))
+    if u.shape[0] <= n_half + 2:
+        return 0.0
+    windows = np.lib.stride_tricks.sliding_window_view(u, n_half)
+    rng = windows.max(axis=1) - windows.min(axis=1)
+    still = rng < 0.25 * float(np.median(rng))
+    start, stop = longest_run(still)
+    if stop <= start:
+        return 0.0
+    return float((stop - start - 1 + n_half) / w.rate_hz)
 
 
 def _regularity(sep: NDArray[np.float64], rate: float, f_stride: float) -> dict[str, float]:

@@ -227,6 +227,40 @@ def load_mpii(annotations: Path, images: Path) -> KeypointDataset:
     )
 
 
+def reference_dataset(
+    name: str,
+    image_paths: Sequence[Path],
+    xyxy: NDArray[np.floating],
+    reference: NDArray[np.floating],
+    landmarks: Sequence[Landmark],
+    min_visibility: float = 0.0,
+) -> KeypointDataset:
+    """People whose "ground truth" is another model's landmarks: the teacher-agreement evaluation.
+
+    ``reference`` (N, 33, 3) holds the reference model's landmarks (x, y frame pixels, visibility) for the
+    person in box ``xyxy`` (N, 4) of ``image_paths`` (N,); ``landmarks`` are the joints compared. A joint
+    counts when its reference visibility is at least ``min_visibility`` (0 counts every joint, including the
+    ones the reference only guessed). PCK thresholds are fractions of the box's longer side, as for COCO.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    box = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+    lms = tuple(Landmark(int(lm)) for lm in landmarks)
+    cols = [int(lm) for lm in lms]
+    joints = ref[:, cols, :2]
+    labelled = (ref[:, cols, 2] >= min_visibility) & np.all(np.isfinite(joints), axis=2)
+    return KeypointDataset(
+        name=name,
+        image_paths=tuple(image_paths),
+        xyxy=box,
+        joints=joints,
+        labelled=labelled,
+        joint_names=tuple(lm.name.lower() for lm in lms),
+        landmarks=lms,
+        norm=np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]),
+        norm_kind="box",
+    )
+
+
 def load_keypoint_dataset(annotations: Path, images: Path) -> KeypointDataset:
     """COCO-format or MPII-format, told apart by the json's shape."""
     data = _read_json(annotations)

@@ -1,8 +1,9 @@
-"""A small heatmap pose network (the "student") distilled from BlazePose, and everything it needs at inference.
+"""A small heatmap pose network (the "student") distilled from BlazePose, and what it needs at inference.
 
-Fast Pose Distillation (Zhang et al., CVPR 2019, MIT) trains a small network on a large teacher's heatmaps with
-``alpha * MSE(student, teacher) + (1 - alpha) * MSE(student, ground truth)``. Here the teacher is BlazePose
-run by gaitwatch's own pipeline on a site's unlabelled video (see ``distill.py``), and the student is:
+Fast Pose Distillation (Zhang et al., CVPR 2019, MIT) trains a small network on a large teacher's
+heatmaps with ``alpha * MSE(student, teacher) + (1 - alpha) * MSE(student, ground truth)``. Here the
+teacher is BlazePose run by gaitwatch's own pipeline on a site's unlabelled video (see ``distill.py``), and
+the student is:
 
 - input: a portrait crop (people are taller than wide) of ``input_height x input_width`` pixels, BGR 0-255,
   cut around the tracker's box (:func:`crop_matrix`);
@@ -238,11 +239,13 @@ class StudentSpec:
             raise ValueError(f"invalid student spec {d!r}: {exc}") from exc
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Crop geometry (continuous pixel coordinates, as in roi.py: pixel i spans [i, i + 1]).
 
 
-def crop_region(xyxy: NDArray[np.floating], spec: StudentSpec, context: float = 1.0) -> tuple[float, float, float]:
+def crop_region(
+    xyxy: NDArray[np.floating], spec: StudentSpec, context: float = 1.0
+) -> tuple[float, float, float]:
     """Centre (cx, cy) and height in frame pixels of the student's crop around one box.
 
     The crop has the spec's aspect ratio, is centred on the box and is ``spec.roi_scale * context`` times the
@@ -254,9 +257,7 @@ def crop_region(xyxy: NDArray[np.floating], spec: StudentSpec, context: float = 
     return 0.5 * (x1 + x2), 0.5 * (y1 + y2), max(height, 1.0)
 
 
-def crop_matrix(
-    xyxy: NDArray[np.floating], spec: StudentSpec, context: float = 1.0
-) -> NDArray[np.float64]:
+def crop_matrix(xyxy: NDArray[np.floating], spec: StudentSpec, context: float = 1.0) -> NDArray[np.float64]:
     """2x3 affine from frame coordinates to the coordinates of a ``context``-times enlarged student crop.
 
     With ``context = 1`` the crop spans ``[0, input_width] x [0, input_height]``; with a larger context it
@@ -297,7 +298,7 @@ def to_input_tensor(crops: NDArray[np.uint8]) -> NDArray[np.float32]:
     return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Heatmaps: a keypoint at crop coordinate u lies at heatmap index coordinate u / stride - 0.5 (the centre of
 # heatmap cell j covers crop pixels [j * stride, (j + 1) * stride]).
 
@@ -402,7 +403,7 @@ def decode_outputs(
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # The network (torch, imported on call).
 
 
@@ -426,7 +427,7 @@ def build_student_net(spec: StudentSpec) -> torch.nn.Module:
         return nn.Sequential(*layers)
 
     class InvertedResidual(nn.Module):  # type: ignore[misc,name-defined]
-        """MobileNetV2 block: 1x1 expand, 3x3 depthwise, 1x1 linear projection, identity skip if shapes allow."""
+        """MobileNetV2 block: 1x1 expand, 3x3 depthwise, 1x1 linear projection, skip if shapes allow."""
 
         def __init__(self, cin: int, cout: int, stride: int, expansion: int) -> None:
             super().__init__()
@@ -496,7 +497,7 @@ def fpd_loss(
     truth_weight: torch.Tensor | None = None,
     alpha: float = 0.5,
 ) -> torch.Tensor:
-    """Fast Pose Distillation's heatmap loss: ``alpha * MSE(student, teacher) + (1 - alpha) * MSE(student, truth)``.
+    """FPD's heatmap loss: ``alpha * MSE(student, teacher) + (1 - alpha) * MSE(student, truth)``.
 
     Heatmaps are (N, K, h, w); ``weight`` / ``truth_weight`` (N, K) say which keypoints count (0 drops one,
     e.g. a crop the teacher found no person in, or an unlabelled joint). Each MSE sums over the pixels of a

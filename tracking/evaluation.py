@@ -13,8 +13,7 @@ All results are fractions in [0, 1] (MOTA can be negative); multiply by 100 for 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -345,11 +344,3 @@ def read_results(path: str, sequence_length: int) -> FloatArray:
     keep = (out[:, 0] >= 1) & (out[:, 0] <= sequence_length)
     result: FloatArray = out[keep]
     return result
-
-
-TrackerFactory = Callable[[MotSequence], OnlineTracker]
-
-
-def mota_points(value: float) -> float:
-    """A fraction as rounded percentage points, as MOTChallenge tables print them."""
-    return round(100.0 * value, 1) if math.isfinite(value) else value

@@ -1,0 +1,222 @@
+"""End-to-end benchmark of the real daemon: the same ``Service`` as ``gaitwatch run`` (decode, detect, track,
+pose, gait, outbox, MQTT to a local broker) on real clips, measured the way an admin sizes a ward PC.
+
+Two kinds of run:
+- throughput (replay): files are read as fast as the pipeline takes them, no frame dropped; gives stage costs,
+  frames/s, person-frames/s, CPU seconds per frame, cores used and peak RSS;
+- live: clips are played at their real frame rate as N cameras; gives the dropped fraction and the latency from
+  a frame's capture to the arrival, at an MQTT subscriber, of the gait metrics that frame completed.
+The pose backend's raw speed (crops/s on one core) is measured in the same process on crops of the same clip,
+so the ratio "person-frames/s over pose crops/s x cores used" shows what everything that is not pose costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import resource
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaitwatch.daemon.local_broker import local_broker
+from gaitwatch.daemon.mqtt import subscription
+from gaitwatch.daemon.pipeline import STAGES, FrameResult
+from gaitwatch.daemon.service import Service
+from gaitwatch.daemon.settings import Settings, parse_settings
+from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
+
+# Real time holds when at most this fraction of frames is dropped and the p95 capture-to-publish latency stays
+# under this bound (issue 7's definition).
+REALTIME_MAX_DROPPED = 0.05
+REALTIME_MAX_P95_MS = 500.0
+# Frames kept (image + tracked boxes) to time the pose backend on the clip's own crops after a run.
+POSE_SAMPLE_FRAMES = 40
+
+
+@dataclass(slots=True)
+class _RunLog:
+    """Collected on the event loop while a run goes on."""
+
+    stage_s: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    people: list[int] = field(default_factory=list)
+    last_seq: dict[str, int] = field(default_factory=dict)
+    processed: dict[str, int] = field(default_factory=dict)
+    latency_ms: list[float] = field(default_factory=list)
+    samples: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def add(self, result: FrameResult) -> None:
+        for stage, seconds in result.stage_s.items():
+            self.stage_s[stage].append(seconds)
+        self.people.append(len(result.poses))
+        cam = result.frame.camera
+        self.last_seq[cam] = result.frame.seq
+        self.processed[cam] = self.processed.get(cam, 0) + 1
+        if len(result.poses) and len(self.samples) < POSE_SAMPLE_FRAMES and result.frame.seq % 5 == 0:
+            rows = np.isin(result.tracks.ids, result.poses.track_ids)
+            self.samples.append((result.frame.image, result.tracks.xyxy[rows].copy()))
+
+
+def _quantiles_ms(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"mean_ms": float("nan"), "median_ms": float("nan"), "p95_ms": float("nan")}
+    arr = np.asarray(values) * 1000.0
+    return {
+        "mean_ms": round(float(np.mean(arr)), 2),
+        "median_ms": round(float(np.median(arr)), 2),
+        "p95_ms": round(float(np.quantile(arr, 0.95)), 2),
+    }
+
+
+def _parse_utc(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def bench_settings(
+    videos: Sequence[Path],
+    cameras: int,
+    model: str,
+    live: bool,
+    fps: float | None,
+    state_dir: Path,
+    port: int,
+) -> Settings:
+    return parse_settings(
+        {
+            "service": {
+                "site": "bench",
+                "host": "bench",
+                "state_dir": str(state_dir),
+                "log_level": "warning",
+            },
+            "cameras": [
+                {
+                    "id": f"cam{i + 1}",
+                    "source": str(videos[i % len(videos)]),
+                    "playback": "live" if live else "replay",
+                    "loop": True,
+                    **({"fps": fps} if fps else {}),
+                }
+                for i in range(cameras)
+            ],
+            "pose": {"model": model},
+            "mqtt": {"host": "127.0.0.1", "port": port, "protocol": "3.1.1"},
+            "metrics": {"enabled": False},
+        }
+    )
+
+
+def time_pose_backend(model: str, samples: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Crops per second of the configured pose backend on one core, on crops of the benchmarked clip
+    (crop extraction included, as the pipeline pays it)."""
+    backend = BlazePoseBackend(BlazePoseSettings(model="lite" if model == "lite" else "full", num_threads=1))
+    crops = 0
+    started = time.perf_counter()
+    for image, boxes in samples:
+        backend.estimate(image, np.arange(len(boxes), dtype=np.int64), boxes)
+        crops += len(boxes)
+    elapsed = time.perf_counter() - started
+    return crops / elapsed if elapsed > 0 else float("nan")
+
+
+async def run_once(
+    videos: Sequence[Path], *, cameras: int, model: str, live: bool, seconds: float, fps: float | None
+) -> dict[str, Any]:
+    """One benchmark run of ``seconds`` with ``cameras`` copies of the clips; returns its figures."""
+    import tempfile
+
+    log = _RunLog()
+    with tempfile.TemporaryDirectory(prefix="gaitwatch-bench-") as state:
+        async with local_broker() as broker:
+            settings = bench_settings(videos, cameras, model, live, fps, Path(state), broker.port)
+            async with subscription(
+                broker.host, broker.port, "gaitwatch/v1/+/+/gait/#", client_id="bench"
+            ) as msgs:
+
+                async def listen() -> None:
+                    async for _topic, payload in msgs:
+                        body = json.loads(payload)
+                        log.latency_ms.append((time.time() - _parse_utc(body["window_end"])) * 1000.0)
+
+                listener = asyncio.create_task(listen())
+                service = Service(settings, on_result=log.add)
+                usage_before = resource.getrusage(resource.RUSAGE_SELF)
+                started = time.monotonic()
+                task = asyncio.create_task(service.run())
+                await asyncio.sleep(seconds)
+                service.request_stop()
+                code = await task
+                wall = time.monotonic() - started
+                usage_after = resource.getrusage(resource.RUSAGE_SELF)
+                await asyncio.sleep(0.5)
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+    if code != 0:
+        raise RuntimeError(f"the daemon exited with code {code} during the benchmark")
+    cpu = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
+    frames = sum(log.processed.values())
+    decoded = sum(seq + 1 for seq in log.last_seq.values())
+    person_frames = int(sum(log.people))
+    stages = {s: _quantiles_ms(v) for s, v in log.stage_s.items()}
+    per_person: dict[str, dict[str, float]] = {}
+    people = np.asarray(log.people, dtype=float)
+    with_people = people > 0
+    for stage, values in log.stage_s.items():
+        arr = np.asarray(values)
+        per_person[stage] = _quantiles_ms(list(arr[with_people] / people[with_people]))
+    frame_s = np.sum([np.asarray(v) for v in log.stage_s.values()], axis=0) if frames else np.zeros(0)
+    return {
+        "cameras": cameras,
+        "model": model,
+        "mode": "live" if live else "replay",
+        "seconds": round(wall, 2),
+        "frames": frames,
+        "frames_per_s": round(frames / wall, 2),
+        "person_frames": person_frames,
+        "person_frames_per_s": round(person_frames / wall, 2),
+        "people_per_frame": round(person_frames / frames, 2) if frames else 0.0,
+        "stages_per_frame": stages,
+        "stages_per_person": per_person,
+        "frame_total": _quantiles_ms(list(frame_s)),
+        "cpu_s_per_frame": round(cpu / frames, 4) if frames else None,
+        "cores_used": round(cpu / wall, 3),
+        "peak_rss_mb": round(usage_after.ru_maxrss / 1024.0, 1),
+        "dropped_fraction": round(1.0 - frames / decoded, 4) if decoded else 0.0,
+        # Capture-to-publish latency means something only when frames are captured in real time.
+        "latency_median_ms": round(statistics.median(log.latency_ms), 1) if live and log.latency_ms else None,
+        "p95_latency_ms": round(float(np.quantile(log.latency_ms, 0.95)), 1)
+        if live and log.latency_ms
+        else None,
+        "gait_messages": len(log.latency_ms),
+        "per_person_cost_by_people": _cost_by_people(log),
+        "_samples": log.samples,
+    }
+
+
+def _cost_by_people(log: _RunLog) -> dict[str, float | None]:
+    """Median milliseconds of pipeline time per tracked person, by how many people the frame held: the
+    pipeline scales linearly when these stay equal."""
+    people = np.asarray(log.people)
+    total = np.sum([np.asarray(v) for v in log.stage_s.values()], axis=0) if log.people else np.zeros(0)
+    out: dict[str, float | None] = {}
+    for lo, hi in ((2, 3), (4, 5), (6, 8)):
+        sel = (people >= lo) & (people <= hi)
+        out[f"{lo}-{hi}"] = (
+            round(float(np.median(total[sel] / people[sel]) * 1000.0), 2) if np.any(sel) else None
+        )
+    return out
+
+
+def holds_realtime(run: dict[str, Any]) -> bool:
+    p95 = run.get("p95_latency_ms")
+    return bool(
+        run["dropped_fraction"] <= REALTIME_MAX_DROPPED and p95 is not None and p95 < REALTIME_MAX_P95_MS
+    )

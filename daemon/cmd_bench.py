@@ -1,0 +1,188 @@
+"""``gaitwatch bench [--video PATH ...] [--cameras N] [--seconds S] [--live] [--json OUT]``: size a ward PC.
+
+Runs the real daemon on real clips (default: ../shared/data/video/vtest.avi at its real 7 fps, else the shipped
+demo clip) and prints, per stage, the median and p95 milliseconds per frame and per person, frames/s,
+person-frames/s, CPU seconds per frame, cores used, peak RSS, and the pose backend's raw crops/s on one core
+measured in the same process. Then, unless ``--no-sweep``, it plays the clip live as 1, 2, 3, 4 cameras with the
+full and the lite pose model and reports the largest camera count that holds real time (<= 5% frames dropped,
+p95 capture-to-publish latency < 500 ms), with a PNG plot of person-frames/s and p95 latency against cameras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from gaitwatch.daemon.bench import holds_realtime, run_once, time_pose_backend
+from gaitwatch.daemon.demo import shipped_clip
+from gaitwatch.daemon.logs import configure_logging
+
+DEFAULT_CLIP = Path("../shared/data/video/vtest.avi")
+VTEST_FPS = 7.0  # vtest.avi's container claims 10 fps; PETS09-S2L1 was captured at 7 fps
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark the real pipeline: stage costs, throughput, latency, cameras in real time",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--video", type=Path, action="append", help="clip(s) to play (repeat for several)")
+    p.add_argument(
+        "--fps", type=float, default=None, help="the clips' real frame rate (default: 7 for vtest.avi)"
+    )
+    p.add_argument(
+        "--cameras", type=int, default=1, help="cameras in the throughput run (copies of the clips)"
+    )
+    p.add_argument("--seconds", type=float, default=45.0, help="length of each run")
+    p.add_argument(
+        "--model", choices=("full", "lite"), default="full", help="pose model of the throughput run"
+    )
+    p.add_argument(
+        "--live", action="store_true", help="throughput run at the clips' frame rate, not as fast as possible"
+    )
+    p.add_argument("--sweep", default="1,2,3,4", help="camera counts of the live real-time sweep")
+    p.add_argument("--no-sweep", action="store_true", help="skip the live sweep")
+    p.add_argument("--plot", type=Path, default=Path("bench/scaling.png"), help="PNG of the sweep")
+    p.add_argument("--json", type=Path, default=None, help="write all figures as JSON")
+    p.set_defaults(func=run)
+
+
+def _default_videos() -> tuple[list[Path], float | None]:
+    if DEFAULT_CLIP.is_file():
+        return [DEFAULT_CLIP], VTEST_FPS
+    return [shipped_clip()], None
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    out = sys.stdout
+    out.write(
+        f"\n[{run['mode']}] cameras={run['cameras']} model={run['model']} {run['seconds']} s: "
+        f"frames/s={run['frames_per_s']} person-frames/s={run['person_frames_per_s']} "
+        f"people/frame={run['people_per_frame']} cpu_s/frame={run['cpu_s_per_frame']} "
+        f"cores_used={run['cores_used']} peak_rss_mb={run['peak_rss_mb']} dropped={run['dropped_fraction']} "
+        f"latency median/p95 ms={run['latency_median_ms']}/{run['p95_latency_ms']}\n"
+    )
+    out.write(
+        f"  {'stage':8} {'frame mean':>10} {'frame med':>10} {'frame p95':>10} {'person med':>11} {'person p95':>11}\n"
+    )
+    for stage, q in run["stages_per_frame"].items():
+        pp = run["stages_per_person"][stage]
+        out.write(
+            f"  {stage:8} {q['mean_ms']:>10} {q['median_ms']:>10} {q['p95_ms']:>10} {pp['median_ms']:>11} "
+            f"{pp['p95_ms']:>11}\n"
+        )
+    out.write(f"  per-person ms by people in frame: {run['per_person_cost_by_people']}\n")
+
+
+def _plot(sweep: list[dict[str, Any]], path: Path) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot skipped: matplotlib is not installed (pip install 'gaitwatch[report]')"
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for model in ("full", "lite"):
+        runs = [r for r in sweep if r["model"] == model]
+        cams = [r["cameras"] for r in runs]
+        ax1.plot(cams, [r["person_frames_per_s"] for r in runs], marker="o", label=f"{model} model")
+        ax2.plot(
+            cams, [r["p95_latency_ms"] or float("nan") for r in runs], marker="o", label=f"{model} model"
+        )
+    ax1.set(xlabel="cameras (live, 7 fps)", ylabel="person-frames/s", title="Throughput")
+    ax2.axhline(500, color="grey", linestyle="--", label="real-time bound")
+    ax2.set(xlabel="cameras (live, 7 fps)", ylabel="p95 capture-to-publish latency (ms)", title="Latency")
+    for ax in (ax1, ax2):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return f"plot written to {path}"
+
+
+async def _bench(args: argparse.Namespace) -> dict[str, Any]:
+    videos, fps = (args.video, args.fps) if args.video else _default_videos()
+    fps = args.fps or fps
+    for video in videos:
+        if not video.is_file():
+            raise FileNotFoundError(f"video {video} does not exist")
+    main = await run_once(
+        videos, cameras=args.cameras, model=args.model, live=args.live, seconds=args.seconds, fps=fps
+    )
+    crops_per_s = time_pose_backend(args.model, main.pop("_samples"))
+    _print_run(main)
+    ratio = (
+        main["person_frames_per_s"] / (crops_per_s * main["cores_used"]) if crops_per_s > 0 else float("nan")
+    )
+    sys.stdout.write(
+        f"  pose backend alone ({args.model}, 1 thread, same clip): {crops_per_s:.1f} crops/s per core; "
+        f"person-frames/s / (crops/s x cores used) = {ratio:.2f}\n"
+    )
+    report: dict[str, Any] = {
+        "videos": [str(v) for v in videos],
+        "fps": fps,
+        "throughput": main,
+        "person_frames_per_s": main["person_frames_per_s"],
+        "pose_crops_per_s_per_core": round(crops_per_s, 2),
+        "cores_used": main["cores_used"],
+        "pose_share_ratio": round(ratio, 3),
+        "p95_latency_ms": main["p95_latency_ms"],
+        "dropped_fraction": main["dropped_fraction"],
+        "realtime_cameras_full": None,
+        "realtime_cameras_lite": None,
+        "sweep": [],
+    }
+    if args.no_sweep:
+        return report
+    counts = [int(c) for c in args.sweep.split(",") if c.strip()]
+    for model in ("full", "lite"):
+        best = 0
+        for n in counts:
+            run = await run_once(videos, cameras=n, model=model, live=True, seconds=args.seconds, fps=fps)
+            run.pop("_samples")
+            run["realtime"] = holds_realtime(run)
+            report["sweep"].append(run)
+            _print_run(run)
+            sys.stdout.write(f"  real time: {run['realtime']}\n")
+            if run["realtime"] and best == n - 1:
+                best = n
+        report[f"realtime_cameras_{model}"] = best
+        if best == 0:
+            report[f"p95_latency_ms_{model}_1cam"] = report["sweep"][-len(counts)]["p95_latency_ms"]
+    if main["mode"] == "replay":
+        live_default = [
+            r for r in report["sweep"] if r["model"] == args.model and r["cameras"] == args.cameras
+        ]
+        if live_default:
+            report["p95_latency_ms"] = live_default[0]["p95_latency_ms"]
+            report["dropped_fraction"] = live_default[0]["dropped_fraction"]
+    sys.stdout.write(_plot(report["sweep"], args.plot) + "\n")
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging("warning")
+    try:
+        report = asyncio.run(_bench(args))
+    except (FileNotFoundError, RuntimeError) as exc:
+        sys.stderr.write(f"gaitwatch bench: {exc}\n")
+        return 1
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    sys.stdout.write(
+        f"bench: person_frames_per_s={report['person_frames_per_s']} "
+        f"pose_crops_per_s_per_core={report['pose_crops_per_s_per_core']} cores_used={report['cores_used']} "
+        f"p95_latency_ms={report['p95_latency_ms']} dropped_fraction={report['dropped_fraction']} "
+        f"realtime_cameras_full={report['realtime_cameras_full']} "
+        f"realtime_cameras_lite={report['realtime_cameras_lite']}\n"
+    )
+    return 0

@@ -1,0 +1,369 @@
+"""``gaitwatch distill``: train a fast site-specific pose student from BlazePose on the site's own video.
+
+Usage: ``gaitwatch distill VIDEO... --out DIR [--json OUT] [--resume | --fresh] [--recollect] [--fps F]
+[--config TOML] [--epochs N] [--split auto|time|video] [--val-fraction 0.3] [--threads T] ...``
+
+1. Runs gaitwatch's own detector and tracker (built from ``--config`` when given, else the defaults) and the
+   BlazePose teacher over every VIDEO, caching the crops and teacher targets in ``DIR/data.npz`` (reused on
+   the next run unless ``--recollect``; collection needs no torch).
+2. Splits by video (several videos) or by time (one video: the last ``--val-fraction`` of it is held out).
+3. Trains on the CPU with a progress bar, checkpointing every epoch to ``DIR/checkpoint.pt``; ``--resume``
+   continues an interrupted run, ``--fresh`` discards the checkpoint.
+4. Exports ``DIR/student.onnx`` (+ ``student.pt``) and ``DIR/student.json`` (keypoints, input size, teacher,
+   data used, validation figures), measures agreement with the teacher on the held-out part and the speed
+   per crop of student and teacher, and writes those figures to ``--json OUT``.
+
+The trained student is then selected in the daemon's config with ``pose.backend = "student"`` and
+``pose.student_dir = DIR``. Training needs torch (``pip install torch==2.13.0``, the CPU build).
+Exit codes: 0 done; 1 a failure named on stderr (unreadable video, no people, mismatched checkpoint,
+no torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+import cv2
+import numpy as np
+
+from gaitwatch.daemon.settings import ConfigError
+from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, PoseModelError
+from gaitwatch.pose.distill import (
+    CACHE_FILE,
+    CHECKPOINT_FILE,
+    CollectSettings,
+    DistillData,
+    DistillError,
+    TrainSettings,
+    agreement,
+    collect,
+    evaluate_export,
+    export,
+    measure_speed,
+    split,
+    torch_predict,
+    train,
+    video_info,
+)
+from gaitwatch.pose.student import StudentSpec, StudentUnavailableError, require_torch
+from gaitwatch.pose.student_backend import METADATA_FILE, StudentModelError
+from gaitwatch.tracking.detector import PersonDetector
+from gaitwatch.tracking.hog import HogPersonDetector, HogSettings
+from gaitwatch.tracking.tracker import Tracker, TrackerSettings
+
+# Crops timed for the speed figures (the bench's minimum is 100).
+SPEED_CROPS = 150
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``distill`` subcommand to the ``gaitwatch`` command line."""
+    p = subparsers.add_parser(
+        "distill",
+        help="train a fast pose student from BlazePose on your own unlabelled video (needs torch)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t = TrainSettings()
+    p.add_argument("videos", type=Path, nargs="+", metavar="VIDEO", help="unlabelled video files of the site")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="student, cache and checkpoint go here"
+    )
+    p.add_argument(
+        "--json", type=Path, default=None, metavar="OUT", help="also write the figures as JSON here"
+    )
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="continue the run checkpointed in DIR")
+    resume.add_argument("--fresh", action="store_true", help="discard DIR's checkpoint and train afresh")
+    p.add_argument("--recollect", action="store_true", help="re-run the teacher even if DIR has its targets")
+    p.add_argument("--collect-only", action="store_true", help="stop after caching the teacher targets")
+    p.add_argument(
+        "--fps", type=float, default=None, help="the cameras' true frame rate if containers misreport"
+    )
+    p.add_argument("--config", type=Path, default=None, help="daemon config: use its detector and tracker")
+    p.add_argument(
+        "--teacher", choices=("full", "lite"), default="full", help="BlazePose teacher (default full)"
+    )
+    p.add_argument("--split", choices=("auto", "time", "video"), default="auto", help="how to hold out data")
+    p.add_argument("--val-fraction", type=float, default=0.3, help="held-out share (default 0.3)")
+    p.add_argument("--input", default="128x96", metavar="HxW", help="student crop size (default 128x96)")
+    p.add_argument("--epochs", type=int, default=t.epochs, help=f"training epochs (default {t.epochs})")
+    p.add_argument("--batch-size", type=int, default=t.batch_size)
+    p.add_argument("--learning-rate", type=float, default=t.learning_rate)
+    p.add_argument("--alpha", type=float, default=t.alpha, help="FPD teacher/ground-truth balance")
+    p.add_argument("--threads", type=int, default=t.threads, help="torch threads (default 1: see docs)")
+    p.add_argument("--seed", type=int, default=t.seed)
+    p.set_defaults(func=run_distill)
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"gaitwatch distill: {message}\n")
+    return 1
+
+
+class ProgressBar:
+    """Progress on stderr: a redrawn bar on a terminal; in a log, a line per epoch and per 10% collected."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._started: dict[str, float] = {}
+        self._last_tenth: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int, note: str) -> None:
+        now = time.monotonic()
+        start = self._started.setdefault(stage, now)
+        frac = done / total if total else 1.0
+        eta = (now - start) * (1.0 - frac) / frac if frac > 0 else math.nan
+        if stage == "epoch":
+            self._stream.write(("\r\x1b[K" if self._tty else "") + f"epoch {done}/{total}: {note}\n")
+        elif self._tty:
+            filled = int(30 * frac)
+            self._stream.write(
+                f"\r\x1b[K{stage} [{'#' * filled}{'.' * (30 - filled)}] {100 * frac:5.1f}% "
+                f"{done}/{total} eta {eta / 60:.1f} min {note}"
+            )
+            if done >= total:
+                self._stream.write("\n")
+        else:
+            tenth = int(10 * frac)
+            if tenth > self._last_tenth.get(stage, -1) and stage == "collect":
+                self._last_tenth[stage] = tenth
+                self._stream.write(
+                    f"{stage}: {100 * frac:.0f}% ({done}/{total}) eta {eta / 60:.1f} min {note}\n"
+                )
+        self._stream.flush()
+
+
+def _parse_input(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise ValueError(f"--input must look like 128x96 (height x width); got {text!r}") from exc
+    return h, w
+
+
+def _pipeline_parts(args: argparse.Namespace) -> tuple[PersonDetector, TrackerSettings, CollectSettings]:
+    """Detector, tracker settings and collection settings: the site's config when given, else defaults."""
+    if args.config is None:
+        return HogPersonDetector(HogSettings()), TrackerSettings(), CollectSettings(fps=args.fps)
+    from gaitwatch.daemon.assembly import build_detector, tracker_settings
+    from gaitwatch.daemon.settings import load_settings
+
+    settings = load_settings(args.config)
+    collect_settings = CollectSettings(
+        fps=args.fps,
+        detect_interval_s=settings.detector.interval_s,
+        min_presence=settings.pose.min_presence,
+    )
+    return build_detector(settings), tracker_settings(settings), collect_settings
+
+
+def _cached(path: Path, videos: list[Path], spec: StudentSpec, fps: float | None) -> DistillData | None:
+    if not path.is_file():
+        return None
+    try:
+        data = DistillData.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        sys.stderr.write(f"gaitwatch distill: ignoring unreadable cache {path} ({exc})\n")
+        return None
+    wanted = [video_info(v, fps) for v in videos]
+    if list(data.videos) != wanted or data.spec_geometry != (
+        spec.input_height,
+        spec.input_width,
+        spec.roi_scale,
+    ):
+        sys.stderr.write(
+            f"gaitwatch distill: {path} was collected from other videos or crops; collecting again\n"
+        )
+        return None
+    return data
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    """Entry point of ``distill``; returns the process exit code."""
+    try:
+        h, w = _parse_input(args.input)
+        spec = StudentSpec(input_height=h, input_width=w)
+        train_settings = TrainSettings(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            alpha=args.alpha,
+            threads=args.threads,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
+    if not args.collect_only:
+        try:
+            require_torch()  # fail before minutes of collection, not after
+        except StudentUnavailableError as exc:
+            return _fail(str(exc))
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / CHECKPOINT_FILE
+    if checkpoint.is_file() and not (args.resume or args.fresh or args.collect_only):
+        return _fail(f"{checkpoint} exists: pass --resume to continue that run or --fresh to start over")
+    progress = ProgressBar(sys.stderr)
+    began = time.perf_counter()
+    try:
+        detector, tracker_settings, collect_settings = _pipeline_parts(args)
+        teacher = BlazePoseBackend(BlazePoseSettings(model=args.teacher))
+        cache = out / CACHE_FILE
+        data = None if args.recollect else _cached(cache, list(args.videos), spec, args.fps)
+        collect_minutes = 0.0
+        if data is None:
+            data = collect(
+                args.videos,
+                spec,
+                teacher,
+                detector,
+                lambda: Tracker(tracker_settings),
+                collect_settings,
+                progress,
+            )
+            data.save(cache)
+            collect_minutes = (time.perf_counter() - began) / 60.0
+        parts = split(data, args.val_fraction, args.split)
+        sys.stdout.write(
+            f"data: {len(data)} crops ({int(data.person.sum())} with a person) "
+            f"from {len(data.videos)} video(s); "
+            f"train {len(parts.train)}, validation {len(parts.val)} ({parts.description})\n"
+        )
+        if args.collect_only:
+            return 0
+        if args.fresh and checkpoint.is_file():
+            checkpoint.unlink()
+
+        val_crops = data.subset(parts.val).nominal_crops(spec)
+
+        def evaluate(net: Any) -> dict[str, float]:
+            agree = agreement(data, parts.val, spec, torch_predict(net, val_crops, spec))
+            r = agree.all[0.1]
+            return {"val_pck_0.1": r.overall, "val_ankles_0.1": r.groups["ankles"]}
+
+        result = train(data, parts.train, spec, train_settings, checkpoint, args.resume, evaluate, progress)
+        metadata: dict[str, Any] = {
+            "teacher": {
+                "name": teacher.name,
+                "model_version": teacher.model_version,
+                "second_pass": teacher.settings.uses_second_pass,
+                "roi_scale": teacher.settings.roi_scale,
+                "model_file": teacher.model_path.name,
+            },
+            "data": {
+                "videos": [
+                    {"path": v.path, "bytes": v.size, "frames": v.frames, "fps": v.fps} for v in data.videos
+                ],
+                "crops": len(data),
+                "people": int(data.person.sum()),
+                "split": parts.kind,
+                "split_description": parts.description,
+                "val_fraction": args.val_fraction,
+                "train_crops": len(parts.train),
+                "val_crops": len(parts.val),
+                "detector": type(detector).__name__,
+                "detect_interval_s": collect_settings.detect_interval_s,
+                "provenance": "trained on the frames of the videos above; "
+                "the weights inherit their terms of use",
+            },
+            "training": {
+                "epochs": result.epochs,
+                "minutes": round(result.minutes, 2),
+                "settings": asdict(train_settings),
+                "history": result.history,
+                "loss": "FPD: alpha * MSE(student, teacher heatmaps) + (1 - alpha) * MSE(student, labels); "
+                "no labels on unlabelled video, so the teacher term alone",
+            },
+        }
+        metadata_path = export(result.net, spec, out, metadata)
+        agree = evaluate_export(out, data, parts.val)
+        person_rows = parts.val[data.presence[parts.val] >= 0.5]
+        if len(person_rows) == 0:
+            person_rows = parts.train[data.presence[parts.train] >= 0.5]
+        frame = _first_frame(Path(data.videos[0].path))
+        rng = np.random.default_rng(0)
+        boxes = data.box[rng.choice(person_rows, size=min(SPEED_CROPS, len(person_rows)), replace=False)]
+        student_ms, teacher_ms = measure_speed(out, teacher, frame, boxes)
+    except (
+        ConfigError,
+        DistillError,
+        PoseModelError,
+        StudentModelError,
+        StudentUnavailableError,
+        ValueError,
+        OSError,
+    ) as exc:
+        return _fail(str(exc))
+    report = _report(agree.as_dict(), student_ms, teacher_ms, result.minutes, collect_minutes, out)
+    meta = json.loads(metadata_path.read_text(encoding="utf-8"))
+    meta["validation"] = report
+    metadata_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    sys.stdout.write(_table(report))
+    return 0
+
+
+def _first_frame(path: Path) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    cap = cv2.VideoCapture(str(path))
+    ok, image = cap.read()
+    cap.release()
+    if not ok:
+        raise DistillError(f"cannot read a frame of {path}")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _report(
+    agree: dict[str, Any],
+    student_ms: float,
+    teacher_ms: float,
+    train_minutes: float,
+    collect_minutes: float,
+    out: Path,
+) -> dict[str, Any]:
+    p1, p05 = agree["pck_0.1"], agree["pck_0.05"]
+    return {
+        "pck_0.1_overall": p1["overall"],
+        "pck_0.1_ankles": p1["ankles"],
+        "pck_0.05_overall": p05["overall"],
+        "pck_0.05_ankles": p05["ankles"],
+        "student_ms": round(student_ms, 3),
+        "teacher_ms": round(teacher_ms, 3),
+        "speedup": round(teacher_ms / student_ms, 2) if student_ms > 0 else None,
+        "train_minutes": round(train_minutes, 2),
+        "collect_minutes": round(collect_minutes, 2),
+        "student_dir": str(out.resolve()),
+        "metadata": str((out / METADATA_FILE).resolve()),
+        "agreement": agree,
+    }
+
+
+def _table(report: dict[str, Any]) -> str:
+    agree = report["agreement"]
+    lines = [
+        f"student vs teacher on {agree['people']} held-out people (PCK of the box's longer side):",
+        f"{'':18}{'PCK@0.05':>10}{'PCK@0.1':>10}",
+    ]
+    joints = list(agree["pck_0.1"]["per_joint"])
+    for row in ["overall", "ankles", "knees", "hips", "wrists", *joints]:
+        cells = []
+        for key in ("pck_0.05", "pck_0.1"):
+            r = agree[key]
+            v = r.get(row, r["per_joint"].get(row)) if row not in r["per_joint"] else r["per_joint"][row]
+            cells.append(("—" if v is None else f"{v:.3f}").rjust(10))
+        lines.append(row.ljust(18) + "".join(cells))
+    lines.append(
+        f"distill: pck_0.1_overall={report['pck_0.1_overall']} pck_0.1_ankles={report['pck_0.1_ankles']} "
+        f"student_ms={report['student_ms']} teacher_ms={report['teacher_ms']} "
+        f"train_minutes={report['train_minutes']}"
+    )
+    return "\n".join(lines) + "\n"
