@@ -19,13 +19,13 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        print(f"gaitwatch: {exc}", file=sys.stderr)
+        sys.stderr.write(f"gaitwatch: {exc}\n")
         return EX_CONFIG
     cameras = ", ".join(f"{c.id}={c.source}" for c in settings.cameras)
-    print(
+    mqtt = f"{settings.mqtt.host}:{settings.mqtt.port}" if settings.mqtt.enabled else "off"
+    sys.stdout.write(
         f"{args.config}: OK — site={settings.service.site} host={settings.service.host} "
-        f"cameras=[{cameras}] detector={settings.detector.kind} pose={settings.pose.model} "
-        f"mqtt={'%s:%d' % (settings.mqtt.host, settings.mqtt.port) if settings.mqtt.enabled else 'off'}"
+        f"cameras=[{cameras}] detector={settings.detector.kind} pose={settings.pose.model} mqtt={mqtt}\n"
     )
     return 0
 
@@ -34,7 +34,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        print(f"gaitwatch: {exc}", file=sys.stderr)
+        sys.stderr.write(f"gaitwatch: {exc}\n")
         return EX_CONFIG
     from gaitwatch.daemon.service import run_service
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from gaitwatch.gait.labels import write_labels
 from gaitwatch.gait.recording import Recording
-from gaitwatch.gait.synthetic import CameraView, generate_walk, sample_walker
+from gaitwatch.gait.synthetic import generate_walk, sample_walker
 from gaitwatch.gait.training import subject_specs
 from gaitwatch.gait.types import GaitWindow
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         params = sample_walker(spec.pattern, rng, args.duration)
         walk = generate_walk(
             params,
-            CameraView(view_deg=spec.view_deg),
+            spec.camera(),
             spec.noise,
             fps=spec.fps,
             duration_s=args.duration,

@@ -53,7 +53,7 @@ class DemoOptions:
 class _Received:
     total: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
-    gait_valid: int = 0
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
 
 def shipped_clip() -> Path:
@@ -94,14 +94,17 @@ async def _listen(
             received.total += 1
             kind = msg_topic.split("/")[4] if msg_topic.count("/") >= 4 else "other"
             received.by_kind[kind] = received.by_kind.get(kind, 0) + 1
+            async with received.changed:
+                received.changed.notify_all()
             if out is not None:
-                print(_describe(msg_topic, payload), file=out, flush=True)
+                out.write(_describe(msg_topic, payload) + "\n")
+                out.flush()
 
 
 async def _demo(options: DemoOptions, out: TextIO) -> int:
     video = options.video or shipped_clip()
     if not video.is_file():
-        print(f"gaitwatch demo: video {video} does not exist; pass --video PATH to a clip", file=sys.stderr)
+        sys.stderr.write(f"gaitwatch demo: video {video} does not exist; pass --video PATH to a clip\n")
         return 66
     renderer: VideoRenderer | None = None
     with tempfile.TemporaryDirectory(prefix="gaitwatch-demo-") as state_dir:
@@ -120,7 +123,7 @@ async def _demo(options: DemoOptions, out: TextIO) -> int:
                 metrics=MetricsSettings(enabled=False),
             )
             if not options.quiet:
-                print(f"demo: clip {video}, broker {broker.kind} on {broker.host}:{broker.port}", file=out)
+                out.write(f"demo: clip {video}, broker {broker.kind} on {broker.host}:{broker.port}\n")
             received = _Received()
             subscribed = asyncio.Event()
             listener = asyncio.create_task(
@@ -152,21 +155,19 @@ async def _demo(options: DemoOptions, out: TextIO) -> int:
             # QoS 0 messages sent just before the end are still in flight: wait for them, boundedly.
             expected = service.counters.gait_windows
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(DRAIN_WAIT_S):
-                    while received.by_kind.get("gait", 0) < expected:
-                        await asyncio.sleep(0.05)
+                async with asyncio.timeout(DRAIN_WAIT_S), received.changed:
+                    await received.changed.wait_for(lambda: received.by_kind.get("gait", 0) >= expected)
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await listener
     c = service.counters
     if options.render is not None and not options.quiet:
-        print(f"demo: annotated video written to {options.render}", file=out)
-    print(
+        out.write(f"demo: annotated video written to {options.render}\n")
+    out.write(
         f"demo: frames={c.frames} tracks={len(c.confirmed_tracks)} gait_windows={c.gait_windows} "
-        f"alerts={c.alerts} mqtt_messages={received.total}",
-        file=out,
-        flush=True,
+        f"alerts={c.alerts} mqtt_messages={received.total}\n"
     )
+    out.flush()
     return code
 
 

@@ -66,9 +66,7 @@ async def local_broker(prefer_mosquitto: bool = True) -> AsyncIterator[LocalBrok
     with tempfile.TemporaryDirectory(prefix="gaitwatch-broker-") as tmp:
         port = free_port()
         conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {port} {LOOPBACK}\nallow_anonymous true\npersistence false\n", encoding="utf-8"
-        )
+        conf.write_text(f"listener {port} {LOOPBACK}\nallow_anonymous true\npersistence false\n", encoding="utf-8")
         # The broker's log goes to a file, never to an unread pipe (which would block it once full).
         log_path = Path(tmp) / "mosquitto.log"
         with log_path.open("wb") as log_file:

@@ -70,9 +70,7 @@ class DaemonMetrics:
             ["camera"],
             registry=r,
         )
-        self.camera_up = Gauge(
-            "gaitwatch_camera_up", "1 while the camera delivers frames", ["camera"], registry=r
-        )
+        self.camera_up = Gauge("gaitwatch_camera_up", "1 while the camera delivers frames", ["camera"], registry=r)
         self.camera_reconnects = Counter(
             "gaitwatch_camera_reconnects", "Times the camera stream was reopened", ["camera"], registry=r
         )

@@ -60,9 +60,7 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 # The message id of the last publish started in the current task (see _watch_pubacks).
-_LAST_MID: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "gaitwatch_mqtt_last_mid", default=None
-)
+_LAST_MID: contextvars.ContextVar[int | None] = contextvars.ContextVar("gaitwatch_mqtt_last_mid", default=None)
 
 
 class TransportError(Exception):
@@ -154,7 +152,7 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
     return ctx
 
 
-def _describe(exc: BaseException, broker: str) -> str:
+def _describe(exc: BaseException, broker: str, *, was_connected: bool = False) -> str:
     """A one-line reason for a failed connection, for logs and technical alerts (never the password)."""
     if isinstance(exc, aiomqtt.MqttCodeError) and exc.rc is not None:
         code = getattr(exc.rc, "value", exc.rc)
@@ -167,7 +165,17 @@ def _describe(exc: BaseException, broker: str) -> str:
         text = f"{text} ({cause})"
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         text += " (check mqtt.tls.ca_file against the broker's certificate)"
-    return f"cannot connect to {broker}: {text}"
+    return f"{'lost the connection to' if was_connected else 'cannot connect to'} {broker}: {text}"
+
+
+def _retrieve_disconnect_error(client: aiomqtt.Client) -> None:
+    """Mark aiomqtt's "unexpected disconnection" error as seen. When a connection fails inside ``async with``
+    (e.g. a timed-out publish right after CONNACK), aiomqtt 2.x leaves that error on a private future nobody
+    awaits, and asyncio logs "Future exception was never retrieved" at ERROR level for a failure the
+    reconnect loop has already handled and logged."""
+    disconnected = getattr(client, "_disconnected", None)
+    if isinstance(disconnected, asyncio.Future) and disconnected.done() and not disconnected.cancelled():
+        disconnected.exception()
 
 
 class MqttTransport:
@@ -372,13 +380,14 @@ class MqttTransport:
                     delays = self._backoff()
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
-                self._mark_down(exc)
+                self._mark_down(exc, was_connected=self._up.is_set())
             except Exception as exc:
                 # A bug or an unexpected library error must not end MQTT for the daemon's lifetime.
                 _LOG.exception("unexpected error in the MQTT connection loop")
-                self._mark_down(exc)
+                self._mark_down(exc, was_connected=self._up.is_set())
             finally:
                 self._client = None
+                _retrieve_disconnect_error(client)
                 if self._up.is_set():
                     self._up.clear()
                     if self._metrics is not None:
@@ -426,9 +435,9 @@ class MqttTransport:
             extra={"broker": f"{self.config.host}:{self.config.port}", "protocol": self.config.protocol},
         )
 
-    def _mark_down(self, exc: BaseException) -> None:
+    def _mark_down(self, exc: BaseException, *, was_connected: bool = False) -> None:
         broker = f"{self.config.host}:{self.config.port}"
-        reason = _describe(exc, broker)
+        reason = _describe(exc, broker, was_connected=was_connected)
         extra = {"broker": broker, "error": reason}
         if reason != self._last_error:
             # Each new reason is a warning; the same one repeated every backoff period only at debug level.
@@ -563,9 +572,7 @@ class OutboxDrainer:
                     now = self._wall()
                     # A re-sent row's published time moves on, so it is re-sent again only after another
                     # republish_after_s without an ack.
-                    await asyncio.to_thread(
-                        self._outbox.mark_published_many, [r.seq for r in done], now_wall=now
-                    )
+                    await asyncio.to_thread(self._outbox.mark_published_many, [r.seq for r in done], now_wall=now)
                     sent += len(done)
                     if self._metrics is not None:
                         self._metrics.outbox_published.inc(len(done))

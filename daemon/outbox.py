@@ -270,9 +270,7 @@ class Outbox:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 updated = sum(
-                    self._conn.execute(
-                        "UPDATE outbox SET published_wall = ? WHERE seq = ?", (when, s)
-                    ).rowcount
+                    self._conn.execute("UPDATE outbox SET published_wall = ? WHERE seq = ?", (when, s)).rowcount
                     for s in seqs
                 )
                 self._conn.execute("COMMIT")
@@ -337,9 +335,7 @@ class Outbox:
 
     def pending(self, limit: int) -> list[OutboxRow]:
         """Up to ``limit`` rows not yet acknowledged by the broker, in ``seq`` order."""
-        return self._rows(
-            f"SELECT {_COLUMNS} FROM outbox WHERE published_wall IS NULL ORDER BY seq LIMIT ?", (limit,)
-        )
+        return self._rows(f"SELECT {_COLUMNS} FROM outbox WHERE published_wall IS NULL ORDER BY seq LIMIT ?", (limit,))
 
     def unacked(self, published_before_wall: float, limit: int) -> list[OutboxRow]:
         """Ack mode: rows published at or before ``published_before_wall`` but not acknowledged, in ``seq``
@@ -357,17 +353,12 @@ class Outbox:
     def unacked_count(self) -> int:
         """Rows the broker took but no integrator acknowledged yet (meaningful in ack mode only)."""
         return int(
-            self._scalar(
-                "SELECT COUNT(*) FROM outbox WHERE published_wall IS NOT NULL AND acked_wall IS NULL", ()
-            )
-            or 0
+            self._scalar("SELECT COUNT(*) FROM outbox WHERE published_wall IS NOT NULL AND acked_wall IS NULL", ()) or 0
         )
 
     def oldest_pending_age_s(self, now_wall: float) -> float:
         """Seconds the oldest unpublished row has waited; 0.0 when nothing is pending."""
-        created = self._scalar(
-            "SELECT created_wall FROM outbox WHERE published_wall IS NULL ORDER BY seq LIMIT 1", ()
-        )
+        created = self._scalar("SELECT created_wall FROM outbox WHERE published_wall IS NULL ORDER BY seq LIMIT 1", ())
         return 0.0 if created is None else max(0.0, now_wall - float(created))
 
     def stats(self, now_wall: float) -> OutboxStats:

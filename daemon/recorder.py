@@ -58,7 +58,7 @@ def record_video(
             if not ok or image is None:
                 break
             t = index / rate
-            result = pipeline.process(Frame(camera, index, t, image))
+            result = pipeline.process(Frame(camera, index, t, np.asarray(image, dtype=np.uint8)))
             index += 1
             poses = result.poses
             if len(poses):

@@ -32,12 +32,14 @@ def annotate(
     for track_id, box, state in zip(result.tracks.ids, result.tracks.xyxy, result.tracks.state, strict=True):
         tid = int(track_id)
         colour = _colour(tid) if state == TrackState.CONFIRMED else (160, 160, 160)
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, 1 if state != TrackState.CONFIRMED else 2)
         label = f"#{tid}"
         if tid in cadence_spm:
             label += f" {cadence_spm[tid]:.0f} spm"
-        cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+        (text_w, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        x = max(0, min(x1, out.shape[1] - text_w - 2))  # keep labels of people at the edge readable
+        cv2.putText(out, label, (x, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
     for track_id, keypoints in zip(result.poses.track_ids, result.poses.keypoints, strict=True):
         colour = _colour(int(track_id))
         visible = keypoints[:, 2] >= DRAW_MIN_VISIBILITY

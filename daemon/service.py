@@ -147,7 +147,9 @@ class _Camera:
 class Service:
     """One daemon run. ``stop_when_sources_end``: exit once every camera has finished (files without
     ``loop``): used by the demo and offline replays; a ward daemon keeps running. ``on_result`` sees every
-    processed frame on the event loop (the demo's renderer). ``ready`` is set once start-up succeeded."""
+    processed frame on the event loop (the demo's renderer). ``ready`` is set once start-up succeeded.
+    ``inference_stuck_s``: one frame taking longer than this stops the watchdog pings (systemd then restarts
+    the daemon); lower notices a hung model sooner but risks a restart on a machine that is merely slow."""
 
     def __init__(
         self,
@@ -156,8 +158,10 @@ class Service:
         stop_when_sources_end: bool = False,
         on_result: Callable[[FrameResult], None] | None = None,
         notifier: SystemdNotifier | None = None,
+        inference_stuck_s: float = INFERENCE_STUCK_S,
     ) -> None:
         self.settings = settings
+        self._inference_stuck_s = inference_stuck_s
         self.counters = ServiceCounters()
         self.ready = asyncio.Event()
         self._stop_when_sources_end = stop_when_sources_end
@@ -332,8 +336,7 @@ class Service:
             model_versions=shared.model_versions,
         )
         self._cameras = [
-            _Camera(source.settings, source, build_camera_pipeline(source.camera_id, s, shared))
-            for source in sources
+            _Camera(source.settings, source, build_camera_pipeline(source.camera_id, s, shared)) for source in sources
         ]
         if s.metrics.enabled:
             try:
@@ -385,9 +388,7 @@ class Service:
         )
 
     async def _serve(self) -> None:
-        tasks = [
-            asyncio.create_task(self._camera_loop(c), name=f"camera-{c.settings.id}") for c in self._cameras
-        ]
+        tasks = [asyncio.create_task(self._camera_loop(c), name=f"camera-{c.settings.id}") for c in self._cameras]
         background: list[asyncio.Task[Any]] = [
             asyncio.create_task(self._watchdog_loop(), name="watchdog"),
             asyncio.create_task(monitor_loop_lag(self.metrics, LOOP_LAG_PERIOD_S), name="loop-lag"),
@@ -395,11 +396,7 @@ class Service:
             asyncio.create_task(self._active_alerts_loop(), name="active-alerts"),
             asyncio.create_task(self._cleanup_loop(), name="outbox-cleanup"),
         ]
-        drainer = (
-            asyncio.create_task(self._drainer.run(), name="outbox-drainer")
-            if self._drainer is not None
-            else None
-        )
+        drainer = asyncio.create_task(self._drainer.run(), name="outbox-drainer") if self._drainer is not None else None
         if self.settings.mqtt.ack_topic:
             background.append(asyncio.create_task(self._ack_loop(), name="acks"))
         stop_wait = asyncio.create_task(self._stopping.wait(), name="stop-signal")
@@ -463,12 +460,17 @@ class Service:
     # -- per camera ------------------------------------------------------------------------------------------
 
     async def _infer(self, fn: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
-        self._inference_started = time.monotonic()
-        try:
-            return await loop.run_in_executor(self._inference, fn)
-        finally:
-            self._inference_started = None
+        """Run ``fn`` on the inference thread. The thread itself records when the job it is running began,
+        so the watchdog sees a hung job even while other cameras' jobs queue behind it."""
+
+        def job() -> T:
+            self._inference_started = time.monotonic()
+            try:
+                return fn()
+            finally:
+                self._inference_started = None
+
+        return await asyncio.get_running_loop().run_in_executor(self._inference, job)
 
     async def _camera_loop(self, camera: _Camera) -> None:
         source, pipeline = camera.source, camera.pipeline
@@ -614,9 +616,7 @@ class Service:
         )
         self.metrics.alert_raised(type_, "technical")
         # The overflow alert must get in even when the outbox is full: that is the point of it.
-        stored = await self._store(
-            self._topics.alert(camera), body, alert_id, over_limit=type_ == "outbox_full"
-        )
+        stored = await self._store(self._topics.alert(camera), body, alert_id, over_limit=type_ == "outbox_full")
         return EmittedAlert(alert_id, incident, stored)
 
     def _camera(self, camera_id: str) -> _Camera:
@@ -637,10 +637,13 @@ class Service:
             self.metrics.outbox_overflow()
             log.error("outbox full: alert not stored alert_id=%s error=%s", alert_id, exc)
             if self._outbox_full_incident is None:
-                emitted = await self.emit_technical_alert(
-                    "outbox_full", evidence={"max_rows": float(self.settings.outbox.max_rows)}
+                # Claimed before the await: several cameras may hit the full outbox at once.
+                self._outbox_full_incident = incident = self._incident_ids.next()
+                await self.emit_technical_alert(
+                    "outbox_full",
+                    incident_id=incident,
+                    evidence={"max_rows": float(self.settings.outbox.max_rows)},
                 )
-                self._outbox_full_incident = emitted.incident_id
             return False
         except OutboxError as exc:
             log.critical("cannot store alert alert_id=%s error=%s", alert_id, exc)
@@ -832,19 +835,19 @@ class Service:
                     camera.online = online
             await self._track_camera_incident(camera, online, finished, now - silent_for)
 
-    async def _track_camera_incident(
-        self, camera: _Camera, online: bool, finished: bool, since: float
-    ) -> None:
+    async def _track_camera_incident(self, camera: _Camera, online: bool, finished: bool, since: float) -> None:
         """A camera that stops delivering (not one that finished its file) is a technical alert until it
         recovers."""
         if not online and not finished and camera.offline_incident is None:
-            emitted = await self.emit_technical_alert(
+            # Claimed before the await: the on-connect hook runs this concurrently with the health loop.
+            camera.offline_incident = incident = self._incident_ids.next()
+            await self.emit_technical_alert(
                 "camera_offline",
                 camera=camera.settings.id,
+                incident_id=incident,
                 since=since,
                 evidence={"stale_after_s": camera.settings.stale_after_s},
             )
-            camera.offline_incident = emitted.incident_id
         elif online and camera.offline_incident is not None:
             incident, camera.offline_incident = camera.offline_incident, None
             await self.emit_technical_alert(
@@ -896,7 +899,7 @@ class Service:
         while True:
             now = time.monotonic()
             started = self._inference_started
-            inference_alive = started is None or now - started < INFERENCE_STUCK_S
+            inference_alive = started is None or now - started < self._inference_stuck_s
             if interval and inference_alive and now - last_ping >= interval:
                 self._notifier.watchdog()
                 last_ping = now

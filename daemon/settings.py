@@ -38,9 +38,7 @@ class _Section(BaseModel):
 class ServiceSettings(_Section):
     """Who this daemon is and where it keeps its state."""
 
-    site: str = Field(
-        default="site", pattern=r"^[A-Za-z0-9_.-]+$", description="site id, used in MQTT topics"
-    )
+    site: str = Field(default="site", pattern=r"^[A-Za-z0-9_.-]+$", description="site id, used in MQTT topics")
     host: str = Field(
         default_factory=lambda: _topic_safe(socket.gethostname()),
         pattern=r"^[A-Za-z0-9_.-]+$",
@@ -339,9 +337,7 @@ def load_settings(path: Path) -> Settings:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(
-            f"config file {path} does not exist; pass --config with the path of your TOML file"
-        ) from None
+        raise ConfigError(f"config file {path} does not exist; pass --config with the path of your TOML file") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 # A container or driver reporting no usable rate falls back to this; override it with `fps` in the config.
 FALLBACK_FPS = 25.0
+# A stream connection that delivered for this long counts as recovered: its failure starts a new outage
+# (backoff from reconnect_initial_s, a new warning). A stream that opens and fails again at once (corrupt
+# data, a crashing encoder) keeps backing off up to reconnect_max_s instead of reconnecting in a tight loop.
+STABLE_CONNECTION_S = 10.0
 
 
 class SourceKind(StrEnum):
@@ -238,7 +242,7 @@ class OpenCvCamera:
         delays = backoff_delays(self._settings.reconnect_initial_s, self._settings.reconnect_max_s, self._rng)
         media_start: float | None = None  # file sources: clock time of media time 0
         media_frames = 0  # file sources: frames played since media_start, across loops
-        failing = False  # an outage is under way: its first failed open was logged as a warning
+        failing = False  # an outage is under way: its first failure was logged as a warning
         looped = False  # a looping file is being reopened at its end
         while not self._stop.is_set():
             capture = self._open()
@@ -257,10 +261,7 @@ class OpenCvCamera:
                 failing = True
                 self._stop.wait(delay)
                 continue
-            failing = False
-            delays = backoff_delays(
-                self._settings.reconnect_initial_s, self._settings.reconnect_max_s, self._rng
-            )
+            opened_at = time.monotonic()
             fps = self._frame_rate(capture)
             self._stats.fps = fps
             self._stats.connected = True
@@ -289,9 +290,19 @@ class OpenCvCamera:
                 continue  # loop: reopen at once, media time keeps running
             if self._stop.is_set():
                 break
+            if time.monotonic() - opened_at >= STABLE_CONNECTION_S:
+                # A connection that worked for a while: this failure starts a new outage.
+                delays = backoff_delays(self._settings.reconnect_initial_s, self._settings.reconnect_max_s, self._rng)
+                failing = False
             self._stats.reconnects += 1
             delay = next(delays)
-            log.warning("camera=%s event=read_failed retry_in_s=%.1f", self.camera_id, delay)
+            log.log(
+                logging.DEBUG if failing else logging.WARNING,
+                "camera=%s event=read_failed retry_in_s=%.1f",
+                self.camera_id,
+                delay,
+            )
+            failing = True
             self._stop.wait(delay)
         self._eof.set()
 

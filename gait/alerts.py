@@ -7,7 +7,10 @@ Types:
   (hysteresis), or when the track dies. After an end the same type stays quiet for that person for
   ``cooldown_s``. Windows that are invalid, UNKNOWN or poorly seen are not counted at all: they neither raise
   nor clear an alert.
-- ``freezing``: the same K-of-N machinery over windows classified as freezing (shorter N, K).
+- ``freezing``: the same K-of-N machinery over windows classified as freezing (shorter N, K) that also hold
+  the physical evidence of one: the feet stood still for at least ``freezing_min_halt_s`` inside the walking
+  window (``halt_s``). A classifier's "freezing" on a broken rhythm alone (pose noise, dropped frames at a
+  low frame rate) never raises it.
 - ``fall``: a rapid descent to lying (``descent_t`` in the window's features) followed by no recovery (still
   lying ``fall_no_recovery_s`` later); ends when the person is up again or the track dies. Counted whether or
   not the window is a valid walking window (a fallen person does not walk).
@@ -86,7 +89,9 @@ class AlertPolicy:
             (ABNORMAL_GAIT, abnormal, s.window_count, s.k_start, s.k_end),
             (
                 FREEZING,
-                abnormal and assessment.pattern == "freezing",
+                abnormal
+                and assessment.pattern == "freezing"
+                and metrics.features.get("halt_s", 0.0) >= s.freezing_min_halt_s,
                 s.freezing_window_count,
                 s.freezing_k_start,
                 s.freezing_k_end,

@@ -53,8 +53,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("unsteady", "step_time_cv_within", 0.055, 0.008, below=False),
     # Step-time asymmetry > 12 % of the mean step (limping; healthy < ~5 %, Patterson et al. 2010).
     Rule("asymmetric", "step_asymmetry_abs", 0.12, 0.02, below=False),
-    # Freezing: stepping rhythm broken (little of the leg motion in the stride peak and its harmonics).
-    Rule("freezing", "periodicity", 0.85, 0.03, below=True),
+    # Freezing: the feet stood still for over a second inside a walking window (``halt_s``). A broken rhythm
+    # alone is not enough: pose noise at a low frame rate breaks it too.
+    Rule("freezing", "halt_s", 1.0, 0.15, below=False),
 )
 
 

@@ -273,27 +273,29 @@ def pose_jitter_bh(w: PreparedWindow) -> float:
 def halt_duration(w: PreparedWindow, f_stride: float, settings: GaitSettings) -> float:
     """The longest time (s) inside the window during which the feet stopped moving relative to each other.
 
-    The ankle separation along the walking axis, low-passed just above the stride frequency, sweeps its
-    whole range within every half stride while a person walks; during a freeze (or any stop) it holds still.
-    The range over a sliding half stride therefore drops to near zero for the stop's duration minus half a
-    stride; a run of ranges below a quarter of the window's median range, plus that half stride, is a halt.
-    Jitter cannot make one (it only adds motion), and a dropped frame is at most ~0.5 s of interpolation.
+    The left-minus-right ankle separation, low-passed just above the stride frequency, sweeps its whole range
+    within every half stride while a person walks; during a freeze (or any stop) it holds still. Its extent
+    over a sliding half stride (the length of the per-axis ranges, so a walker who turns and swings along
+    another image axis still moves) therefore drops to near zero for the stop's duration minus half a stride;
+    a run of extents below a quarter of the window's median, plus that half stride, is a halt. Image and
+    world separations must both be still (a walker turning to face an eye-level camera barely swings in the
+    image but fully in world depth). Jitter cannot make a halt (it only adds motion), and a bridged dropout
+    is at most ~0.5 s of interpolation.
     """
-    sep = _separations(w)[0]
-    centred = sep - sep.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    u = centred @ vt[0]
-    cutoff = min(1.5 * f_stride, 0.45 * w.source_hz, 0.45 * w.rate_hz)
-    sos = butter(2, cutoff, fs=w.rate_hz, output="sos")
-    if u.shape[0] <= 15:
-        return 0.0
-    u = sosfiltfilt(sos, u)
     n_half = max(2, int(round(0.5 / f_stride * w.rate_hz)))
-    if u.shape[0] <= n_half + 2:
+    cutoff = min(1.5 * f_stride, 0.45 * w.source_hz, 0.45 * w.rate_hz)
+    if w.t.shape[0] <= max(15, n_half + 2):
         return 0.0
-    windows = np.lib.stride_tricks.sliding_window_view(u, n_half)
-    rng = windows.max(axis=1) - windows.min(axis=1)
-    still = rng < 0.25 * float(np.median(rng))
+    sos = butter(2, cutoff, fs=w.rate_hz, output="sos")
+    still: NDArray[np.bool_] | None = None
+    for sep in _separations(w):
+        smooth = sosfiltfilt(sos, sep - sep.mean(axis=0), axis=0)
+        windows = np.lib.stride_tricks.sliding_window_view(smooth, n_half, axis=0)  # (N', C, n_half)
+        extent = np.linalg.norm(windows.max(axis=2) - windows.min(axis=2), axis=1)
+        quiet = extent < 0.25 * float(np.median(extent))
+        still = quiet if still is None else still & quiet
+    if still is None:
+        return 0.0
     start, stop = longest_run(still)
     if stop <= start:
         return 0.0

@@ -25,11 +25,15 @@ DEFAULT_MODEL_NAME = "default_gait_model.json"
 
 # Features the learned models read: view- and frame-rate-robust ones (speed from steps rather than from pelvis
 # displacement in the image; no freeze-band power, which a 7 fps camera cannot see).
+# Measurement-quality features (camera rate, stride signal over landmark noise, share of repaired left/right
+# swaps) let the classifier discount timing features where they cannot be precise; ``halt_s`` (feet still
+# inside a walking window) is the freezing evidence that a 7 fps camera can still see.
 MODEL_FEATURES: tuple[str, ...] = (
     "cadence_spm",
     "speed_from_steps_bh_s",
     "step_length_ll",
-    "periodicity",
+    "rhythm",
+    "halt_s",
     "spectral_entropy",
     "stride_regularity",
     "step_regularity",
@@ -41,6 +45,9 @@ MODEL_FEATURES: tuple[str, ...] = (
     "stride_time_cv",
     "step_asymmetry",
     "steps_rejected",
+    "source_hz",
+    "stride_snr",
+    "swap_fraction",
 )
 
 

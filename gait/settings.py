@@ -130,6 +130,9 @@ class AlertPolicySettings:
     min_confidence: an abnormal window counts only if the classifier's p_abnormal is at least this.
     freezing_window_count / freezing_k_start / freezing_k_end: the same K-of-N for windows classified as
         freezing (shorter: an episode lasts seconds, so 2 of 3 windows).
+    freezing_min_halt_s: a freezing window counts only if the feet stood still this long inside it (the
+        ``halt_s`` feature). Shorter catches brief freezes but also hesitations; a healthy walker's longest
+        "halt" at 7 fps with real pose noise was < 0.7 s in 90 % of windows (PETS09-S2L1).
     fall_no_recovery_s: a rapid descent to lying becomes a fall alert when the person is still lying this long
         after it; shorter alerts sooner but also for someone lying down quickly on purpose and getting up.
     slow_sit_to_stand_s: a sit-to-stand whose hip rise (see ``gaitwatch.gait.activity``) takes longer than
@@ -149,6 +152,7 @@ class AlertPolicySettings:
     freezing_window_count: int = 3
     freezing_k_start: int = 2
     freezing_k_end: int = 0
+    freezing_min_halt_s: float = 1.0
     fall_no_recovery_s: float = 5.0
     slow_sit_to_stand_s: float = 2.5
     fall_priority: str = "high"

@@ -98,20 +98,23 @@ def _loo_predict(
     w = (1.0 - u**3) ** 3
     w = w * ok[None, :]
     np.fill_diagonal(w, 0.0)
-    if omega is None:
-        basis = np.ones((*dt.shape, 1))
-    else:
-        basis = np.stack([np.ones_like(dt), np.cos(omega * dt), np.sin(omega * dt)], axis=-1)
-    k = basis.shape[-1]
-    a = np.einsum("ij,ijk,ijl->ikl", w, basis, basis)
+    # The span of {1, cos, sin} does not depend on where the phase is counted from, so one basis in absolute
+    # time serves every sample's fit: the normal equations become two matrix products.
+    tc = t - t[0]
+    basis = (
+        np.ones((t.shape[0], 1))
+        if omega is None
+        else np.stack([np.ones_like(tc), np.cos(omega * tc), np.sin(omega * tc)], axis=1)
+    )
+    k = basis.shape[1]
     yz = np.where(ok[:, None], y, 0.0)
-    b = np.einsum("ij,ijk,jc->ikc", w, basis, yz)
+    a = (w @ (basis[:, :, None] * basis[:, None, :]).reshape(-1, k * k)).reshape(-1, k, k)
+    b = (w @ (basis[:, :, None] * yz[:, None, :]).reshape(-1, k * y.shape[1])).reshape(-1, k, y.shape[1])
     weight_sum = w.sum(axis=1)
     # A small ridge keeps one-sided neighbourhoods (the window's ends) solvable.
     a = a + (1e-3 * np.maximum(weight_sum, 1e-9))[:, None, None] * np.eye(k)[None]
     coef = np.linalg.solve(a, b)  # (M, k, C)
-    # At the sample itself (dt = 0) the basis is [1, 1, 0]: the prediction is c + a.
-    pred: NDArray[np.float64] = coef[:, 0, :] + (coef[:, 1, :] if k > 1 else 0.0)
+    pred: NDArray[np.float64] = np.einsum("ik,ikc->ic", basis, coef)
     # Tricube weights sum to ~0.8 per neighbour inside the span on average: 2.5 k is a few neighbours per
     # parameter; fewer (a sample alone at the edge of a gap) is not predicted.
     enough = weight_sum >= 2.5 * k

@@ -115,20 +115,78 @@ class PoseNoise:
 
     jitter: image keypoint noise, standard deviation as a fraction of the person's height in the image
         (BlazePose on a small crop: ~0.005-0.015). world_jitter_m: noise of world landmarks (depth x2).
-    frame_drop: probability a frame yields no pose (detector miss, pipeline busy).
+    frame_drop: share of frames that yield no pose (detector miss, track lost for a moment, pipeline busy).
+    drop_burst_s: mean duration of one dropout; 0 drops single frames independently. Real tracks lose poses
+        in bursts (see ``REAL_NOISE``).
     landmark_drop: probability a landmark is reported with low visibility and a wild position.
     far_side_visibility: visibility the model reports for the self-occluded far-side limbs in a side view.
-    swap: probability per frame that left and right landmarks are swapped (a classic pose-model error).
+    swap: share of frames in which the pose model has exchanged the left and right labels of a leg (its
+        foot, its knee, or both, in the proportions measured on real footage, see ``REAL_NOISE``).
+    swap_s: mean duration of one such swap (at least one frame).
+    limb_jitter: how much noisier hands and feet are than the trunk (multiplier of ``jitter``; elbows and
+        knees get its square root). Small feet on small people are found far less precisely than hips.
+    jitter_corr_s: correlation time of the jitter: a pose model's error on one person persists over
+        neighbouring frames (the crop and the person's appearance change slowly), unlike white noise.
+    outlier: share of landmark samples with a gross error (3.5 jitter standard deviations), reported as
+        visible, lasting about ``jitter_corr_s``.
     time_jitter_s: standard deviation of frame timestamps around the nominal frame clock.
     """
 
     jitter: float = 0.008
     world_jitter_m: float = 0.015
-    frame_drop: float = 0.02
+    frame_drop: float = 0.05
     landmark_drop: float = 0.01
     far_side_visibility: float = 0.7
-    swap: float = 0.0
+    swap: float = 0.05
     time_jitter_s: float = 0.003
+    drop_burst_s: float = 0.15
+    swap_s: float = 0.1
+    limb_jitter: float = 2.0
+    jitter_corr_s: float = 0.1
+    outlier: float = 0.02
+
+
+# What BlazePose full (with the pipeline's One-Euro filter) gave on the real pedestrians of PETS09-S2L1
+# (vtest.avi at its true 7 fps, HOG detector + tracker, people 55-90 px tall; 25 tracks of >= 6 s), measured
+# with the same statistics on generated walkers of known noise:
+# - jitter: the frame-to-frame change of the torso vector (see gaitwatch.gait.features.pose_jitter_bh)
+#   gave 0.0076 / 0.0090 / 0.0099 body heights (quartiles), which generated walkers reproduce with
+#   ``jitter`` 0.006-0.008; bigger people are seen relatively more precisely, blurred ones less;
+# - the feet are far noisier than the trunk: the residual of the ankle separation about its local stride
+#   fit (gaitwatch.gait.swaps) was 0.112 leg lengths (median over 43 windows) against 0.056 for generated
+#   walkers with trunk-level jitter on every landmark, while the hips' matched (0.024 vs 0.029);
+#   ``limb_jitter`` 3 reproduced it (0.105; knees 0.053 against 0.064 real);
+# - the errors are neither white nor Gaussian: those residuals correlate +0.16 between neighbouring frames
+#   (white jitter gives -0.28 after the fit) and 7.5 % / 1.0 % of them exceed 3 / 5 robust standard
+#   deviations (Gaussian: 1.7 % / 0.1 %); ``jitter_corr_s`` 0.3 s and 5-10 % of samples with held gross
+#   errors (``outlier``) gave +0.12-0.15 and 4-5 % / 0.6 %;
+# - frame drops: 12 % of frames (quartiles 5-18 %) within a track, missing in runs of 1 (25 %), 2 (65 %) or
+#   4 (9 %) frames, i.e. bursts of ~0.3 s;
+# - leg landmarks below 0.5 visibility: 2.8 % (quartiles 2.1-3.8 %);
+# - left/right swaps: where the feet were clearly apart, 14 % of frames had the ankles' labels exchanged
+#   (per track 5-24 %), in runs of 1 (75 %), 2 (17 %) or 3 (6 %) frames; of the swapped legs, 63 % had
+#   knee and foot exchanged together, 25 % the foot alone, 12 % the knee alone.
+SWAP_GROUP_SHARES: tuple[tuple[str, float], ...] = (("leg", 0.63), ("foot", 0.25), ("knee", 0.12))
+
+
+def realistic_noise(rng: np.random.Generator) -> PoseNoise:
+    """A pose-noise level drawn over (and somewhat beyond) the range measured on real footage (see the
+    comment above): training on the whole range (domain randomisation) keeps a classifier from reading the
+    noise of one camera as gait."""
+    return PoseNoise(
+        jitter=float(rng.uniform(0.003, 0.012)),
+        world_jitter_m=float(rng.uniform(0.008, 0.03)),
+        frame_drop=float(rng.uniform(0.0, 0.15)),
+        drop_burst_s=float(rng.uniform(0.0, 0.25)),
+        landmark_drop=float(rng.uniform(0.0, 0.04)),
+        far_side_visibility=float(rng.uniform(0.55, 0.9)),
+        swap=float(rng.uniform(0.0, 0.25)),
+        swap_s=float(rng.uniform(0.05, 0.25)),
+        time_jitter_s=float(rng.uniform(0.0, 0.005)),
+        limb_jitter=float(rng.uniform(1.0, 4.5)),
+        jitter_corr_s=float(rng.uniform(0.0, 0.4)),
+        outlier=float(rng.uniform(0.0, 0.12)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +523,102 @@ def _mirror_index() -> NDArray[np.intp]:
 _SWAP = _mirror_index()
 
 
+def _group_mirror(pairs: tuple[tuple[Landmark, Landmark], ...]) -> NDArray[np.intp]:
+    out = np.arange(NUM_LANDMARKS)
+    for a, b in pairs:
+        out[a], out[b] = b, a
+    return out
+
+
+_FOOT_PAIRS = (
+    (Landmark.LEFT_ANKLE, Landmark.RIGHT_ANKLE),
+    (Landmark.LEFT_HEEL, Landmark.RIGHT_HEEL),
+    (Landmark.LEFT_FOOT_INDEX, Landmark.RIGHT_FOOT_INDEX),
+)
+_KNEE_PAIRS = ((Landmark.LEFT_KNEE, Landmark.RIGHT_KNEE),)
+_SWAP_GROUPS: dict[str, NDArray[np.intp]] = {
+    "leg": _group_mirror(_FOOT_PAIRS + _KNEE_PAIRS),
+    "foot": _group_mirror(_FOOT_PAIRS),
+    "knee": _group_mirror(_KNEE_PAIRS),
+}
+
+
+_OUTLIER_SCALE = 3.5  # a gross error is this many jitter standard deviations (per coordinate)
+
+
+def _coloured(
+    rng: np.random.Generator, t: NDArray[np.float64], shape: tuple[int, ...], corr_s: float
+) -> NDArray[np.float64]:
+    """Unit-variance noise of ``shape`` (M, ...) along time ``t`` (M,), correlated over ``corr_s`` seconds
+    (a first-order autoregression, correlation exp(-dt / corr_s) between samples dt apart); white when 0."""
+    white = rng.normal(0.0, 1.0, shape)
+    if corr_s <= 0 or shape[0] < 2:
+        return white
+    rho = np.exp(-np.diff(t) / corr_s)
+    out = np.empty(shape)
+    out[0] = white[0]
+    for i in range(1, shape[0]):
+        r = rho[i - 1]
+        out[i] = r * out[i - 1] + np.sqrt(1.0 - r * r) * white[i]
+    return out
+
+
+def _gross_errors(
+    rng: np.random.Generator, t: NDArray[np.float64], shape: tuple[int, int], share: float, hold_s: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Unit-scale offsets (M, K) for x and y: zero except on ``share`` of each landmark's samples, in runs
+    lasting ``hold_s`` on average (at least one frame), during which one offset holds (a misplaced foot
+    stays misplaced for a few frames)."""
+    du = np.zeros(shape)
+    dv = np.zeros(shape)
+    if share <= 0 or shape[0] < 2:
+        return du, dv
+    frames = hold_s / float(np.median(np.diff(t)))
+    for k in range(shape[1]):
+        mask = _bursts(rng, shape[0], share, frames)
+        if not np.any(mask):
+            continue
+        run = np.cumsum(np.concatenate(([mask[0]], mask[1:] & ~mask[:-1])))
+        ox, oy = rng.normal(0.0, 1.0, (2, int(run[-1]) + 1))
+        du[mask, k] = ox[run[mask]]
+        dv[mask, k] = oy[run[mask]]
+    return du, dv
+
+
+def _limb_scale(distal: float) -> NDArray[np.float64]:
+    """(33,) jitter multiplier per landmark: 1 for the head and trunk, ``distal`` for hands and feet, its
+    square root for elbows and knees (half-way along the limb)."""
+    out = np.ones(NUM_LANDMARKS)
+    for lm in Landmark:
+        name = lm.name
+        if any(k in name for k in ("WRIST", "PINKY", "INDEX", "THUMB", "ANKLE", "HEEL", "FOOT")):
+            out[lm] = distal
+        elif "ELBOW" in name or "KNEE" in name:
+            out[lm] = np.sqrt(distal)
+    return out
+
+
+def _bursts(rng: np.random.Generator, n: int, share: float, mean_frames: float) -> NDArray[np.bool_]:
+    """(n,) True on about ``share`` of the frames, in runs of ``max(1, mean_frames)`` frames on average
+    (run lengths uniform between 1 and twice the mean, so single-frame events when the mean is below 1)."""
+    out = np.zeros(n, dtype=bool)
+    if share <= 0 or n == 0:
+        return out
+    mean = max(1.0, mean_frames)
+    lengths = np.maximum(1, np.rint(rng.uniform(0.5, 2.0 * mean - 0.5, n))).astype(np.intp)
+    # A run starts at a free frame with the probability that makes ``share`` of all frames busy.
+    p_start = min(1.0, share / (mean * max(1.0 - share, 1e-3)))
+    starts = rng.random(n) < p_start
+    i = 0
+    while i < n:
+        if starts[i]:
+            out[i : i + lengths[i]] = True
+            i += int(lengths[i]) + 1
+        else:
+            i += 1
+    return out
+
+
 def generate_walk(
     params: WalkerParams,
     camera: CameraView | None = None,
@@ -501,9 +655,14 @@ def generate_walk(
     vis = np.where(inside, vis, 0.05)
 
     body_px = (v[:, Landmark.LEFT_HEEL] - v[:, Landmark.NOSE]).clip(10.0, None)[:, None] * 1.08
-    sigma = noise.jitter * body_px
-    u = u + rng.normal(0.0, 1.0, u.shape) * sigma * np.where(far, 1.5, 1.0)
-    v = v + rng.normal(0.0, 1.0, v.shape) * sigma * np.where(far, 1.5, 1.0)
+    sigma = noise.jitter * body_px * _limb_scale(noise.limb_jitter)[None, :] * np.where(far, 1.5, 1.0)
+    u = u + _coloured(rng, t, u.shape, noise.jitter_corr_s) * sigma
+    v = v + _coloured(rng, t, v.shape, noise.jitter_corr_s) * sigma
+    # Confident gross errors (the model puts a foot on the other foot or on the shadow and still reports it
+    # visible): visibility unchanged, so nothing downstream can mask them.
+    du, dv = _gross_errors(rng, t, u.shape, noise.outlier, noise.jitter_corr_s)
+    u = u + du * sigma * _OUTLIER_SCALE
+    v = v + dv * sigma * _OUTLIER_SCALE
     dropped = rng.random(u.shape) < noise.landmark_drop
     u = np.where(dropped, u + rng.normal(0.0, 1.0, u.shape) * body_px * 0.2, u)
     v = np.where(dropped, v + rng.normal(0.0, 1.0, v.shape) * body_px * 0.2, v)
@@ -514,10 +673,13 @@ def generate_walk(
     world = cam - hips[:, None, :]
     world = world + rng.normal(0.0, noise.world_jitter_m, world.shape) * np.array([1.0, 1.0, 2.0])
 
-    swaps = rng.random(t.shape[0]) < noise.swap
-    kp[swaps] = kp[swaps][:, _SWAP]
-    world[swaps] = world[swaps][:, _SWAP]
-    keep: NDArray[np.bool_] = np.asarray(rng.random(t.shape[0]) >= noise.frame_drop)
+    fps_true = 1.0 / float(np.median(np.diff(t))) if t.shape[0] > 1 else fps
+    for group, share in SWAP_GROUP_SHARES:
+        swapped = _bursts(rng, t.shape[0], noise.swap * share, noise.swap_s * fps_true)
+        idx = _SWAP_GROUPS[group]
+        kp[swapped] = kp[swapped][:, idx]
+        world[swapped] = world[swapped][:, idx]
+    keep = ~_bursts(rng, t.shape[0], noise.frame_drop, noise.drop_burst_s * fps_true)
     keep[0] = keep[-1] = True
     return SyntheticWalk(
         t=t[keep],
@@ -540,7 +702,7 @@ PATTERNS: tuple[str, ...] = ("normal", "slow", "shuffling", "asymmetric", "unste
 def sample_walker(pattern: str, rng: np.random.Generator, duration_s: float = 12.0) -> WalkerParams:
     """Draw one subject's gait for ``pattern`` from published ranges (see the module docstring).
 
-    normal: cadence ~N(112, 7) steps/min, step-time CV 1-3 %, symmetric. slow: 65-90 steps/min with short
+    normal: cadence ~N(108, 9) steps/min (88-132: strolling to brisk), step-time CV 1-3 %, symmetric. slow: 65-90 steps/min with short
     steps (speed ~0.4-0.7 m/s; < 0.8 m/s predicts poor outcomes, Studenski et al. 2011). shuffling
     (Parkinsonian): short steps at a high cadence, stiff knees, little arm swing, stooped trunk.
     asymmetric (limp / antalgic): 15-35 % step-time asymmetry and a reduced hip range on one side.
@@ -549,12 +711,15 @@ def sample_walker(pattern: str, rng: np.random.Generator, duration_s: float = 12
     """
     height = float(np.clip(rng.normal(1.70, 0.09), 1.50, 1.95))
     if pattern == "normal":
+        # Healthy people walk at 100-125 steps/min in the lab but amble at 90-100 when strolling (the real
+        # pedestrians of PETS09-S2L1 measured ~94 median; Tudor-Locke et al. 2018 put 100 steps/min at the
+        # threshold of moderate intensity), with proportionally shorter steps.
         return WalkerParams(
-            cadence_spm=float(np.clip(rng.normal(112.0, 7.0), 95.0, 130.0)),
+            cadence_spm=float(np.clip(rng.normal(108.0, 9.0), 88.0, 132.0)),
             step_cv=float(rng.uniform(0.01, 0.03)),
             step_asymmetry=float(np.clip(rng.normal(0.0, 0.02), -0.05, 0.05)),
             height_m=height,
-            step_length_scale=float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.2)),
+            step_length_scale=float(np.clip(rng.normal(0.95, 0.08), 0.75, 1.2)),
             arm_swing_scale=float(rng.uniform(0.8, 1.2)),
             trunk_lean_deg=float(rng.uniform(0.0, 6.0)),
             sway_m=float(rng.uniform(0.01, 0.03)),

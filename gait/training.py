@@ -23,7 +23,14 @@ from numpy.typing import NDArray
 from gaitwatch.gait.features import analyze_window
 from gaitwatch.gait.model import MODEL_FEATURES, GaitModel, NaiveBayesParams, SvmParams, feature_vector
 from gaitwatch.gait.settings import GaitSettings
-from gaitwatch.gait.synthetic import PATTERNS, CameraView, PoseNoise, generate_walk, sample_walker
+from gaitwatch.gait.synthetic import (
+    PATTERNS,
+    CameraView,
+    PoseNoise,
+    generate_walk,
+    realistic_noise,
+    sample_walker,
+)
 from gaitwatch.gait.types import GaitMetrics, GaitWindow
 
 ABNORMAL_PATTERNS: tuple[str, ...] = tuple(p for p in PATTERNS if p != "normal")
@@ -48,7 +55,7 @@ class WindowSet:
 
 @dataclass(frozen=True, slots=True)
 class SubjectSpec:
-    """One generated subject and how they are filmed."""
+    """One generated subject and how they are filmed (camera height in metres, downward tilt in degrees)."""
 
     subject: int
     pattern: str
@@ -57,13 +64,20 @@ class SubjectSpec:
     distance_scale: float
     noise: PoseNoise
     seed: int
+    camera_height_m: float = 1.4
+    tilt_deg: float = 5.0
+
+    def camera(self) -> CameraView:
+        return CameraView(view_deg=self.view_deg, height_m=self.camera_height_m, tilt_deg=self.tilt_deg)
 
 
 def subject_specs(
     n_subjects: int, seed: int, fps_choices: Sequence[float] = (15.0, 30.0), abnormal_fraction: float = 0.5
 ) -> list[SubjectSpec]:
     """Subjects with a mix of patterns (half normal by default, the rest spread evenly over the abnormal
-    patterns), frame rates, side-to-oblique views (20-90 deg), distances and pose-noise levels."""
+    patterns), frame rates, side-to-oblique views (20-90 deg), cameras from eye level to high on a wall
+    (1.2-8 m, looking 0-35 deg down), and pose noise over the range measured on real footage
+    (``gaitwatch.gait.synthetic.realistic_noise``: jitter, bursts of dropped frames, left/right swaps)."""
     rng = np.random.default_rng(seed)
     specs = []
     for i in range(n_subjects):
@@ -71,14 +85,6 @@ def subject_specs(
             pattern = ABNORMAL_PATTERNS[int(rng.integers(len(ABNORMAL_PATTERNS)))]
         else:
             pattern = "normal"
-        noise = PoseNoise(
-            jitter=float(rng.uniform(0.004, 0.012)),
-            world_jitter_m=float(rng.uniform(0.008, 0.025)),
-            frame_drop=float(rng.uniform(0.0, 0.04)),
-            landmark_drop=float(rng.uniform(0.0, 0.02)),
-            far_side_visibility=float(rng.uniform(0.55, 0.9)),
-            time_jitter_s=float(rng.uniform(0.0, 0.005)),
-        )
         specs.append(
             SubjectSpec(
                 subject=i,
@@ -86,8 +92,10 @@ def subject_specs(
                 fps=float(fps_choices[int(rng.integers(len(fps_choices)))]),
                 view_deg=float(rng.uniform(20.0, 90.0)),
                 distance_scale=float(rng.uniform(1.0, 1.6)),
-                noise=noise,
+                noise=realistic_noise(rng),
                 seed=int(rng.integers(2**31)),
+                camera_height_m=float(rng.uniform(1.2, 8.0)),
+                tilt_deg=float(rng.uniform(0.0, 35.0)),
             )
         )
     return specs
@@ -123,7 +131,7 @@ def synthetic_windows(
         params = sample_walker(spec.pattern, rng, duration_s)
         walk = generate_walk(
             params,
-            CameraView(view_deg=spec.view_deg),
+            spec.camera(),
             spec.noise,
             fps=spec.fps,
             duration_s=duration_s,

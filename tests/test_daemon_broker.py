@@ -73,9 +73,7 @@ def connect_packet(
     return _packet(0x10, _s("MQTT") + bytes([level, flags]) + struct.pack("!H", keepalive) + payload)
 
 
-async def raw_connect(
-    b: EmbeddedBroker, packet: bytes
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+async def raw_connect(b: EmbeddedBroker, packet: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", b.port)
     writer.write(packet)
     await writer.drain()
@@ -197,9 +195,7 @@ async def test_no_will_after_a_clean_disconnect(broker: EmbeddedBroker) -> None:
 async def test_keepalive_expiry_publishes_the_will(broker: EmbeddedBroker) -> None:
     async with client(broker, "watcher") as watcher:
         await watcher.subscribe("gw/#")
-        _, writer, _ = await raw_connect(
-            broker, connect_packet("silent", keepalive=1, will=("gw/h1/status", b"x"))
-        )
+        _, writer, _ = await raw_connect(broker, connect_packet("silent", keepalive=1, will=("gw/h1/status", b"x")))
         m = await next_message(watcher)  # after 1.5 keepalive periods of silence
         assert m.payload == b"x"
         writer.close()
@@ -232,9 +228,7 @@ async def test_client_id_takeover_closes_the_old_connection_and_fires_its_will(
         second.close()
 
 
-async def test_transport_and_drainer_work_against_the_embedded_broker(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
+async def test_transport_and_drainer_work_against_the_embedded_broker(broker: EmbeddedBroker, tmp_path: Path) -> None:
     """The demo path: the daemon's own MQTT code over MQTT 3.1.1 to the embedded broker."""
     box = Outbox(tmp_path / "outbox.sqlite", 100)
     for i in range(12):

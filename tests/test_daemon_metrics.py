@@ -135,9 +135,7 @@ def test_label_values_come_only_from_bounded_sets() -> None:
 
 def test_each_instance_has_its_own_registry_and_the_global_one_stays_clean() -> None:
     a = DaemonMetrics(version="1", cameras=["bay1"])
-    b = DaemonMetrics(
-        version="2", cameras=["bay1"]
-    )  # would raise "Duplicated timeseries" on a shared registry
+    b = DaemonMetrics(version="2", cameras=["bay1"])  # would raise "Duplicated timeseries" on a shared registry
     a.frame_decoded("bay1", 3)
     got_b = samples(b.render().decode())
     assert got_b[("gaitwatch_frames_decoded_total", (("camera", "bay1"),))] == 0

@@ -167,9 +167,7 @@ def test_backoff_delays_double_up_to_the_cap_with_jitter() -> None:
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_retained_online_status_on_connect_and_offline_on_close(
-    mosquitto: Mosquitto, protocol: str
-) -> None:
+async def test_retained_online_status_on_connect_and_offline_on_close(mosquitto: Mosquitto, protocol: str) -> None:
     metrics = DaemonMetrics(version="t", cameras=[])
     t = transport(config(mosquitto, protocol), metrics=metrics)
     async with t:
@@ -239,9 +237,7 @@ async def test_broker_absent_publish_fails_fast_and_the_transport_connects_later
         assert t.last_error is None
         await t.publish("x", b"y", qos=1)
     # Retrying every backoff period logs the same failure once as a warning, not once per attempt.
-    warnings = [
-        r for r in caplog.records if r.levelno == logging.WARNING and r.name == "gaitwatch.daemon.mqtt"
-    ]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "gaitwatch.daemon.mqtt"]
     assert len(warnings) == 1
 
 
@@ -257,9 +253,7 @@ async def test_reconnect_reruns_the_hook_and_keeps_subscriptions(mosquitto: Mosq
 
     ack_topic = "nursecall/acks"
     cfg = config(mosquitto, "5")
-    async with transport(
-        cfg, subscriptions=[ack_topic], on_message=on_message, on_connected=on_connected
-    ) as t:
+    async with transport(cfg, subscriptions=[ack_topic], on_message=on_message, on_connected=on_connected) as t:
         await until(lambda: len(hooks) == 1, "the on-connect hook")
         async with subscriber(mosquitto, "nursecall") as nc:
             await nc.publish(ack_topic, b"h1:b00t:1", qos=1)
@@ -349,9 +343,7 @@ async def test_tls_with_client_certificate(mosquitto_factory: MosquittoFactory, 
     async with transport(config(broker, tls=good)) as t:
         assert await t.wait_connected(GUARD_S)
         await t.publish("x", b"over tls", qos=1)
-    wrong_ca = TlsConfig(
-        tmp_path / "other-ca.crt", tmp_path / "good-client.crt", tmp_path / "good-client.key"
-    )
+    wrong_ca = TlsConfig(tmp_path / "other-ca.crt", tmp_path / "good-client.crt", tmp_path / "good-client.key")
     async with transport(config(broker, tls=wrong_ca)) as t:
         await until(lambda: t.last_error is not None, "the TLS failure")
         assert not t.connected

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gaitwatch.daemon.outbox import Outbox, OutboxFullError, OutboxStorageError
+from gaitwatch.daemon.outbox import Outbox, OutboxFullError, OutboxStats, OutboxStorageError
 
 T0 = 1_700_000_000.0  # a fixed wall time, so ages are exact
 
@@ -128,6 +128,48 @@ def test_ack_mode_keeps_unacknowledged_rows_and_lists_them_for_republishing(tmp_
         assert [r.alert_id for r in box.unacked(T0 + 10, 10)] == ["b"]
         box.add("t", b"x", "c")  # the acknowledged row made room
         assert box.row_count() == 2
+
+
+def test_overflow_alert_is_stored_over_the_limit(tmp_path: Path) -> None:
+    """The technical alert that reports a full outbox must get in: that is the point of it."""
+    with make(tmp_path, max_rows=2) as box:
+        box.add("t", b"x", "a")
+        box.add("t", b"x", "b")
+        with pytest.raises(OutboxFullError):
+            box.add("t", b"x", "c")
+        seq = box.add("t", b"overflow", "outbox-full", over_limit=True)
+        assert box.row_count() == 3 and box.pending(10)[-1].seq == seq
+
+
+def test_acks_in_one_transaction_and_stats(tmp_path: Path) -> None:
+    with make(tmp_path, ack_required=True) as box:
+        seqs = [box.add("t", b"x", f"id-{i}", now_wall=T0 + i) for i in range(4)]
+        assert box.stats(T0 + 10) == OutboxStats(pending=4, oldest_pending_age_s=10.0, unacked=0, rows=4)
+        box.mark_published_many(seqs[:3], now_wall=T0 + 11)
+        assert box.stats(T0 + 20) == OutboxStats(pending=1, oldest_pending_age_s=17.0, unacked=3, rows=4)
+        # id-3 was never published: an ack for it (the integrator saw it) also settles its publication.
+        assert box.mark_acked_many(["id-0", "id-0", "id-3", "other-host:b:1"], now_wall=T0 + 21) == 2
+        assert box.unacked_count() == 2 and box.pending_count() == 0
+        assert box.stats(T0 + 30) == OutboxStats(pending=0, oldest_pending_age_s=0.0, unacked=2, rows=4)
+
+
+def test_write_probe_uses_no_seq(tmp_path: Path) -> None:
+    with make(tmp_path) as box:
+        first = box.add("t", b"x", "a")
+        box.check_writable()
+        box.check_writable()
+        assert box.add("t", b"x", "b") == first + 1
+
+
+def test_write_probe_fails_when_the_disk_is_full(tmp_path: Path) -> None:
+    """An existing outbox on a full disk opens fine (opening writes nothing): the probe is what catches it."""
+    with make(tmp_path) as box:
+        box.add("t", b"x", "before")
+        pages = box._conn.execute("PRAGMA page_count").fetchone()[0]  # test-only: cap the file at its size
+        box._conn.execute(f"PRAGMA max_page_count={pages}")
+        with pytest.raises(OutboxStorageError, match="full"):
+            box.check_writable()
+        assert [r.alert_id for r in box.pending(10)] == ["before"]
 
 
 def test_database_is_in_wal_mode_on_disk(tmp_path: Path) -> None:

@@ -13,18 +13,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gaitwatch.daemon.payloads import (
+    ACTIVE_ALERTS_DELIVERY,
     ALERT_DELIVERY,
     CAMERA_STATUS_DELIVERY,
     GAIT_DELIVERY,
+    MAX_ACK_IDS,
     STATUS_DELIVERY,
+    AckError,
     AlertIds,
     ClockMap,
     PublisherIdentity,
     Topics,
+    ack_payload,
+    active_alert_entry,
+    active_alerts_payload,
     alert_body,
     camera_status_payload,
     gait_payload,
     host_status_payload,
+    parse_ack,
     stamp_alert,
     technical_alert_body,
     utc_iso,
@@ -34,6 +41,7 @@ from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, Assessment, G
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 ALERT_SCHEMA = json.loads((CONFIG / "alert.schema.json").read_text())
 GAIT_SCHEMA = json.loads((CONFIG / "gait.schema.json").read_text())
+STATUS_SCHEMA = json.loads((CONFIG / "status.schema.json").read_text())
 
 IDENTITY = PublisherIdentity(
     site="stmarys",
@@ -205,9 +213,7 @@ def test_schema_rejects_a_name_as_subject_and_a_clinical_alert_without_subject()
 
 def test_non_finite_numbers_become_null_and_still_validate() -> None:
     alert = clinical_alert(confidence=math.nan, quality=math.inf, evidence={"a": math.nan, "b": 1.0})
-    body = alert_body(
-        alert, camera="bay1", zone="", identity=IDENTITY, clock=CLOCK, alert_id="a", incident_id="a"
-    )
+    body = alert_body(alert, camera="bay1", zone="", identity=IDENTITY, clock=CLOCK, alert_id="a", incident_id="a")
     msg = validate(stamp_alert(body, seq=1, emitted_wall_s=1e9, delayed=False), ALERT_SCHEMA)
     assert msg["confidence"] is None and msg["quality"] is None
     assert msg["evidence"] == {"a": None, "b": 1.0}
@@ -215,9 +221,7 @@ def test_non_finite_numbers_become_null_and_still_validate() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    evidence=st.dictionaries(
-        st.text(min_size=1, max_size=12), st.floats(allow_nan=True, allow_infinity=True)
-    ),
+    evidence=st.dictionaries(st.text(min_size=1, max_size=12), st.floats(allow_nan=True, allow_infinity=True)),
     confidence=st.floats(min_value=0.0, max_value=1.0),
     track_id=st.integers(min_value=0, max_value=2**40),
     t_start=st.floats(min_value=0.0, max_value=1e7),
@@ -228,9 +232,7 @@ def test_any_alert_builds_a_valid_message(
     alert = clinical_alert(
         evidence=evidence, confidence=confidence, track_id=track_id, t_start=t_start, t_observed=t_start + 8
     )
-    body = alert_body(
-        alert, camera="bay1", zone="", identity=IDENTITY, clock=CLOCK, alert_id="a", incident_id="a"
-    )
+    body = alert_body(alert, camera="bay1", zone="", identity=IDENTITY, clock=CLOCK, alert_id="a", incident_id="a")
     validate(stamp_alert(body, seq=1, emitted_wall_s=1.8e9, delayed=False), ALERT_SCHEMA)
 
 
@@ -246,13 +248,9 @@ def test_gait_payload_validates_with_and_without_classification() -> None:
         features={"stride_time_cv": 0.031, "freeze_index": 0.4},
     )
     assessment = Assessment(track_id=17, label=GaitLabel.ABNORMAL, p_abnormal=0.91, pattern="slow")
-    msg = validate(
-        gait_payload(metrics, assessment, camera="bay1", identity=IDENTITY, clock=CLOCK), GAIT_SCHEMA
-    )
+    msg = validate(gait_payload(metrics, assessment, camera="bay1", identity=IDENTITY, clock=CLOCK), GAIT_SCHEMA)
     assert msg["subject"] == "bay1:0badcafe:17"
-    assert (
-        msg["window_start"] == "2023-11-14T22:30:00.000Z" and msg["window_end"] == "2023-11-14T22:30:08.000Z"
-    )
+    assert msg["window_start"] == "2023-11-14T22:30:00.000Z" and msg["window_end"] == "2023-11-14T22:30:08.000Z"
     assert msg["valid"] is True and msg["state"] == "walking"
     assert msg["cadence_spm"] == pytest.approx(104.1235, abs=1e-3)
     assert msg["features"] == {"freeze_index": 0.4, "stride_time_cv": 0.031}
@@ -266,9 +264,7 @@ def test_gait_payload_validates_with_and_without_classification() -> None:
 def test_gait_payload_refuses_an_assessment_of_another_track() -> None:
     metrics = GaitMetrics(1, 0.0, 8.0, True, 1.0, ActivityState.WALKING, 100.0)
     with pytest.raises(ValueError, match="track"):
-        gait_payload(
-            metrics, Assessment(2, GaitLabel.NORMAL, 0.1), camera="bay1", identity=IDENTITY, clock=CLOCK
-        )
+        gait_payload(metrics, Assessment(2, GaitLabel.NORMAL, 0.1), camera="bay1", identity=IDENTITY, clock=CLOCK)
 
 
 def test_status_payloads() -> None:
@@ -287,3 +283,74 @@ def test_status_payloads() -> None:
     assert cam["camera"] == "bay1" and cam["last_frame_age_s"] == 21.5 and cam["zone"] == "bay 1"
     never = json.loads(camera_status_payload("offline", "bay1", IDENTITY, 0.0, None))
     assert never["last_frame_age_s"] is None
+
+
+def test_status_payloads_validate_against_the_status_schema() -> None:
+    validate(host_status_payload("online", IDENTITY, 1_700_000_000.0), STATUS_SCHEMA)
+    validate(host_status_payload("offline", IDENTITY, 1_700_000_000.0), STATUS_SCHEMA)
+    validate(camera_status_payload("online", "bay1", IDENTITY, 1_700_000_000.0, 0.04), STATUS_SCHEMA)
+    validate(camera_status_payload("offline", "bay1", IDENTITY, 1_700_000_000.0, None), STATUS_SCHEMA)
+
+
+def test_active_alerts_snapshot_lists_open_incidents_oldest_first() -> None:
+    topics = Topics(site="stmarys", host="ward3-pc1")
+    assert topics.active_alerts == "gaitwatch/v1/stmarys/ward3-pc1/active_alerts"
+    assert topics.ack == "gaitwatch/v1/stmarys/ward3-pc1/ack"
+    assert ACTIVE_ALERTS_DELIVERY.retain and ACTIVE_ALERTS_DELIVERY.qos == 1
+    late = alert_body(
+        clinical_alert(t_start=1010.0),
+        camera="bay1",
+        zone="bay 1",
+        identity=IDENTITY,
+        clock=CLOCK,
+        alert_id="ward3-pc1:0badcafe:7",
+        incident_id="ward3-pc1:0badcafei:3",
+    )
+    early = technical_alert_body(
+        "camera_offline",
+        AlertPhase.START,
+        camera="bay2",
+        identity=IDENTITY,
+        clock=CLOCK,
+        t_start=1000.0,
+        t_observed=1001.0,
+        alert_id="ward3-pc1:0badcafe:2",
+        incident_id="ward3-pc1:0badcafei:1",
+    )
+    entries = [active_alert_entry(late), active_alert_entry(early)]
+    snapshot = validate(active_alerts_payload(entries, IDENTITY, 1_700_000_100.0), STATUS_SCHEMA)
+    assert [a["type"] for a in snapshot["alerts"]] == ["camera_offline", "abnormal_gait"]
+    assert snapshot["alerts"][1]["subject"] == "bay1:0badcafe:17"
+    empty = validate(active_alerts_payload([], IDENTITY, 1_700_000_100.0), STATUS_SCHEMA)
+    assert empty["alerts"] == []
+    with pytest.raises(ValueError, match="not a gaitwatch alert"):
+        active_alert_entry(b'{"schema": "gaitwatch.gait/1"}')
+
+
+def test_ack_forms_an_integrator_may_send() -> None:
+    assert parse_ack(b'{"alert_id": "h:b:1"}') == ("h:b:1",)
+    assert parse_ack(b'{"schema": "gaitwatch.ack/1", "alert_ids": ["h:b:1", "h:b:2"], "by": "desk"}') == (
+        "h:b:1",
+        "h:b:2",
+    )
+    assert parse_ack(b'{"alert_id": "h:b:1", "alert_ids": ["h:b:1", "h:b:3"]}') == ("h:b:1", "h:b:3")
+    assert parse_ack(ack_payload("a", "b")) == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        (b"h:b:1", "not JSON"),
+        (b'["h:b:1"]', "JSON object"),
+        (b'{"schema": "gaitwatch.alert/1", "alert_id": "h:b:1"}', "schema"),
+        (b"{}", "no alert_id"),
+        (b'{"alert_ids": "h:b:1"}', "list"),
+        (b'{"alert_id": 17}', "non-empty string"),
+        (b'{"alert_id": ""}', "non-empty string"),
+        (json.dumps({"alert_ids": [f"h:b:{i}" for i in range(MAX_ACK_IDS + 1)]}).encode(), "at most"),
+        (b"\xff\xfe", "not JSON"),
+    ],
+)
+def test_bad_acks_are_rejected_with_a_reason(payload: bytes, problem: str) -> None:
+    with pytest.raises(AckError, match=problem):
+        parse_ack(payload)

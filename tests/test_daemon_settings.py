@@ -60,6 +60,10 @@ def test_bad_value_names_key_and_value(tmp_path: Path) -> None:
         ('[[cameras]]\nid = "a"\nsource = "x"\n[detector]\nkind = "onnx"\n', "onnx_model"),
         ('[[cameras]]\nid = "a"\nsource = "x"\n[gait]\nwindow_s = -1\n', "gait.window_s"),
         ("[[cameras]\n", "not valid TOML"),
+        ('[[cameras]]\nid = "a"\nsource = "x"\nstale_after_s = 0\n', "cameras[0].stale_after_s"),
+        ('[[cameras]]\nid = "a"\nsource = "x"\n[mqtt]\nack_topic = "acks/#"\n', "mqtt.ack_topic"),
+        ('[[cameras]]\nid = "a"\nsource = "x"\n[mqtt]\nack_timeout_s = -1\n', "mqtt.ack_timeout_s"),
+        ('[[cameras]]\nid = "a"\nsource = "x"\n[outbox]\ncleanup_interval_s = 0\n', "outbox.cleanup_interval_s"),
     ],
 )
 def test_invalid_configs_are_rejected(tmp_path: Path, text: str, needle: str) -> None:

@@ -58,9 +58,7 @@ async def test_wrong_password_is_a_clear_error_and_alerts_wait_for_the_fix(
             await d.until(lambda: "done 20" in d.lines, "20 alerts stored")
             hint = "check mqtt.username and mqtt.password_file"
             await d.until(lambda: hint in d.log_text(), "a log line naming the cause")
-            await d.until(
-                lambda: any("mqtt down" in n and "refused" in n for n in d.notifications), "the STATUS line"
-            )
+            await d.until(lambda: any("mqtt down" in n and "refused" in n for n in d.notifications), "the STATUS line")
             assert await d.stop() == 0
         assert not integrator.alerts()
         for text in (d.log_text(), "\n".join(d.notifications)):
@@ -159,9 +157,7 @@ async def test_tls_with_a_ca_that_did_not_sign_the_broker_is_named_and_nothing_i
             await d.alerts(10)
             await d.until(lambda: "done 10" in d.lines, "10 alerts stored")
             await d.until(lambda: "check mqtt.tls.ca_file" in d.log_text(), "a log line naming the cause")
-            await d.until(
-                lambda: any("certificate verify failed" in n for n in d.notifications), "the STATUS line"
-            )
+            await d.until(lambda: any("certificate verify failed" in n for n in d.notifications), "the STATUS line")
             assert await d.stop() == 0
         write_config(
             config,

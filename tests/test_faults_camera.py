@@ -66,23 +66,26 @@ class MjpegCamera:
 
     def stream(self, out: Any) -> None:
         sent = 0
+        mode, in_mode = self.mode, 0  # frames sent on this connection since the mode last changed
         while not self._closing.is_set():
-            mode = self.mode
+            if self.mode != mode:
+                mode, in_mode = self.mode, 0
             if mode == "stall":
                 time.sleep(FRAME_GAP_S)
                 continue
             ok, jpeg = cv2.imencode(".jpg", numbered_frame(sent))
             assert ok
             data = jpeg.tobytes()
-            if mode == "corrupt" and sent >= 2:
+            if mode == "corrupt" and in_mode >= 2:
                 data = os.urandom(len(data))
-            if mode == "truncate" and sent == 3:
+            if mode == "truncate" and in_mode == 3:
                 out.write(self._part_header(len(data)) + data[: len(data) // 2])
                 out.flush()
                 return
             out.write(self._part_header(len(data)) + data + b"\r\n")
             out.flush()
             sent += 1
+            in_mode += 1
             time.sleep(FRAME_GAP_S)
 
     @staticmethod
@@ -144,14 +147,14 @@ async def test_stalled_truncated_and_corrupt_camera_is_survived_and_reported(
         for mode in ("truncate", "corrupt"):
             before = (await scrape(d.metrics_port))[reconnects]
             camera.mode = mode
-            await until_metric(
-                d, reconnects, lambda v, b=before: v >= b + 3, f"reconnects of a {mode} stream"
-            )
+            await until_metric(d, reconnects, lambda v, b=before: v >= b + 3, f"reconnects of a {mode} stream")
 
         camera.mode = "ok"
         decoded = 'gaitwatch_frames_decoded_total{camera="bay1"}'
         now = (await scrape(d.metrics_port))[decoded]
         await until_metric(d, decoded, lambda v: v >= now + 40, "frames flowing again")
+        lag = "gaitwatch_event_loop_lag_seconds_count"
+        await until_metric(d, lag, lambda v: v >= 40, "40 event-loop lag samples (10 s)")
         metrics = await scrape(d.metrics_port)
         assert d.proc is not None and d.proc.returncode is None, "the daemon stayed up"
         assert await d.stop() == 0
@@ -165,7 +168,6 @@ async def test_stalled_truncated_and_corrupt_camera_is_survived_and_reported(
         f"camera faults: {camera.connections} connections, {metrics[reconnects]:.0f} reconnects, "
         f"{metrics[decoded]:.0f} frames, event-loop lag p99 <= {lag_p99 * 1000:.0f} ms over {samples:.0f} samples"
     )
-    assert samples >= 20
     assert lag_p99 <= 0.05
 
 

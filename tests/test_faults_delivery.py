@@ -82,13 +82,9 @@ async def test_broker_sigkill_and_restart_during_a_burst_of_200_alerts_loses_non
     )
 
 
-async def test_daemon_sigkill_mid_burst_then_restart_redelivers_in_seq_order(
-    mosquitto: Any, tmp_path: Path
-) -> None:
+async def test_daemon_sigkill_mid_burst_then_restart_redelivers_in_seq_order(mosquitto: Any, tmp_path: Path) -> None:
     config = write_config(tmp_path / "daemon.toml", base_config(tmp_path, mosquitto.port))
-    async with Integrator(
-        mosquitto.port, filters=["gaitwatch/v1/+/+/alert/#", "gaitwatch/v1/+/+/status"]
-    ) as i:
+    async with Integrator(mosquitto.port, filters=["gaitwatch/v1/+/+/alert/#", "gaitwatch/v1/+/+/status"]) as i:
         async with daemon(config, tmp_path) as first:
             await first.wait_ready()
             await first.alerts(200, 0.005)

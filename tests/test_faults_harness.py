@@ -153,9 +153,7 @@ def to_toml(config: Mapping[str, Any]) -> str:
             lines.append(header)
         subtables: list[tuple[str, Any]] = []
         for key, value in body.items():
-            if isinstance(value, Mapping) or (
-                isinstance(value, list) and value and isinstance(value[0], dict)
-            ):
+            if isinstance(value, Mapping) or (isinstance(value, list) and value and isinstance(value[0], dict)):
                 subtables.append((key, value))
             else:
                 lines.append(f"{key} = {_toml_value(value)}")
@@ -307,9 +305,7 @@ class DaemonProcess:
                     exited = self.proc is not None and self.proc.returncode is not None
                     if exited and (self._reader is None or self._reader.done()):
                         assert self.proc is not None
-                        pytest.fail(
-                            f"daemon exited ({self.proc.returncode}) before {what}:\n{self.log_text()[-4000:]}"
-                        )
+                        pytest.fail(f"daemon exited ({self.proc.returncode}) before {what}:\n{self.log_text()[-4000:]}")
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(0.2):
                             await self._changed.wait()

@@ -218,9 +218,7 @@ async def test_sigterm_ends_open_alerts_flushes_and_publishes_offline(mosquitto:
         assert await d.stop() == 0
         await integrator.until(lambda: len(door_offline()) == 2, "the end of the camera_offline incident")
         await integrator.until(
-            lambda: (
-                bool(integrator.on("/pc1/status")) and integrator.on("/pc1/status")[-1]["state"] == "offline"
-            ),
+            lambda: bool(integrator.on("/pc1/status")) and integrator.on("/pc1/status")[-1]["state"] == "offline",
             "the offline status",
         )
     start, end = door_offline()
