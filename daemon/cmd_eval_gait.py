@@ -40,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="evaluate on N generated subjects")
     p.add_argument("--seed", type=int, default=7, help="seed for --synthetic (default 7)")
     p.add_argument("--fps", default="15,30", help="frame rates for --synthetic, comma-separated")
+    p.add_argument(
+        "--views",
+        default="20,90",
+        help="for --synthetic: range of walking directions to the optical axis, degrees (default 20,90: "
+        "side and oblique)",
+    )
     p.add_argument("--kind", choices=("svm", "gnb"), default="svm", help="binary model (default svm)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over subjects (default 5)")
     p.add_argument("--hop", type=float, default=2.0, help="seconds between windows (default 2)")

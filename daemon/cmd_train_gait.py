@@ -34,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="train on N generated subjects")
     p.add_argument("--seed", type=int, default=2026, help="seed for --synthetic (default 2026)")
     p.add_argument("--fps", default="7,15,30", help="frame rates for --synthetic, comma-separated")
+    p.add_argument(
+        "--views",
+        default="0,90",
+        help="for --synthetic: range of walking directions to the optical axis, degrees (default 0,90: all)",
+    )
     p.add_argument("--kind", choices=("svm", "gnb"), default="svm", help="binary model (default svm)")
     p.add_argument("--hop", type=float, default=2.0, help="seconds between training windows (default 2)")
     p.add_argument("--out", type=Path, default=Path("gait_model.json"), help="model file to write")
@@ -45,7 +50,8 @@ def load_training_data(args: argparse.Namespace, what: str) -> tuple[WindowSet, 
     settings = GaitSettings()
     if args.synthetic:
         fps = tuple(float(f) for f in str(args.fps).split(","))
-        specs = subject_specs(args.synthetic, args.seed, fps)
+        lo, hi = (float(v) for v in str(args.views).split(","))
+        specs = subject_specs(args.synthetic, args.seed, fps, view_range=(lo, hi))
         done = [0]
 
         def tick(n: int) -> None:
@@ -58,6 +64,7 @@ def load_training_data(args: argparse.Namespace, what: str) -> tuple[WindowSet, 
             "subjects_generated": args.synthetic,
             "seed": args.seed,
             "fps": fps,
+            "views_deg": (lo, hi),
         }
     if args.labels is None:
         raise ValueError("give LABELS.csv or --synthetic N")

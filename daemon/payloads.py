@@ -46,7 +46,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -499,7 +499,7 @@ def active_alert_entry(body: bytes) -> dict[str, Any]:
     return {k: obj.get(k) for k in _ACTIVE_KEYS}
 
 
-def active_alerts_payload(entries: list[Mapping[str, Any]], identity: PublisherIdentity, wall_s: float) -> bytes:
+def active_alerts_payload(entries: Sequence[Mapping[str, Any]], identity: PublisherIdentity, wall_s: float) -> bytes:
     """Retained snapshot of the incidents open now (``entries`` from ``active_alert_entry``), ordered by
     when they started. An empty list means nothing is open on this host."""
     ordered = sorted(entries, key=lambda e: (str(e.get("observed_start")), str(e.get("incident_id"))))

@@ -236,11 +236,17 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
         feats["stride_freq_hz"] = f_stride
         feats["step_length_ll"] = swing  # ankle separation amplitude ~ step length, in leg lengths
         feats["speed_from_steps_bh_s"] = swing * LEG_LENGTH_PER_HEIGHT * 2.0 * f_stride
-        feats.update(_regularity(sep_img, rate, f_stride))
-        events = detect_heel_strikes(w, f_stride, settings)
-        if events is not None:
-            feats.update(step_metrics(events, f_stride))
-        feats.update(_trunk_features(w, f_stride, nyq))
+        # Step-to-step timing (variability, asymmetry, autocorrelation regularity, the pelvis's harmonic
+        # ratio) needs each heel strike placed to ~1-2 % of a step, or several stride harmonics below the
+        # Nyquist frequency; with too few camera frames per step the pose noise decides instead.
+        feats["frames_per_step"] = w.source_hz / (2.0 * f_stride)
+        if feats["frames_per_step"] >= settings.min_frames_per_step:
+            feats.update(_regularity(sep_img, rate, f_stride))
+            events = detect_heel_strikes(w, f_stride, settings)
+            if events is not None:
+                feats.update(step_metrics(events, f_stride))
+            feats.update(_harmonic_ratio(w, f_stride, nyq))
+        feats.update(_trunk_lean(w))
         feats.update(_arm_features(w, f_stride, settings))
     feats.update(_band_features(w, settings, nyq))
     return StrideAnalysis(cadence, walking, feats)
@@ -323,9 +329,9 @@ def _regularity(sep: NDArray[np.float64], rate: float, f_stride: float) -> dict[
     }
 
 
-def _trunk_features(w: PreparedWindow, f_stride: float, nyq: float) -> dict[str, float]:
+def _harmonic_ratio(w: PreparedWindow, f_stride: float, nyq: float) -> dict[str, float]:
     """Harmonic ratio of the pelvis's vertical bounce (Menz et al. 2003: even over odd harmonics of the stride
-    frequency; a steady, symmetric gait bounces twice per stride, so high is smooth) and trunk lean."""
+    frequency; a steady, symmetric gait bounces twice per stride, so high is smooth)."""
     body_h = w.leg_px / LEG_LENGTH_PER_HEIGHT
     vert = w.pelvis[:, 1] / body_h
     n_harm = int(min(10, np.floor(0.95 * nyq / f_stride)))
@@ -336,12 +342,16 @@ def _trunk_features(w: PreparedWindow, f_stride: float, nyq: float) -> dict[str,
         even = float(np.sum(amps[1::2]))
         out["harmonic_ratio"] = float(min(even / odd, 20.0)) if odd > 1e-12 else 20.0
         out["bounce_bh"] = float(amps[1]) if amps.shape[0] > 1 else 0.0
+    return out
+
+
+def _trunk_lean(w: PreparedWindow) -> dict[str, float]:
+    """Trunk lean: angle of the mid-hip to mid-shoulder line from the image vertical (median over the window)."""
     sh = 0.5 * (w.point(Landmark.LEFT_SHOULDER) + w.point(Landmark.RIGHT_SHOULDER))
     trunk = sh - w.pelvis
-    out["trunk_lean_deg"] = float(
-        np.degrees(np.arctan2(np.median(np.abs(trunk[:, 0])), -np.median(trunk[:, 1])))
-    )
-    return out
+    return {
+        "trunk_lean_deg": float(np.degrees(np.arctan2(np.median(np.abs(trunk[:, 0])), -np.median(trunk[:, 1]))))
+    }
 
 
 def _arm_features(w: PreparedWindow, f_stride: float, settings: GaitSettings) -> dict[str, float]:

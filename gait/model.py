@@ -24,17 +24,17 @@ MODEL_VERSION = 1
 DEFAULT_MODEL_NAME = "default_gait_model.json"
 
 # Features the learned models read: view- and frame-rate-robust ones (speed from steps rather than from pelvis
-# displacement in the image; no freeze-band power, which a 7 fps camera cannot see).
-# Measurement-quality features (camera rate, stride signal over landmark noise, share of repaired left/right
-# swaps) let the classifier discount timing features where they cannot be precise; ``halt_s`` (feet still
-# inside a walking window) is the freezing evidence that a 7 fps camera can still see.
+# displacement in the image; no freeze-band power, which a 7 fps camera cannot see). ``halt_s`` (feet still
+# inside a walking window) is the freezing evidence a 7 fps camera can still see. Step-timing features are
+# missing (imputed) below ``GaitSettings.min_frames_per_step``; ``source_hz`` tells the model so. Measures of
+# the pose model's quality (jitter, repaired swaps) are deliberately not features: they say nothing about
+# gait, and a model that reads them learns the generator's noise, not the walker's.
 MODEL_FEATURES: tuple[str, ...] = (
     "cadence_spm",
     "speed_from_steps_bh_s",
     "step_length_ll",
     "rhythm",
     "halt_s",
-    "spectral_entropy",
     "stride_regularity",
     "step_regularity",
     "harmonic_ratio",
@@ -46,8 +46,6 @@ MODEL_FEATURES: tuple[str, ...] = (
     "step_asymmetry",
     "steps_rejected",
     "source_hz",
-    "stride_snr",
-    "swap_fraction",
 )
 
 

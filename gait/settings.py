@@ -62,6 +62,12 @@ class GaitSettings:
         of the samples are invalid: the pose model cannot tell the legs apart there, and side-dependent
         measures (asymmetry, per-foot steps) would be guesses. Measured: 0-8 % on real 7 fps footage of 60-90
         px pedestrians (p90), 0 on clean generated data.
+    min_frames_per_step: step-timing measures (step and stride time CV, step asymmetry, autocorrelation
+        regularity, events) are computed only when the camera takes at least this many frames per step.
+        Measured on generated walkers with pose noise as on real footage: at 7 fps (3.8 frames per step)
+        a true 2 % step-time CV read 6 % (median error 4.3 pp, more than separates healthy from unsteady
+        gait), at 15 fps (8 per step) 1.5 pp; real 7 fps pedestrians read 18 %. Lower reports variability
+        from slower cameras, at the price of calling healthy walkers unsteady.
     min_stride_snr: the stride's swing over the noise of one separation (``stride_snr``: swing amplitude /
         (sqrt(2) x landmark jitter), both in leg lengths). Below it a window is invalid: too poorly seen for
         step timing to mean anything. Higher rejects more small or blurred people.
@@ -88,6 +94,7 @@ class GaitSettings:
     max_halt_fraction: float = 0.5
     max_swap_fraction: float = 0.35
     min_stride_snr: float = 3.0
+    min_frames_per_step: float = 6.0
 
     def __post_init__(self) -> None:
         for name in ("window_s", "hop_s", "min_duration_s", "resample_hz", "max_gap_s", "lowpass_hz"):
@@ -95,8 +102,9 @@ class GaitSettings:
                 raise ValueError(f"GaitSettings.{name} must be > 0; got {getattr(self, name)}")
         if self.min_duration_s > self.window_s:
             raise ValueError("GaitSettings.min_duration_s must not exceed window_s")
-        if self.min_strides < 0 or self.min_stride_snr < 0 or self.approach_rate_min_per_s < 0:
-            raise ValueError("GaitSettings: min_strides, min_stride_snr, approach_rate_min_per_s must be >= 0")
+        for name in ("min_strides", "min_stride_snr", "approach_rate_min_per_s", "min_frames_per_step"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GaitSettings.{name} must be >= 0; got {getattr(self, name)}")
         if not 0 < self.cadence_min_spm < self.cadence_max_spm:
             raise ValueError("GaitSettings.cadence_min_spm must be in (0, cadence_max_spm)")
         for name in (

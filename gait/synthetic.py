@@ -127,6 +127,7 @@ class PoseNoise:
         knees get its square root). Small feet on small people are found far less precisely than hips.
     jitter_corr_s: correlation time of the jitter: a pose model's error on one person persists over
         neighbouring frames (the crop and the person's appearance change slowly), unlike white noise.
+    blur_s: exposure time: a landmark moving fast during it is found anywhere along its motion streak.
     outlier: share of landmark samples with a gross error (3.5 jitter standard deviations), reported as
         visible, lasting about ``jitter_corr_s``.
     time_jitter_s: standard deviation of frame timestamps around the nominal frame clock.
@@ -134,16 +135,17 @@ class PoseNoise:
 
     jitter: float = 0.008
     world_jitter_m: float = 0.015
-    frame_drop: float = 0.05
+    frame_drop: float = 0.03
     landmark_drop: float = 0.01
     far_side_visibility: float = 0.7
     swap: float = 0.05
     time_jitter_s: float = 0.003
-    drop_burst_s: float = 0.15
+    drop_burst_s: float = 0.0
     swap_s: float = 0.1
     limb_jitter: float = 2.0
     jitter_corr_s: float = 0.1
     outlier: float = 0.02
+    blur_s: float = 0.0
 
 
 # What BlazePose full (with the pipeline's One-Euro filter) gave on the real pedestrians of PETS09-S2L1
@@ -177,7 +179,7 @@ def realistic_noise(rng: np.random.Generator) -> PoseNoise:
         jitter=float(rng.uniform(0.003, 0.012)),
         world_jitter_m=float(rng.uniform(0.008, 0.03)),
         frame_drop=float(rng.uniform(0.0, 0.15)),
-        drop_burst_s=float(rng.uniform(0.0, 0.25)),
+        drop_burst_s=float(rng.uniform(0.0, 0.15)),
         landmark_drop=float(rng.uniform(0.0, 0.04)),
         far_side_visibility=float(rng.uniform(0.55, 0.9)),
         swap=float(rng.uniform(0.0, 0.25)),
@@ -646,6 +648,12 @@ def generate_walk(
     pts[:, :, 0] -= mid
     dist = camera.distance_m if camera.distance_m is not None else _auto_distance(pts, camera)
     cam, u, v = _project(pts, camera, dist)
+    if noise.blur_s > 0 and t.shape[0] > 2:
+        # Motion blur: during the exposure a landmark sweeps a streak along its image velocity, and the model
+        # places it anywhere on it, so fast limbs (a swinging foot) are found less precisely along their path.
+        along = rng.uniform(-0.5, 0.5, u.shape) * noise.blur_s
+        u = u + np.gradient(u, t, axis=0) * along
+        v = v + np.gradient(v, t, axis=0) * along
 
     # Visibility: the far-side limbs in a side view are self-occluded; the model reports them less visible.
     hip_mid_depth = 0.5 * (cam[:, Landmark.LEFT_HIP, 2] + cam[:, Landmark.RIGHT_HIP, 2])
@@ -719,8 +727,9 @@ def sample_walker(pattern: str, rng: np.random.Generator, duration_s: float = 12
             step_cv=float(rng.uniform(0.01, 0.03)),
             step_asymmetry=float(np.clip(rng.normal(0.0, 0.02), -0.05, 0.05)),
             height_m=height,
-            step_length_scale=float(np.clip(rng.normal(0.95, 0.08), 0.75, 1.2)),
-            arm_swing_scale=float(rng.uniform(0.8, 1.2)),
+            step_length_scale=float(np.clip(rng.normal(0.92, 0.1), 0.7, 1.2)),
+            # Healthy people often barely swing their arms: hands in pockets, carrying a bag or a phone.
+            arm_swing_scale=float(rng.uniform(0.1, 1.2)),
             trunk_lean_deg=float(rng.uniform(0.0, 6.0)),
             sway_m=float(rng.uniform(0.01, 0.03)),
         )

@@ -72,10 +72,15 @@ class SubjectSpec:
 
 
 def subject_specs(
-    n_subjects: int, seed: int, fps_choices: Sequence[float] = (15.0, 30.0), abnormal_fraction: float = 0.5
+    n_subjects: int,
+    seed: int,
+    fps_choices: Sequence[float] = (15.0, 30.0),
+    abnormal_fraction: float = 0.5,
+    view_range: tuple[float, float] = (20.0, 90.0),
 ) -> list[SubjectSpec]:
     """Subjects with a mix of patterns (half normal by default, the rest spread evenly over the abnormal
-    patterns), frame rates, side-to-oblique views (20-90 deg), cameras from eye level to high on a wall
+    patterns), frame rates, views (``view_range``, degrees between the walking direction and the optical axis:
+    side-to-oblique 20-90 by default; 0 walks straight at the camera), cameras from eye level to high on a wall
     (1.2-8 m, looking 0-35 deg down), and pose noise over the range measured on real footage
     (``gaitwatch.gait.synthetic.realistic_noise``: jitter, bursts of dropped frames, left/right swaps)."""
     rng = np.random.default_rng(seed)
@@ -90,7 +95,7 @@ def subject_specs(
                 subject=i,
                 pattern=pattern,
                 fps=float(fps_choices[int(rng.integers(len(fps_choices)))]),
-                view_deg=float(rng.uniform(20.0, 90.0)),
+                view_deg=float(rng.uniform(view_range[0], view_range[1])),
                 distance_scale=float(rng.uniform(1.0, 1.6)),
                 noise=realistic_noise(rng),
                 seed=int(rng.integers(2**31)),

@@ -145,9 +145,9 @@ async def test_stalled_truncated_and_corrupt_camera_is_survived_and_reported(
         await integrator.until(lambda: len(offline_alerts()) == 2, "the end of the camera_offline alert")
 
         for mode in ("truncate", "corrupt"):
-            before = (await scrape(d.metrics_port))[reconnects]
+            target = (await scrape(d.metrics_port))[reconnects] + 3
             camera.mode = mode
-            await until_metric(d, reconnects, lambda v, b=before: v >= b + 3, f"reconnects of a {mode} stream")
+            await until_metric(d, reconnects, lambda v, t=target: v >= t, f"reconnects of a {mode} stream")  # type: ignore[misc]
 
         camera.mode = "ok"
         decoded = 'gaitwatch_frames_decoded_total{camera="bay1"}'
