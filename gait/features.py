@@ -210,10 +210,11 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
     feats["stride_snr"] = float(min(swing / noise_ll, 100.0)) if noise_ll > 0 else 100.0
 
     # Progression: pelvis velocity in body heights per second from a straight-line fit (robust to bounce).
+    # The image velocity is divided by the body height once: dividing positions by a body height that changes
+    # as the walker approaches or recedes would add a spurious velocity proportional to the image position.
     body_h = w.leg_px / LEG_LENGTH_PER_HEIGHT
-    pel = w.pelvis / body_h[:, None]
     tt = w.t - w.t[0]
-    vel = np.polynomial.polynomial.polyfit(tt, pel, 1)[1]
+    vel = np.polynomial.polynomial.polyfit(tt, w.pelvis, 1)[1] / float(np.mean(body_h))
     speed = float(np.hypot(vel[0], vel[1]))
     feats["speed_bh_s"] = speed
     # Walking towards or away from the camera barely moves the pelvis in the image, but the person grows or
@@ -234,8 +235,15 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
     if walking:
         feats["cadence_spm"] = 120.0 * f_stride
         feats["stride_freq_hz"] = f_stride
-        feats["step_length_ll"] = swing  # ankle separation amplitude ~ step length, in leg lengths
-        feats["speed_from_steps_bh_s"] = swing * LEG_LENGTH_PER_HEIGHT * 2.0 * f_stride
+        # Steps of a walker heading towards or away from the camera are foreshortened by the camera's
+        # unknown tilt, and a pose model's world depth barely helps (see the measurements above
+        # gaitwatch.gait.synthetic.realistic_noise): step length is only measured for walkers crossing the
+        # view, i.e. whose pelvis moves mostly sideways in the image.
+        heading = _heading_deg(vel, settings.walk_speed_min_bh_s)
+        feats["heading_deg"] = heading
+        if heading <= settings.max_heading_deg:
+            feats["step_length_ll"] = swing  # ankle separation amplitude ~ step length, in leg lengths
+            feats["speed_from_steps_bh_s"] = swing * LEG_LENGTH_PER_HEIGHT * 2.0 * f_stride
         # Step-to-step timing (variability, asymmetry, autocorrelation regularity, the pelvis's harmonic
         # ratio) needs each heel strike placed to ~1-2 % of a step, or several stride harmonics below the
         # Nyquist frequency; with too few camera frames per step the pose noise decides instead.
@@ -250,6 +258,15 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
         feats.update(_arm_features(w, f_stride, settings))
     feats.update(_band_features(w, settings, nyq))
     return StrideAnalysis(cadence, walking, feats)
+
+
+def _heading_deg(vel: NDArray[np.float64], min_speed: float) -> float:
+    """Angle (deg) between the image horizontal and the pelvis's image velocity ``vel`` (x, y; body heights
+    per second): ~0 for a walker crossing the view, ~90 for one heading towards or away from a tilted camera.
+    90 when the pelvis moves slower than ``min_speed`` (e.g. walking straight at an eye-level camera)."""
+    if float(np.hypot(vel[0], vel[1])) < min_speed:
+        return 90.0
+    return float(np.degrees(np.arctan2(abs(vel[1]), abs(vel[0]))))
 
 
 def pose_jitter_bh(w: PreparedWindow) -> float:
@@ -277,7 +294,8 @@ def pose_jitter_bh(w: PreparedWindow) -> float:
 
 
 def halt_duration(w: PreparedWindow, f_stride: float, settings: GaitSettings) -> float:
-    """The longest time (s) inside the window during which the feet stopped moving relative to each other.
+    """The longest time (s) inside the window during which the feet stopped moving relative to each other,
+    or 0 when it is shorter than ``settings.min_halt_s``.
 
     The left-minus-right ankle separation, low-passed just above the stride frequency, sweeps its whole range
     within every half stride while a person walks; during a freeze (or any stop) it holds still. Its extent
@@ -305,7 +323,8 @@ def halt_duration(w: PreparedWindow, f_stride: float, settings: GaitSettings) ->
     start, stop = longest_run(still)
     if stop <= start:
         return 0.0
-    return float((stop - start - 1 + n_half) / w.rate_hz)
+    halt = float((stop - start - 1 + n_half) / w.rate_hz)
+    return halt if halt >= settings.min_halt_s else 0.0
 
 
 def _regularity(sep: NDArray[np.float64], rate: float, f_stride: float) -> dict[str, float]:

@@ -62,6 +62,15 @@ class GaitSettings:
         of the samples are invalid: the pose model cannot tell the legs apart there, and side-dependent
         measures (asymmetry, per-foot steps) would be guesses. Measured: 0-8 % on real 7 fps footage of 60-90
         px pedestrians (p90), 0 on clean generated data.
+    max_heading_deg: step length (and the speed from it) is measured only when the pelvis moves within this
+        angle of the image horizontal, i.e. for walkers crossing the view. Towards or away from a tilted
+        camera steps are foreshortened by its unknown tilt (sin 35 deg = 0.57 for a camera looking 35 deg
+        down), and a single-image pose model's depth does not recover them. Higher measures more walkers
+        but reads foreshortened steps as short ones.
+    min_halt_s: the shortest stop of the feet reported as a halt (``halt_s``, the freezing evidence).
+        Freezing episodes last from about a second to tens of seconds; shorter stills are hesitations, a
+        slow step, or interpolation over dropped frames at a low frame rate (real 7 fps walkers showed
+        0.6-0.9 s). Lower catches brief freezes and more false ones.
     min_frames_per_step: step-timing measures (step and stride time CV, step asymmetry, autocorrelation
         regularity, events) are computed only when the camera takes at least this many frames per step.
         Measured on generated walkers with pose noise as on real footage: at 7 fps (3.8 frames per step)
@@ -95,6 +104,8 @@ class GaitSettings:
     max_swap_fraction: float = 0.35
     min_stride_snr: float = 3.0
     min_frames_per_step: float = 6.0
+    max_heading_deg: float = 90.0
+    min_halt_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("window_s", "hop_s", "min_duration_s", "resample_hz", "max_gap_s", "lowpass_hz"):

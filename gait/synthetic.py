@@ -117,16 +117,17 @@ class PoseNoise:
         (BlazePose on a small crop: ~0.005-0.015). world_jitter_m: noise of world landmarks (depth x2).
     frame_drop: share of frames that yield no pose (detector miss, track lost for a moment, pipeline busy).
     drop_burst_s: mean duration of one dropout; 0 drops single frames independently. Real tracks lose poses
-        in bursts (see ``REAL_NOISE``).
+        in bursts (see ``realistic_noise``).
     landmark_drop: probability a landmark is reported with low visibility and a wild position.
     far_side_visibility: visibility the model reports for the self-occluded far-side limbs in a side view.
     swap: share of frames in which the pose model has exchanged the left and right labels of a leg (its
-        foot, its knee, or both, in the proportions measured on real footage, see ``REAL_NOISE``).
+        foot, its knee, or both, in the proportions measured on real footage, see ``realistic_noise``).
     swap_s: mean duration of one such swap (at least one frame).
     limb_jitter: how much noisier hands and feet are than the trunk (multiplier of ``jitter``; elbows and
         knees get its square root). Small feet on small people are found far less precisely than hips.
     jitter_corr_s: correlation time of the jitter: a pose model's error on one person persists over
         neighbouring frames (the crop and the person's appearance change slowly), unlike white noise.
+    world_depth: how much of the true depth (hip-relative, along the optical axis) the world landmarks keep.
     blur_s: exposure time: a landmark moving fast during it is found anywhere along its motion streak.
     outlier: share of landmark samples with a gross error (3.5 jitter standard deviations), reported as
         visible, lasting about ``jitter_corr_s``.
@@ -146,6 +147,7 @@ class PoseNoise:
     jitter_corr_s: float = 0.1
     outlier: float = 0.02
     blur_s: float = 0.0
+    world_depth: float = 0.6
 
 
 # What BlazePose full (with the pipeline's One-Euro filter) gave on the real pedestrians of PETS09-S2L1
@@ -162,6 +164,9 @@ class PoseNoise:
 #   (white jitter gives -0.28 after the fit) and 7.5 % / 1.0 % of them exceed 3 / 5 robust standard
 #   deviations (Gaussian: 1.7 % / 0.1 %); ``jitter_corr_s`` 0.3 s and 5-10 % of samples with held gross
 #   errors (``outlier``) gave +0.12-0.15 and 4-5 % / 0.6 %;
+# - world landmarks follow the image: the ankle separation's stride amplitude in world landmarks was
+#   1.0-1.15 x the image one for every walking direction, also for people walking away from the camera,
+#   whose image steps are foreshortened (23 tracks): the model's depth is compressed (``world_depth``);
 # - frame drops: 12 % of frames (quartiles 5-18 %) within a track, missing in runs of 1 (25 %), 2 (65 %) or
 #   4 (9 %) frames, i.e. bursts of ~0.3 s;
 # - leg landmarks below 0.5 visibility: 2.8 % (quartiles 2.1-3.8 %);
@@ -188,6 +193,7 @@ def realistic_noise(rng: np.random.Generator) -> PoseNoise:
         limb_jitter=float(rng.uniform(1.0, 4.5)),
         jitter_corr_s=float(rng.uniform(0.0, 0.4)),
         outlier=float(rng.uniform(0.0, 0.12)),
+        world_depth=float(rng.uniform(0.2, 1.0)),
     )
 
 
@@ -679,6 +685,9 @@ def generate_walk(
 
     hips = 0.5 * (cam[:, Landmark.LEFT_HIP] + cam[:, Landmark.RIGHT_HIP])
     world = cam - hips[:, None, :]
+    # A pose model infers depth from one image: for small people it barely departs from its mean pose, so
+    # the depth swing of the legs comes out compressed (world_depth 1: true depth, 0: flat).
+    world[..., 2] *= noise.world_depth
     world = world + rng.normal(0.0, noise.world_jitter_m, world.shape) * np.array([1.0, 1.0, 2.0])
 
     fps_true = 1.0 / float(np.median(np.diff(t))) if t.shape[0] > 1 else fps
@@ -710,24 +719,25 @@ PATTERNS: tuple[str, ...] = ("normal", "slow", "shuffling", "asymmetric", "unste
 def sample_walker(pattern: str, rng: np.random.Generator, duration_s: float = 12.0) -> WalkerParams:
     """Draw one subject's gait for ``pattern`` from published ranges (see the module docstring).
 
-    normal: cadence ~N(108, 9) steps/min (88-132: strolling to brisk), step-time CV 1-3 %, symmetric. slow: 65-90 steps/min with short
-    steps (speed ~0.4-0.7 m/s; < 0.8 m/s predicts poor outcomes, Studenski et al. 2011). shuffling
-    (Parkinsonian): short steps at a high cadence, stiff knees, little arm swing, stooped trunk.
+    normal: cadence ~N(105, 10) steps/min (85-130: strolling to brisk) with steps 0.65-1.2 x 0.41 height,
+    i.e. ~0.65-1.6 m/s, step-time CV 1-3 %, symmetric. slow: 55-82 steps/min with short steps (~0.3-0.7 m/s;
+    Studenski et al. 2011: < 0.6 m/s high risk, 0.6-1.0 intermediate, > 1.0 good). shuffling (Parkinsonian): short steps at a high cadence, stiff knees, little arm swing, stooped trunk.
     asymmetric (limp / antalgic): 15-35 % step-time asymmetry and a reduced hip range on one side.
     unsteady: step-time CV 7-15 % (fallers and PD > 4-5 %; Hausdorff 2005) with wide lateral sway.
     freezing: one or two 1.5-4 s freezing episodes inside an otherwise slightly shuffling gait.
     """
     height = float(np.clip(rng.normal(1.70, 0.09), 1.50, 1.95))
     if pattern == "normal":
-        # Healthy people walk at 100-125 steps/min in the lab but amble at 90-100 when strolling (the real
-        # pedestrians of PETS09-S2L1 measured ~94 median; Tudor-Locke et al. 2018 put 100 steps/min at the
-        # threshold of moderate intensity), with proportionally shorter steps.
+        # Healthy people walk at 100-125 steps/min in the lab but amble at 85-100 when strolling (Tudor-Locke
+        # et al. 2018 put 100 steps/min at the threshold of moderate intensity), with shorter steps: speeds
+        # down to ~0.65 m/s, the lower end of Studenski's "intermediate" band, are not a pathology by
+        # themselves.
         return WalkerParams(
-            cadence_spm=float(np.clip(rng.normal(108.0, 9.0), 88.0, 132.0)),
+            cadence_spm=float(np.clip(rng.normal(105.0, 10.0), 85.0, 130.0)),
             step_cv=float(rng.uniform(0.01, 0.03)),
             step_asymmetry=float(np.clip(rng.normal(0.0, 0.02), -0.05, 0.05)),
             height_m=height,
-            step_length_scale=float(np.clip(rng.normal(0.92, 0.1), 0.7, 1.2)),
+            step_length_scale=float(np.clip(rng.normal(0.9, 0.12), 0.65, 1.2)),
             # Healthy people often barely swing their arms: hands in pockets, carrying a bag or a phone.
             arm_swing_scale=float(rng.uniform(0.1, 1.2)),
             trunk_lean_deg=float(rng.uniform(0.0, 6.0)),
@@ -735,11 +745,11 @@ def sample_walker(pattern: str, rng: np.random.Generator, duration_s: float = 12
         )
     if pattern == "slow":
         return WalkerParams(
-            cadence_spm=float(rng.uniform(65.0, 88.0)),
+            cadence_spm=float(rng.uniform(55.0, 82.0)),
             step_cv=float(rng.uniform(0.02, 0.05)),
             step_asymmetry=float(np.clip(rng.normal(0.0, 0.03), -0.08, 0.08)),
             height_m=height,
-            step_length_scale=float(rng.uniform(0.55, 0.75)),
+            step_length_scale=float(rng.uniform(0.45, 0.7)),
             arm_swing_scale=float(rng.uniform(0.5, 0.9)),
             trunk_lean_deg=float(rng.uniform(3.0, 12.0)),
             sway_m=float(rng.uniform(0.02, 0.04)),

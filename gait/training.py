@@ -34,6 +34,11 @@ from gaitwatch.gait.synthetic import (
 from gaitwatch.gait.types import GaitMetrics, GaitWindow
 
 ABNORMAL_PATTERNS: tuple[str, ...] = tuple(p for p in PATTERNS if p != "normal")
+# Patterns whose only evidence is step timing (variability, asymmetry). Below
+# ``GaitSettings.min_frames_per_step`` those features are not measured, so such a window looks exactly like a
+# normal one: labelled "abnormal" it would only teach the classifier to call normal gait abnormal at low frame
+# rates. Training and evaluation leave these windows out (the gait stage cannot see their abnormality).
+TIMING_PATTERNS: frozenset[str] = frozenset({"asymmetric", "unsteady"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,8 @@ def synthetic_windows(
     hop_s: float = 2.0,
     progress: Callable[[int], None] | None = None,
 ) -> WindowSet:
-    """Generate each subject's walk, cut windows every ``hop_s``, keep the valid ones with their truth."""
+    """Generate each subject's walk, cut windows every ``hop_s``, keep the valid ones with their truth (except
+    windows of ``TIMING_PATTERNS`` subjects where step timing could not be measured)."""
     settings = settings or GaitSettings()
     rows: list[tuple[GaitMetrics, bool, str, int, dict[str, float]]] = []
     for spec in specs:
@@ -145,12 +151,17 @@ def synthetic_windows(
         track = GaitWindow(spec.subject, walk.t, walk.keypoints, walk.world)
         for win in sliding_windows(track, settings, hop_s):
             m = analyze_window(win, settings)
-            if m.valid:
+            if m.valid and not (spec.pattern in TIMING_PATTERNS and not timing_measured(m)):
                 truth = walk.truth(float(win.t[0]), float(win.t[-1]))
                 rows.append((m, spec.pattern != "normal", spec.pattern, spec.subject, truth))
         if progress is not None:
             progress(1)
     return window_set(rows)
+
+
+def timing_measured(m: GaitMetrics) -> bool:
+    """Whether the window's step-timing features were measured (enough camera frames per step)."""
+    return "step_time_cv" in m.features or "stride_regularity" in m.features
 
 
 def window_set(rows: Sequence[tuple[GaitMetrics, bool, str, int, dict[str, float]]]) -> WindowSet:
