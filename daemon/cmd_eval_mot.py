@@ -9,11 +9,13 @@ columns) is scored like the devkit: pedestrians with flag 1, tracker boxes on di
 ground truth ignores rows with flag 0. Matching at IoU >= 0.5 (py-motmetrics), HOTA over IoU 0.05..0.95.
 
 ``--tracker sort`` is plain SORT (the reference baseline); ``--tracker default`` is gaitwatch's tracker.
-``--max-gap-s`` (default 1.0 for ``default``, 0 for ``sort``) reports the tracker as a fixed-lag output: gaps
-up to that long in a confirmed track are filled by interpolation and the track's tentative first frames are
-reported; 0 gives the plain online output. The table prints percentages; the JSON (one object per
-sequence plus "combined") holds ``mota``, ``idf1``, ``hota`` as fractions in [0, 1] (MOTA may be negative)
-and ``idsw``, ``fp``, ``fn`` as counts. Exit codes: 0 done, 1 unreadable data (named on stderr).
+``--max-gap-s`` (default 3.0 for ``default``, 0 for ``sort``) reports the tracker as a fixed-lag output
+(``gaitwatch.tracking.fixed_lag``): a confirmed track's tentative first frames are reported, tracklets that end
+and start within that many seconds are joined, and gaps up to that long are filled by interpolation, wherever
+the motion extrapolated from both sides of the gap agrees; 0 gives the plain online output. The table prints
+percentages; the JSON (one object per sequence plus "combined") holds ``mota``, ``idf1``, ``hota``,
+``recall``, ``precision`` as fractions in [0, 1] (MOTA may be negative) and ``idsw``, ``fp``, ``fn``,
+``num_gt`` as counts. Exit codes: 0 done, 1 unreadable data (named on stderr).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from gaitwatch.tracking.motchallenge import MotSequence, find_sequences, read_se
 from gaitwatch.tracking.sort import SortTracker
 from gaitwatch.tracking.tracker import Tracker
 
-DEFAULT_MAX_GAP_S = 1.0
+DEFAULT_MAX_GAP_S = 3.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,15 +49,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-gap-s",
         type=float,
         default=None,
-        help=f"fixed-lag gap filling in seconds (default {DEFAULT_MAX_GAP_S} for default, 0 for sort)",
+        help=f"fixed-lag window in seconds: join and fill gaps up to this long where motion agrees "
+        f"(default {DEFAULT_MAX_GAP_S} for default, 0 for sort)",
     )
-    p.add_argument(
-        "--gt-format", choices=("auto", "mot15", "mot16"), default="auto", help="ground-truth dialect"
-    )
+    p.add_argument("--gt-format", choices=("auto", "mot15", "mot16"), default="auto", help="ground-truth dialect")
     p.add_argument("--json", type=Path, metavar="OUT", help="write metrics as JSON (fractions)")
-    p.add_argument(
-        "--results", type=Path, metavar="DIR", help="also write each sequence's tracks (MOT format)"
-    )
+    p.add_argument("--results", type=Path, metavar="DIR", help="also write each sequence's tracks (MOT format)")
     p.set_defaults(func=run)
 
 

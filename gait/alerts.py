@@ -10,7 +10,11 @@ Types:
 - ``freezing``: the same K-of-N machinery over windows classified as freezing (shorter N, K) that also hold
   the physical evidence of one: the feet stood still for at least ``freezing_min_halt_s`` inside the walking
   window (``halt_s``). A classifier's "freezing" on a broken rhythm alone (pose noise, dropped frames at a
-  low frame rate) never raises it.
+  low frame rate) never raises it. Freezing of gait is episodic and recurs (at turns, doorways, starts), and
+  one stop looks the same as anyone pausing or turning on the spot (the trembling that marks a freeze is
+  above a ward camera's Nyquist frequency or within its pose noise): the alert also needs
+  ``freezing_min_episodes`` distinct stops within ``freezing_recurrence_s``. Such windows do not also count
+  towards ``abnormal_gait`` (one episode, one alert).
 - ``fall``: a rapid descent to lying (``descent_t`` in the window's features) followed by no recovery (still
   lying ``fall_no_recovery_s`` later); ends when the person is up again or the track dies. Counted whether or
   not the window is a valid walking window (a fallen person does not walk).
@@ -34,6 +38,8 @@ FREEZING = "freezing"
 FALL = "fall"
 SLOW_SIT_TO_STAND = "slow_sit_to_stand"
 ALERT_TYPES: tuple[str, ...] = (ABNORMAL_GAIT, FREEZING, FALL, SLOW_SIT_TO_STAND)
+# Two stops whose middles are this close are one episode seen by overlapping windows.
+_SAME_HALT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,8 @@ class AlertPolicy:
     def __init__(self, settings: AlertPolicySettings | None = None) -> None:
         self.settings = settings or AlertPolicySettings()
         self._episodes: dict[tuple[int, str], _Episode] = {}
+        # Per track: times of the distinct freezing-like stops seen recently.
+        self._halts: dict[int, list[float]] = {}
 
     def update(self, metrics: GaitMetrics, assessment: Assessment) -> list[Alert]:
         """Count one window's verdict; returns the alerts it starts, updates or ends (usually none)."""
@@ -85,17 +93,15 @@ class AlertPolicy:
         if not metrics.valid or assessment.label == GaitLabel.UNKNOWN or metrics.quality < s.min_quality:
             return out
         abnormal = assessment.label == GaitLabel.ABNORMAL and assessment.p_abnormal >= s.min_confidence
+        halt = metrics.features.get("halt_s", 0.0)
+        freezing = abnormal and assessment.pattern == "freezing" and halt >= s.freezing_min_halt_s
+        if freezing:
+            self._note_halt(metrics.track_id, metrics.features.get("halt_t", metrics.t_end))
         for kind, positive, n, k_start, k_end in (
-            (ABNORMAL_GAIT, abnormal, s.window_count, s.k_start, s.k_end),
-            (
-                FREEZING,
-                abnormal
-                and assessment.pattern == "freezing"
-                and metrics.features.get("halt_s", 0.0) >= s.freezing_min_halt_s,
-                s.freezing_window_count,
-                s.freezing_k_start,
-                s.freezing_k_end,
-            ),
+            # A window whose abnormality is a stop of the feet speaks for the freezing alert only, so one
+            # episode never raises two alerts.
+            (ABNORMAL_GAIT, abnormal and not freezing, s.window_count, s.k_start, s.k_end),
+            (FREEZING, freezing, s.freezing_window_count, s.freezing_k_start, s.freezing_k_end),
         ):
             vote = _Vote(
                 positive,
@@ -111,6 +117,7 @@ class AlertPolicy:
     def forget(self, track_id: int, t: float) -> list[Alert]:
         """The track died at ``t``: end its active alerts (phase END) and drop its state."""
         out: list[Alert] = []
+        self._halts.pop(track_id, None)
         for key in [k for k in self._episodes if k[0] == track_id]:
             ep = self._episodes.pop(key)
             if ep.active:
@@ -153,7 +160,8 @@ class AlertPolicy:
         ep.confidence = float(np.mean([v.p for v in positives])) if positives else 0.0
         if not ep.active:
             cooled = ep.last_end is None or t - ep.last_end >= s.cooldown_s
-            if n_pos >= k_start and cooled:
+            recurrent = kind != FREEZING or self._halt_episodes(track_id, t) >= s.freezing_min_episodes
+            if n_pos >= k_start and cooled and recurrent:
                 ep.active = True
                 ep.t_start = min(v.t_start for v in positives)
                 ep.last_emit = t
@@ -167,6 +175,19 @@ class AlertPolicy:
             ep.last_emit = t
             return [self._alert(key, ep, AlertPhase.UPDATE, t, vote.quality, ev)]
         return []
+
+    def _note_halt(self, track_id: int, t: float) -> None:
+        """Remember one freezing-like stop of ``track_id`` at time ``t`` (merged with one already noted within
+        ``_SAME_HALT_S``: overlapping windows see the same stop)."""
+        halts = self._halts.setdefault(track_id, [])
+        if not any(abs(t - h) <= _SAME_HALT_S for h in halts):
+            halts.append(float(t))
+
+    def _halt_episodes(self, track_id: int, now: float) -> int:
+        """Distinct stops of ``track_id`` within the last ``freezing_recurrence_s`` (older ones are dropped)."""
+        recent = [h for h in self._halts.get(track_id, []) if now - h <= self.settings.freezing_recurrence_s]
+        self._halts[track_id] = recent
+        return len(recent)
 
     def _fall(self, metrics: GaitMetrics, evidence: dict[str, float]) -> list[Alert]:
         s = self.settings

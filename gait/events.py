@@ -37,6 +37,9 @@ class GaitEvents:
     t: NDArray[np.float64]
     left: NDArray[np.bool_]
     source: str
+    # Stride signal over the noise above the gait's harmonics in the foot signals the events came from (see
+    # _snr); how far the event times can be trusted.
+    snr: float = float("nan")
 
     @property
     def count(self) -> int:
@@ -112,7 +115,7 @@ def detect_heel_strikes(w: PreparedWindow, f_stride: float, settings: GaitSettin
             best = (snr, source, t_raw, feet)
     if best is None:
         return None
-    _, source, t_raw, feet = best
+    snr, source, t_raw, feet = best
     fine_t = np.arange(t_raw[0], t_raw[-1], 1.0 / _FINE_HZ)
     if fine_t.shape[0] < 10:
         return None
@@ -138,7 +141,7 @@ def detect_heel_strikes(w: PreparedWindow, f_stride: float, settings: GaitSettin
     t_arr = np.asarray(times, dtype=np.float64)[order]
     s_arr = np.asarray(sides, dtype=bool)[order]
     keep_t, keep_s = _alternate(t_arr, s_arr)
-    return GaitEvents(keep_t, keep_s, source)
+    return GaitEvents(keep_t, keep_s, source, snr)
 
 
 def _alternate(

@@ -221,8 +221,13 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
     # shrinks: the relative rate of change of the leg length (1/s) is the speed over the distance.
     approach = float(abs(w.leg_px[-1] - w.leg_px[0]) / (max(w.duration_s, 1e-6) * np.mean(w.leg_px)))
     feats["approach_rate_per_s"] = approach
-    halt = halt_duration(w, f_stride, settings) if peak is not None else 0.0
+    span = _halt_span(w, f_stride) if peak is not None else None
+    halt = span[1] - span[0] if span is not None and span[1] - span[0] >= settings.min_halt_s else 0.0
     feats["halt_s"] = halt
+    if span is not None and halt > 0:
+        # When the stop happened (pipeline clock): windows overlapping the same stop agree on it, so the alert
+        # policy can tell one episode seen by several windows from several episodes.
+        feats["halt_t"] = 0.5 * (span[0] + span[1])
 
     walking = (
         peak is not None
@@ -249,11 +254,13 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
         # Nyquist frequency; with too few camera frames per step the pose noise decides instead.
         feats["frames_per_step"] = w.source_hz / (2.0 * f_stride)
         if feats["frames_per_step"] >= settings.min_frames_per_step:
-            feats.update(_regularity(sep_img, rate, f_stride))
             events = detect_heel_strikes(w, f_stride, settings)
             if events is not None:
+                feats["event_snr"] = float(min(events.snr, 1e4))
+            if events is not None and events.snr >= settings.min_event_snr:
                 feats.update(step_metrics(events, f_stride))
-            feats.update(_harmonic_ratio(w, f_stride, nyq))
+                feats.update(_regularity(sep_img, rate, f_stride))
+                feats.update(_harmonic_ratio(w, f_stride, nyq))
         feats.update(_trunk_lean(w))
         feats.update(_arm_features(w, f_stride, settings))
     feats.update(_band_features(w, settings, nyq))
@@ -306,10 +313,19 @@ def halt_duration(w: PreparedWindow, f_stride: float, settings: GaitSettings) ->
     image but fully in world depth). Jitter cannot make a halt (it only adds motion), and a bridged dropout
     is at most ~0.5 s of interpolation.
     """
+    span = _halt_span(w, f_stride)
+    if span is None:
+        return 0.0
+    halt = span[1] - span[0]
+    return halt if halt >= settings.min_halt_s else 0.0
+
+
+def _halt_span(w: PreparedWindow, f_stride: float) -> tuple[float, float] | None:
+    """(start, end) times of the longest still stretch (see halt_duration), or None."""
     n_half = max(2, int(round(0.5 / f_stride * w.rate_hz)))
     cutoff = min(1.5 * f_stride, 0.45 * w.source_hz, 0.45 * w.rate_hz)
     if w.t.shape[0] <= max(15, n_half + 2):
-        return 0.0
+        return None
     sos = butter(2, cutoff, fs=w.rate_hz, output="sos")
     still: NDArray[np.bool_] | None = None
     for sep in _separations(w):
@@ -319,12 +335,12 @@ def halt_duration(w: PreparedWindow, f_stride: float, settings: GaitSettings) ->
         quiet = extent < 0.25 * float(np.median(extent))
         still = quiet if still is None else still & quiet
     if still is None:
-        return 0.0
+        return None
     start, stop = longest_run(still)
     if stop <= start:
-        return 0.0
-    halt = float((stop - start - 1 + n_half) / w.rate_hz)
-    return halt if halt >= settings.min_halt_s else 0.0
+        return None
+    # Sliding window k covers samples k .. k + n_half - 1: the still stretch spans start .. stop - 2 + n_half.
+    return float(w.t[start]), float(w.t[start]) + float((stop - start - 1 + n_half) / w.rate_hz)
 
 
 def _regularity(sep: NDArray[np.float64], rate: float, f_stride: float) -> dict[str, float]:

@@ -181,7 +181,7 @@ def realistic_noise(rng: np.random.Generator) -> PoseNoise:
     comment above): training on the whole range (domain randomisation) keeps a classifier from reading the
     noise of one camera as gait."""
     return PoseNoise(
-        jitter=float(rng.uniform(0.003, 0.012)),
+        jitter=float(rng.uniform(0.003, 0.010)),
         world_jitter_m=float(rng.uniform(0.008, 0.03)),
         frame_drop=float(rng.uniform(0.0, 0.15)),
         drop_burst_s=float(rng.uniform(0.0, 0.15)),
@@ -190,9 +190,9 @@ def realistic_noise(rng: np.random.Generator) -> PoseNoise:
         swap=float(rng.uniform(0.0, 0.25)),
         swap_s=float(rng.uniform(0.05, 0.25)),
         time_jitter_s=float(rng.uniform(0.0, 0.005)),
-        limb_jitter=float(rng.uniform(1.0, 4.5)),
-        jitter_corr_s=float(rng.uniform(0.0, 0.4)),
-        outlier=float(rng.uniform(0.0, 0.12)),
+        limb_jitter=float(rng.uniform(1.0, 3.5)),
+        jitter_corr_s=float(rng.uniform(0.0, 0.35)),
+        outlier=float(rng.uniform(0.0, 0.1)),
         world_depth=float(rng.uniform(0.2, 1.0)),
     )
 
@@ -719,21 +719,22 @@ PATTERNS: tuple[str, ...] = ("normal", "slow", "shuffling", "asymmetric", "unste
 def sample_walker(pattern: str, rng: np.random.Generator, duration_s: float = 12.0) -> WalkerParams:
     """Draw one subject's gait for ``pattern`` from published ranges (see the module docstring).
 
-    normal: cadence ~N(105, 10) steps/min (85-130: strolling to brisk) with steps 0.65-1.2 x 0.41 height,
-    i.e. ~0.65-1.6 m/s, step-time CV 1-3 %, symmetric. slow: 55-82 steps/min with short steps (~0.3-0.7 m/s;
-    Studenski et al. 2011: < 0.6 m/s high risk, 0.6-1.0 intermediate, > 1.0 good). shuffling (Parkinsonian): short steps at a high cadence, stiff knees, little arm swing, stooped trunk.
+    normal: cadence ~N(103, 11) steps/min (78-130: strolling to brisk) with steps 0.65-1.2 x 0.41 height,
+    i.e. ~0.6-1.6 m/s, step-time CV 1-3 %, symmetric. slow: 50-74 steps/min with short steps (~0.25-0.6 m/s;
+    Studenski et al. 2011: < 0.6 m/s high risk, 0.6-1.0 intermediate, > 1.0 good; healthy adults asked to
+    walk slowly step at ~70-85 steps/min, Tudor-Locke et al. 2018, so cadence alone separates only below). shuffling (Parkinsonian): short steps at a high cadence, stiff knees, little arm swing, stooped trunk.
     asymmetric (limp / antalgic): 15-35 % step-time asymmetry and a reduced hip range on one side.
     unsteady: step-time CV 7-15 % (fallers and PD > 4-5 %; Hausdorff 2005) with wide lateral sway.
     freezing: one or two 1.5-4 s freezing episodes inside an otherwise slightly shuffling gait.
     """
     height = float(np.clip(rng.normal(1.70, 0.09), 1.50, 1.95))
     if pattern == "normal":
-        # Healthy people walk at 100-125 steps/min in the lab but amble at 85-100 when strolling (Tudor-Locke
+        # Healthy people walk at 100-125 steps/min in the lab but amble at 80-100 when strolling (Tudor-Locke
         # et al. 2018 put 100 steps/min at the threshold of moderate intensity), with shorter steps: speeds
-        # down to ~0.65 m/s, the lower end of Studenski's "intermediate" band, are not a pathology by
+        # down to ~0.6 m/s, the lower end of Studenski's "intermediate" band, are not a pathology by
         # themselves.
         return WalkerParams(
-            cadence_spm=float(np.clip(rng.normal(105.0, 10.0), 85.0, 130.0)),
+            cadence_spm=float(np.clip(rng.normal(103.0, 11.0), 78.0, 130.0)),
             step_cv=float(rng.uniform(0.01, 0.03)),
             step_asymmetry=float(np.clip(rng.normal(0.0, 0.02), -0.05, 0.05)),
             height_m=height,
@@ -745,7 +746,7 @@ def sample_walker(pattern: str, rng: np.random.Generator, duration_s: float = 12
         )
     if pattern == "slow":
         return WalkerParams(
-            cadence_spm=float(rng.uniform(55.0, 82.0)),
+            cadence_spm=float(rng.uniform(50.0, 74.0)),
             step_cv=float(rng.uniform(0.02, 0.05)),
             step_asymmetry=float(np.clip(rng.normal(0.0, 0.03), -0.08, 0.08)),
             height_m=height,

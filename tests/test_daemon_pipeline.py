@@ -22,7 +22,7 @@ def _run(frames: int, fps: float, overrides: dict[str, object]) -> list[FrameRes
     for seq in range(frames):
         ok, image = capture.read()
         assert ok
-        results.append(pipeline.process(Frame("c", seq, seq / fps, image)))
+        results.append(pipeline.process(Frame("c", seq, seq / fps, np.asarray(image, dtype=np.uint8))))
     return results
 
 

@@ -80,6 +80,28 @@ def test_lost_track_is_recovered_with_its_id() -> None:
     assert only(tracker.update(dets(BOX), 0.3)) == (1, TrackState.CONFIRMED)
 
 
+def test_doubtful_detections_keep_and_recover_tracks_but_never_start_or_confirm_one() -> None:
+    settings = TrackerSettings(min_hits=2, max_age_s=1.0, min_score=0.1, high_score=0.6, new_track_score=0.9)
+    tracker = Tracker(settings)
+    assert len(tracker.update(dets(BOX, score=0.4), 0.0)) == 0  # a doubtful box alone starts nothing
+    tracker.update(dets(BOX), 0.1)
+    assert len(tracker.update(dets(BOX, score=0.4), 0.2)) == 0  # no hit for a tentative track: a miss
+    tracker = Tracker(settings)
+    tracker.update(dets(BOX), 0.0)
+    assert only(tracker.update(dets(BOX), 0.1)) == (1, TrackState.CONFIRMED)
+    assert only(tracker.update(dets(BOX, score=0.4), 0.2)) == (1, TrackState.CONFIRMED)  # kept followed
+    assert only(tracker.update(Detections.empty(), 0.3)) == (1, TrackState.LOST)
+    # A person coming out from behind someone is often first seen as a doubtful box: it recovers the lost id.
+    out = tracker.update(dets(BOX, score=0.4), 0.4)
+    assert only(out) == (1, TrackState.CONFIRMED) and out.since_update_s[0] == 0.0
+    # ... but only where the track is predicted to be (the second round's stricter gate).
+    tracker.update(Detections.empty(), 0.5)
+    assert only(tracker.update(dets(BOX + np.array([[25.0, 0.0, 25.0, 0.0]]), score=0.4), 0.6)) == (
+        1,
+        TrackState.LOST,
+    )
+
+
 def test_low_score_detections_are_ignored() -> None:
     tracker = Tracker(TrackerSettings(min_hits=1, min_score=0.5))
     assert len(tracker.update(dets(BOX, score=0.4), 0.0)) == 0
@@ -133,9 +155,7 @@ def test_ids_are_per_instance() -> None:
     assert only(b.update(dets(BOX), 0.0))[0] == 1
 
 
-def crossing(
-    fps: float, hide_rear: bool, seed: int
-) -> tuple[list[float], list[Detections], list[np.ndarray]]:
+def crossing(fps: float, hide_rear: bool, seed: int) -> tuple[list[float], list[Detections], list[np.ndarray]]:
     """Two people 100 px tall walk towards each other along nearly the same line and cross at t ~ 3 s.
 
     Returns frame times, detections (with 3 % box jitter) and the true boxes (2, 4) of each frame.

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
+from gaitwatch.tracking.fixed_lag import FixedLagSettings, fixed_lag_rows
 from gaitwatch.tracking.motchallenge import DISTRACTOR_CLASSES, PEDESTRIAN_CLASS, MotSequence
 from gaitwatch.tracking.types import Detections, Tracks, TrackState
 
@@ -44,41 +45,30 @@ def track_sequence(sequence: MotSequence, tracker: OnlineTracker, max_gap_s: flo
     With ``max_gap_s == 0`` (online output) a track is reported on a frame when it is CONFIRMED and was
     matched on that very frame, the usual MOTChallenge convention (coasting boxes are not reported).
 
-    With ``max_gap_s > 0`` (fixed-lag output): every observed box of a track that ever became CONFIRMED is
-    reported, including its tentative first frames, and a gap of at most ``max_gap_s`` seconds between two
-    observations of the same track is filled by linear interpolation. A consumer that waits
-    ``max(max_gap_s, time to confirm)`` seconds before using a box can produce exactly this online, which is
-    how gait windows (several seconds long) can use it; ByteTrack and OC-SORT report MOT17 the same way.
+    With ``max_gap_s > 0`` (fixed-lag output, ``fixed_lag.py``): every observed box of a track that ever became
+    CONFIRMED is reported, including its tentative first frames; then tracklets that end and start within
+    ``max_gap_s`` seconds of each other are joined, and gaps up to that long are filled by interpolation,
+    wherever the motion extrapolated from both sides of the gap agrees. A consumer that waits
+    ``max_gap_s + FixedLagSettings.velocity_window_s`` seconds before using a box can produce exactly this
+    online, which is how gait windows (several seconds long) can use it; ByteTrack and OC-SORT report MOT17
+    with interpolation too.
     """
-    observed: dict[int, list[tuple[int, FloatArray]]] = {}
+    rows: list[list[float]] = []
     confirmed: set[int] = set()
     for frame, detections in sequence.detections():
         tracks = tracker.update(detections, sequence.frame_time(frame))
         fresh = tracks.since_update_s == 0.0
-        for track_id, box, state in zip(
-            tracks.ids[fresh], tracks.xyxy[fresh], tracks.state[fresh], strict=True
-        ):
+        for track_id, box, state in zip(tracks.ids[fresh], tracks.xyxy[fresh], tracks.state[fresh], strict=True):
             if state == TrackState.CONFIRMED:
                 confirmed.add(int(track_id))
             elif max_gap_s <= 0.0:
                 continue
-            observed.setdefault(int(track_id), []).append((frame, box))
-    max_gap_frames = max_gap_s * sequence.frame_rate + 1e-6
-    rows: list[list[float]] = []
-    for track_id, seen in observed.items():
-        if track_id not in confirmed:
-            continue
-        for (f0, b0), (f1, b1) in zip(seen, [*seen[1:], seen[-1]], strict=True):
-            rows.append([f0, track_id, *b0])
-            if 1 < f1 - f0 <= max_gap_frames:
-                for f in range(f0 + 1, f1):
-                    w = (f - f0) / (f1 - f0)
-                    rows.append([f, track_id, *(b0 + (b1 - b0) * w)])
+            rows.append([frame, int(track_id), *box])
     if not rows:
         return np.zeros((0, 6), dtype=np.float64)
     out = np.array(rows, dtype=np.float64)
-    result: FloatArray = out[np.lexsort((out[:, 1], out[:, 0]))]
-    return result
+    out = out[np.isin(out[:, 1], np.array(sorted(confirmed), dtype=np.float64))]
+    return fixed_lag_rows(out, sequence.frame_rate, FixedLagSettings(max_gap_s=max(max_gap_s, 0.0)))
 
 
 def _iou_xyxy(a: FloatArray, b: FloatArray) -> FloatArray:
@@ -157,9 +147,7 @@ class HotaCounts:
         return float(np.mean(np.sqrt(self.deta * self.assa)))
 
     def __add__(self, other: HotaCounts) -> HotaCounts:
-        return HotaCounts(
-            self.tp + other.tp, self.fn + other.fn, self.fp + other.fp, self.assa_tp + other.assa_tp
-        )
+        return HotaCounts(self.tp + other.tp, self.fn + other.fn, self.fp + other.fp, self.assa_tp + other.assa_tp)
 
 
 def hota_counts(
@@ -173,9 +161,7 @@ def hota_counts(
     n_gt, n_hyp = len(gt_uid), len(hyp_uid)
     if n_gt == 0 or n_hyp == 0:
         zeros = np.zeros(n_alpha)
-        return HotaCounts(
-            zeros, np.full(n_alpha, float(len(gt_ids))), np.full(n_alpha, float(len(hyp_ids))), zeros
-        )
+        return HotaCounts(zeros, np.full(n_alpha, float(len(gt_ids))), np.full(n_alpha, float(len(hyp_ids))), zeros)
     gt_rows, hyp_rows = _by_frame(gt_frames), _by_frame(hyp_frames)
     frames = sorted(set(gt_rows) & set(hyp_rows))
     sims: dict[int, FloatArray] = {}
