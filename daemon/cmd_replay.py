@@ -39,13 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "recording", type=Path, metavar="RECORDING|VIDEO", help="keypoint recording (.npz) or a video"
-    )
+    p.add_argument("recording", type=Path, metavar="RECORDING|VIDEO", help="keypoint recording (.npz) or a video")
     p.add_argument("--fps", type=float, default=None, help="the camera's true frame rate (re-times samples)")
-    p.add_argument(
-        "--config", type=Path, default=None, help="daemon config for the video pipeline's settings"
-    )
+    p.add_argument("--config", type=Path, default=None, help="daemon config for the video pipeline's settings")
     p.add_argument("--model", default="default", help="'default' (shipped), 'rules', or a model JSON file")
     p.add_argument("--json", type=Path, default=None, help="write windows and alerts as JSON")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -68,9 +64,7 @@ def retimed(rec: Recording, fps: float | None) -> Recording:
         return rec
     scale = float(recorded) / fps
     t0 = float(rec.t.min()) if len(rec) else 0.0
-    return Recording(
-        rec.track_ids, t0 + (rec.t - t0) * scale, rec.keypoints, rec.world, {**rec.meta, "fps": fps}
-    )
+    return Recording(rec.track_ids, t0 + (rec.t - t0) * scale, rec.keypoints, rec.world, {**rec.meta, "fps": fps})
 
 
 def result_json(result: OfflineResult) -> dict[str, Any]:

@@ -76,9 +76,7 @@ class RuleClassifier:
             if p is not None and p > best_p:
                 best_p, best_pattern = p, rule.pattern
         label = GaitLabel.ABNORMAL if best_p >= 0.5 else GaitLabel.NORMAL
-        return Assessment(
-            metrics.track_id, label, best_p, best_pattern if label == GaitLabel.ABNORMAL else ""
-        )
+        return Assessment(metrics.track_id, label, best_p, best_pattern if label == GaitLabel.ABNORMAL else "")
 
 
 def derived_features(features: Mapping[str, float]) -> dict[str, float]:
@@ -112,7 +110,5 @@ class GaitClassifier:
             return self.rules.assess(metrics)
         p = self.model.p_abnormal(metrics.features)
         if p >= self.model.threshold:
-            return Assessment(
-                metrics.track_id, GaitLabel.ABNORMAL, p, self.model.pattern_of(metrics.features)
-            )
+            return Assessment(metrics.track_id, GaitLabel.ABNORMAL, p, self.model.pattern_of(metrics.features))
         return Assessment(metrics.track_id, GaitLabel.NORMAL, p, "")

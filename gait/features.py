@@ -90,7 +90,7 @@ def analyze_window(window: GaitWindow, settings: GaitSettings | None = None) -> 
     state = ActivityState.WALKING if walking else still
     seen_well = (
         repair.foot_fraction <= settings.max_swap_fraction
-        and feats.get("stride_snr", 0.0) >= settings.min_stride_snr
+        and feats.get("stride_snr", np.inf) >= settings.min_stride_snr  # unknown noise (no trunk seen): pass
     )
     valid = (
         walking
@@ -204,10 +204,11 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
     feats["rhythm"] = float(np.clip(rhythm, 0.0, 1.0))
     feats["spectral_entropy"] = spectral_entropy(comb, _MIN_HZ, hi_band)
     jitter = pose_jitter_bh(w)
-    feats["pose_jitter_bh"] = jitter
-    # Stride amplitude over the noise of a separation (two landmarks' jitter, in leg lengths).
-    noise_ll = np.sqrt(2.0) * jitter / LEG_LENGTH_PER_HEIGHT
-    feats["stride_snr"] = float(min(swing / noise_ll, 100.0)) if noise_ll > 0 else 100.0
+    if np.isfinite(jitter):
+        feats["pose_jitter_bh"] = jitter
+        # Stride amplitude over the noise of a separation (two landmarks' jitter, in leg lengths).
+        noise_ll = np.sqrt(2.0) * jitter / LEG_LENGTH_PER_HEIGHT
+        feats["stride_snr"] = float(min(swing / noise_ll, 100.0)) if noise_ll > 0 else 100.0
 
     # Progression: pelvis velocity in body heights per second from a straight-line fit (robust to bounce).
     # The image velocity is divided by the body height once: dividing positions by a body height that changes
@@ -322,7 +323,7 @@ def halt_duration(w: PreparedWindow, f_stride: float, settings: GaitSettings) ->
 
 def _halt_span(w: PreparedWindow, f_stride: float) -> tuple[float, float] | None:
     """(start, end) times of the longest still stretch (see halt_duration), or None."""
-    n_half = max(2, int(round(0.5 / f_stride * w.rate_hz)))
+    n_half = max(2, round(0.5 / f_stride * w.rate_hz))
     cutoff = min(1.5 * f_stride, 0.45 * w.source_hz, 0.45 * w.rate_hz)
     if w.t.shape[0] <= max(15, n_half + 2):
         return None
@@ -384,9 +385,7 @@ def _trunk_lean(w: PreparedWindow) -> dict[str, float]:
     """Trunk lean: angle of the mid-hip to mid-shoulder line from the image vertical (median over the window)."""
     sh = 0.5 * (w.point(Landmark.LEFT_SHOULDER) + w.point(Landmark.RIGHT_SHOULDER))
     trunk = sh - w.pelvis
-    return {
-        "trunk_lean_deg": float(np.degrees(np.arctan2(np.median(np.abs(trunk[:, 0])), -np.median(trunk[:, 1]))))
-    }
+    return {"trunk_lean_deg": float(np.degrees(np.arctan2(np.median(np.abs(trunk[:, 0])), -np.median(trunk[:, 1]))))}
 
 
 def _arm_features(w: PreparedWindow, f_stride: float, settings: GaitSettings) -> dict[str, float]:

@@ -58,9 +58,7 @@ def read_labels(path: Path) -> list[LabelRow]:
                 raise ValueError(f"{path}:{line}: label must be normal or abnormal; got {label!r}")
             rater = (r.get("rater_label") or "").strip().lower()
             if rater and rater not in _LABELS:
-                raise ValueError(
-                    f"{path}:{line}: rater_label must be normal, abnormal or empty; got {rater!r}"
-                )
+                raise ValueError(f"{path}:{line}: rater_label must be normal, abnormal or empty; got {rater!r}")
             truth = {}
             for key in ("cadence_spm", "step_time_cv", "stride_time_cv"):
                 v = (r.get(key) or "").strip()
@@ -105,9 +103,7 @@ def labelled_windows(
                 m = analyze_window(win, settings)
                 if m.valid:
                     truth = {k: float(v) for k, v in row.truth.items()}
-                    out.append(
-                        (m, row.label == "abnormal", row.pattern or row.label, subjects[row.subject], truth)
-                    )
+                    out.append((m, row.label == "abnormal", row.pattern or row.label, subjects[row.subject], truth))
                     row_of.append(i)
     return window_set(out), row_of
 

@@ -42,6 +42,8 @@ MODEL_FEATURES: tuple[str, ...] = (
     "trunk_lean_deg",
     "step_time_cv",
     "step_time_cv_within",
+    "step_time_cv_corrected",
+    "event_noise_cv",
     "stride_time_cv",
     "step_asymmetry",
     "steps_rejected",
@@ -212,9 +214,7 @@ class GaitModel:
         if d.get("format") != MODEL_FORMAT:
             raise ValueError(f"not a gaitwatch gait model (format {d.get('format')!r})")
         if int(d.get("version", 0)) != MODEL_VERSION:
-            raise ValueError(
-                f"gait model version {d.get('version')} is not supported (expected {MODEL_VERSION})"
-            )
+            raise ValueError(f"gait model version {d.get('version')} is not supported (expected {MODEL_VERSION})")
         features = tuple(str(f) for f in d["features"])
         n = len(features)
         impute = _arr(d["impute"], 1)

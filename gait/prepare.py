@@ -167,8 +167,7 @@ def _leg_length_px(xy: NDArray[np.float64], t: NDArray[np.float64]) -> NDArray[n
     to the leg's length when nearly straight and side-on.
     """
     legs = [
-        np.linalg.norm(xy[:, _I[h]] - xy[:, _I[k]], axis=1)
-        + np.linalg.norm(xy[:, _I[k]] - xy[:, _I[a]], axis=1)
+        np.linalg.norm(xy[:, _I[h]] - xy[:, _I[k]], axis=1) + np.linalg.norm(xy[:, _I[k]] - xy[:, _I[a]], axis=1)
         for h, k, a in _LEGS
     ]
     per_frame = np.maximum(legs[0], legs[1])

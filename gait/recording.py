@@ -36,9 +36,7 @@ class Recording:
     def __post_init__(self) -> None:
         m = self.t.shape[0]
         if self.track_ids.shape != (m,) or self.t.shape != (m,):
-            raise ValueError(
-                f"Recording: track_ids and t must be (M,); got {self.track_ids.shape}, {self.t.shape}"
-            )
+            raise ValueError(f"Recording: track_ids and t must be (M,); got {self.track_ids.shape}, {self.t.shape}")
         for name in ("keypoints", "world"):
             if getattr(self, name).shape != (m, NUM_LANDMARKS, 3):
                 raise ValueError(f"Recording.{name} must be ({m}, {NUM_LANDMARKS}, 3)")

@@ -62,9 +62,7 @@ def resample_uniform(
     The grid runs from ``t_start`` (default ``t[0]``) to ``t_end`` (default ``t[-1]``).
     """
     if t.ndim != 1 or values.ndim != 2 or values.shape[0] != t.shape[0]:
-        raise ValueError(
-            f"resample_uniform: t (M,) and values (M, C) expected; got {t.shape}, {values.shape}"
-        )
+        raise ValueError(f"resample_uniform: t (M,) and values (M, C) expected; got {t.shape}, {values.shape}")
     if not rate_hz > 0 or not max_gap_s >= 0:
         raise ValueError("resample_uniform: rate_hz must be > 0 and max_gap_s >= 0")
     if t.shape[0] > 1 and np.any(np.diff(t) <= 0):
@@ -93,9 +91,7 @@ def resample_uniform(
     return UniformSeries(grid, out, rate_hz)
 
 
-def _bridged(
-    tf: NDArray[np.float64], grid: NDArray[np.float64], max_gap_s: float, tol: float
-) -> NDArray[np.bool_]:
+def _bridged(tf: NDArray[np.float64], grid: NDArray[np.float64], max_gap_s: float, tol: float) -> NDArray[np.bool_]:
     """(N,) True where a grid point lies on an observation or between two at most ``max_gap_s`` apart."""
     if tf.shape[0] == 0:
         return np.zeros(grid.shape[0], dtype=bool)

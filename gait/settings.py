@@ -203,12 +203,8 @@ class AlertPolicySettings:
         if self.cooldown_s < 0 or self.update_interval_s <= 0:
             raise ValueError("AlertPolicySettings.cooldown_s must be >= 0 and update_interval_s > 0")
         if not 0 <= self.freezing_k_end < self.freezing_k_start <= self.freezing_window_count:
-            raise ValueError(
-                "AlertPolicySettings: need 0 <= freezing_k_end < freezing_k_start <= window count"
-            )
+            raise ValueError("AlertPolicySettings: need 0 <= freezing_k_end < freezing_k_start <= window count")
         if self.freezing_min_episodes < 1 or self.freezing_recurrence_s <= 0:
             raise ValueError("AlertPolicySettings: freezing_min_episodes >= 1 and freezing_recurrence_s > 0")
         if self.fall_no_recovery_s < 0 or self.slow_sit_to_stand_s <= 0:
-            raise ValueError(
-                "AlertPolicySettings: fall_no_recovery_s >= 0 and slow_sit_to_stand_s > 0 needed"
-            )
+            raise ValueError("AlertPolicySettings: fall_no_recovery_s >= 0 and slow_sit_to_stand_s > 0 needed")

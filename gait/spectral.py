@@ -31,9 +31,7 @@ class Spectrum:
         return float(self.freq[1] - self.freq[0]) if self.freq.shape[0] > 1 else 0.0
 
 
-def power_spectrum(
-    x: NDArray[np.float64], rate_hz: float, freq_step_hz: float, detrend: bool = True
-) -> Spectrum:
+def power_spectrum(x: NDArray[np.float64], rate_hz: float, freq_step_hz: float, detrend: bool = True) -> Spectrum:
     """Power spectrum of ``x`` (N,) or (N, C) channels summed, Hann window, zero padded so bins are at most
     ``freq_step_hz`` apart. Linear trends (a walker crossing the image) are removed first when ``detrend``."""
     x2 = x.reshape(x.shape[0], -1).astype(np.float64)
@@ -95,9 +93,7 @@ def spectral_entropy(spec: Spectrum, lo_hz: float, hi_hz: float) -> float:
     return float(np.clip(h / np.log(p.shape[0]), 0.0, 1.0))
 
 
-def harmonic_amplitudes(
-    x: NDArray[np.float64], rate_hz: float, f0_hz: float, n_harmonics: int
-) -> NDArray[np.float64]:
+def harmonic_amplitudes(x: NDArray[np.float64], rate_hz: float, f0_hz: float, n_harmonics: int) -> NDArray[np.float64]:
     """Amplitudes of ``x`` at ``k * f0_hz`` for k = 1..n_harmonics (exact frequencies, Hann-weighted DFT),
     so a harmonic ratio needs no peak search. Harmonics at or above Nyquist come out as 0."""
     n = x.shape[0]

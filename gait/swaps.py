@@ -173,8 +173,8 @@ def repair_swaps(window: GaitWindow, f_stride: float | None, min_visibility: flo
             continue
         if new_kp is None or new_world is None:
             new_kp, new_world = kp.copy(), window.world.copy()
-        lefts = [int(a) for a, _ in pairs]
-        rights = [int(b) for _, b in pairs]
+        lefts = np.asarray([int(a) for a, _ in pairs], dtype=np.intp)
+        rights = np.asarray([int(b) for _, b in pairs], dtype=np.intp)
         rows = np.flatnonzero(flip)
         for arr, src in ((new_kp, kp), (new_world, window.world)):
             arr[np.ix_(rows, lefts)] = src[np.ix_(rows, rights)]

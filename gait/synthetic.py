@@ -452,9 +452,7 @@ def body_points(
         pts[:, wr_i] = shoulder + upper + fore
         hand_dir = fore / (_FOREARM * h)
         for k, f_i in enumerate(fingers):
-            pts[:, f_i] = (
-                pts[:, wr_i] + hand_dir * _HAND * h * (0.7 + 0.1 * k) + np.array([0.0, side * 0.01 * k, 0])
-            )
+            pts[:, f_i] = pts[:, wr_i] + hand_dir * _HAND * h * (0.7 + 0.1 * k) + np.array([0.0, side * 0.01 * k, 0])
 
     head = neck + np.array([0.04, 0.0, _NECK_TO_NOSE]) * h  # nose: in front of and above the shoulder line
     face = {
@@ -722,7 +720,8 @@ def sample_walker(pattern: str, rng: np.random.Generator, duration_s: float = 12
     normal: cadence ~N(103, 11) steps/min (78-130: strolling to brisk) with steps 0.65-1.2 x 0.41 height,
     i.e. ~0.6-1.6 m/s, step-time CV 1-3 %, symmetric. slow: 50-74 steps/min with short steps (~0.25-0.6 m/s;
     Studenski et al. 2011: < 0.6 m/s high risk, 0.6-1.0 intermediate, > 1.0 good; healthy adults asked to
-    walk slowly step at ~70-85 steps/min, Tudor-Locke et al. 2018, so cadence alone separates only below). shuffling (Parkinsonian): short steps at a high cadence, stiff knees, little arm swing, stooped trunk.
+    walk slowly step at ~70-85 steps/min, Tudor-Locke et al. 2018, so cadence alone separates only below).
+    shuffling (Parkinsonian): short steps at a high cadence, stiff knees, little arm swing, stooped trunk.
     asymmetric (limp / antalgic): 15-35 % step-time asymmetry and a reduced hip range on one side.
     unsteady: step-time CV 7-15 % (fallers and PD > 4-5 %; Hausdorff 2005) with wide lateral sway.
     freezing: one or two 1.5-4 s freezing episodes inside an otherwise slightly shuffling gait.

@@ -111,9 +111,7 @@ def subject_specs(
     return specs
 
 
-def sliding_windows(
-    track: GaitWindow, settings: GaitSettings, hop_s: float | None = None
-) -> Iterator[GaitWindow]:
+def sliding_windows(track: GaitWindow, settings: GaitSettings, hop_s: float | None = None) -> Iterator[GaitWindow]:
     """Windows of ``window_s`` every ``hop_s`` (default ``settings.hop_s``) over one track's samples."""
     hop = hop_s or settings.hop_s
     if track.t.shape[0] < 3:

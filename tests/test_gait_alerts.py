@@ -41,9 +41,7 @@ def _window(
     return m, a
 
 
-def _feed(
-    policy: AlertPolicy, seq: list[bool | None], t0: float = 10.0, track: int = 1
-) -> list[tuple[float, Alert]]:
+def _feed(policy: AlertPolicy, seq: list[bool | None], t0: float = 10.0, track: int = 1) -> list[tuple[float, Alert]]:
     out = []
     for k, ab in enumerate(seq):
         t = t0 + k

@@ -49,14 +49,10 @@ def test_variability_ranks_subjects() -> None:
 
 
 def test_step_asymmetry_of_a_limp() -> None:
-    walk = generate_walk(
-        WalkerParams(cadence_spm=100.0, step_asymmetry=0.25), fps=30.0, duration_s=11.0, seed=9
-    )
+    walk = generate_walk(WalkerParams(cadence_spm=100.0, step_asymmetry=0.25), fps=30.0, duration_s=11.0, seed=9)
     feats, truth = _measure(walk, 1.5, 9.5)
     assert abs(feats["step_asymmetry"] - abs(truth["step_asymmetry"])) <= 0.05
-    sym = generate_walk(
-        WalkerParams(cadence_spm=100.0, step_asymmetry=0.0), fps=30.0, duration_s=11.0, seed=9
-    )
+    sym = generate_walk(WalkerParams(cadence_spm=100.0, step_asymmetry=0.0), fps=30.0, duration_s=11.0, seed=9)
     assert _measure(sym, 1.5, 9.5)[0]["step_asymmetry"] < 0.05
 
 

@@ -19,7 +19,7 @@ Association of one detector frame, from the best motion-only trackers' ideas (re
    ``low_iou_threshold``). They keep tracks alive and recover lost ones, but never start one. (ByteTrack
    offers them to followed tracks only; a person coming out from behind someone is often first seen as a
    doubtful box, and with the strict gate on the predicted box, letting it recover a lost track gained 0.2
-   MOTA and 1 IDF1 point on MOT17 and changed neither KITTI nor MOT15 by more than 0.5.)
+   MOTA and 1 IDF1 point on MOT17, 0.5 of each on KITTI, and left MOT15 unchanged.)
 3. OC-SORT's observation-centric recovery: tracks still unmatched against confident detections left, on the
    IoU of the track's *last observed* box (a track that coasted off in a wrong direction is found again
    where it was last seen).
