@@ -1,9 +1,11 @@
 """``gaitwatch eval-gait``: leave-subjects-out evaluation of the gait classifier and of the gait measures.
 
-Usage: ``gaitwatch eval-gait LABELS.csv [--kind svm|gnb] [--folds K] [--json OUT]`` (or ``--synthetic N``
-instead of LABELS.csv). The classifier is trained and tested K times with whole subjects held out
-(GroupKFold), so every prediction is for a person the model never saw. Prints accuracy, balanced accuracy,
-sensitivity, specificity and the confusion matrix per window and per subject; the agreement of the rater
+Usage: ``gaitwatch eval-gait LABELS.csv [--kind svm|gnb] [--folds K] [--model default|PATH] [--json OUT]`` (or
+``--synthetic N [--fps F,...] [--views LO,HI]`` instead of LABELS.csv: generated subjects with pose noise over
+the range measured on real footage, side and oblique views 20-90 deg by default). The classifier is trained
+and tested K times with whole subjects held out (GroupKFold), so every prediction is for a person the model
+never saw (``--model`` instead scores one fixed model). Prints accuracy, balanced accuracy, sensitivity,
+specificity and the confusion matrix per window and per subject; the agreement of the rater
 column with the labels and with the classifier (accuracy and Cohen's kappa, per recording) when the file has
 one; and, where the labels carry ground truth, the errors of cadence (steps/min), step-time CV and stride-time
 CV (percentage points), per window (generated data: truth over the window's own steps) or per recording

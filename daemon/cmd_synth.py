@@ -1,10 +1,11 @@
 """``gaitwatch synth``: write generated walkers as recordings plus a ``labels.csv`` with their ground truth.
 
-Usage: ``gaitwatch synth --out DIR [--subjects N] [--fps F] [--duration S] [--seed S] [--views DEG,...]
+Usage: ``gaitwatch synth --out DIR [--subjects N] [--fps F] [--duration S] [--seed S]
 [--abnormal-fraction P]``. Each subject becomes ``DIR/subject_NNNN.npz`` (keypoints and timestamps only, one
 track) and a row of ``DIR/labels.csv``: recording, subject, label, pattern and the true cadence, step-time CV
-and stride-time CV over the recording. Without ``--fps`` subjects are filmed at 15 or 30 fps. Exit 0 on
-success, 1 when DIR cannot be written."""
+and stride-time CV over the recording. Without ``--fps`` subjects are filmed at 15 or 30 fps; cameras, views
+and pose noise (jitter, dropped-frame bursts, left/right swaps) are drawn as for training
+(``gaitwatch.gait.training.subject_specs``). Exit 0 on success, 1 when DIR cannot be written."""
 
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
             "source": "synthetic",
             "fps": spec.fps,
             "view_deg": spec.view_deg,
+            "camera_height_m": spec.camera_height_m,
+            "tilt_deg": spec.tilt_deg,
             "pattern": spec.pattern,
             "heel_strikes_left": walk.heel_strikes_left.tolist(),
             "heel_strikes_right": walk.heel_strikes_right.tolist(),

@@ -2,9 +2,12 @@
 
 Usage: ``gaitwatch train-gait LABELS.csv [--out MODEL.json] [--kind svm|gnb] [--hop S]`` trains on the
 recordings a labels file lists (columns: recording, subject, label[, rater_label, pattern, ...]); ``gaitwatch
-train-gait --synthetic N [--seed S] [--fps F,...]`` trains on N generated subjects instead. The shipped
-default model is made by ``gaitwatch train-gait --synthetic 300 --seed 2026 --fps 7,15,30 --out
-gait/models/default_gait_model.json``. Exit 0 on success, 1 on unreadable data or too few windows."""
+train-gait --synthetic N [--seed S] [--fps F,...] [--views LO,HI]`` trains on N generated subjects instead,
+filmed with pose noise drawn over the range measured on real footage (``gaitwatch.gait.synthetic.
+realistic_noise``) and walking in every direction by default. The shipped default model is made by
+``gaitwatch train-gait --synthetic 300 --seed 2026 --fps 7,15,30 --out gait/models/default_gait_model.json``;
+the model's ``info.command`` records the command that made it. Exit 0 on success, 1 on unreadable data or too
+few windows."""
 
 from __future__ import annotations
 
@@ -73,12 +76,18 @@ def load_training_data(args: argparse.Namespace, what: str) -> tuple[WindowSet, 
     return data, {"data": str(args.labels), "recordings": len(rows)}
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The ``gaitwatch train-gait`` command that reproduces this run (every option spelled out)."""
+    data = f"--synthetic {args.synthetic} --seed {args.seed} --fps {args.fps} --views {args.views}"
+    source = data if args.synthetic else str(args.labels)
+    return f"gaitwatch train-gait {source} --kind {args.kind} --hop {args.hop:g} --out {args.out}"
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         data, source = load_training_data(args, "train-gait")
-        model: GaitModel = fit_model(
-            data, kind=args.kind, info={**source, "sklearn": sklearn.__version__, "hop_s": args.hop}
-        )
+        info = {**source, "sklearn": sklearn.__version__, "hop_s": args.hop, "command": command_line(args)}
+        model: GaitModel = fit_model(data, kind=args.kind, info=info)
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"gaitwatch train-gait: {exc}\n")
         return 1

@@ -39,9 +39,11 @@ class Rule:
 # Thresholds. Features are in body-scale units (see gaitwatch.gait.features); 1 body height ~ 1.7 m, 1 leg
 # length ~ 0.83 m for an average adult.
 DEFAULT_RULES: tuple[Rule, ...] = (
-    # Gait speed below ~0.8 m/s predicts falls, hospitalisation and mortality (Studenski et al. 2011, JAMA);
-    # 0.42 body heights/s is ~0.7 m/s. Speed from steps (step length x cadence) is view-independent.
-    Rule("slow", "speed_from_steps_bh_s", 0.42, 0.04, below=True),
+    # Gait speed below ~0.6 m/s marks high risk of falls, hospitalisation and mortality (Studenski et al.
+    # 2011, JAMA; 0.6-1.0 m/s is intermediate, where healthy people strolling also walk); 0.35 body
+    # heights/s is ~0.6 m/s. Speed from steps (step length x cadence), measured only for walkers crossing
+    # the view (GaitSettings.max_heading_deg).
+    Rule("slow", "speed_from_steps_bh_s", 0.35, 0.04, below=True),
     # Cadence below 70 steps/min is far under the healthy adult range (~100-125; Tudor-Locke et al. 2018).
     Rule("slow", "cadence_spm", 70.0, 4.0, below=True),
     # Shuffling: steps shorter than ~0.4 leg lengths (~0.33 m, under half the normal ~0.7 m step).
@@ -49,8 +51,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # A cadence above ~150 steps/min while walking (not running) is festination.
     Rule("shuffling", "cadence_spm", 150.0, 4.0, below=False),
     # Step-time variability: CV > 5 % marks fallers / neurological gait (Hausdorff 2005; healthy ~1-3 %).
-    # Measured within each foot's steps, so a limp's two step times do not count as variability.
-    Rule("unsteady", "step_time_cv_within", 0.055, 0.008, below=False),
+    # Measured within each foot's steps (a limp's two step times do not count as variability) and with the
+    # heel-strike timing noise taken out (see gaitwatch.gait.events: a shuffler's short steps are timed to a
+    # few percent only, which the plain CV would read as unsteadiness).
+    Rule("unsteady", "step_time_cv_corrected", 0.055, 0.008, below=False),
     # Step-time asymmetry > 12 % of the mean step (limping; healthy < ~5 %, Patterson et al. 2010).
     Rule("asymmetric", "step_asymmetry_abs", 0.12, 0.02, below=False),
     # Freezing: the feet stood still for over a second inside a walking window (``halt_s``). A broken rhythm

@@ -6,10 +6,17 @@ The pipeline for one window:
 2. the longest stretch where hips, knees and ankles are all seen is analysed (long gaps are never bridged);
 3. signals are normalised by the person's own leg length (hip-knee-ankle), so metrics do not depend on the
    distance to the camera; the leg length itself is tracked linearly in time for walkers approaching it;
-4. cadence comes from the ankle separation (left minus right ankle), which oscillates once per STRIDE (two
-   steps) and, for a symmetric gait, holds only odd harmonics of the stride frequency: its dominant peak is
-   the stride frequency without any step/stride ambiguity, and cadence = 2 x 60 x f_stride steps/min.
-   Image and world (metric, view-independent) separations are combined, so frontal walkers work too.
+4. the stride frequency is found where two spectra agree: the left-minus-right ankle separation oscillates
+   once per STRIDE with only odd harmonics (no step/stride ambiguity, but a left/right label swap flips its
+   sign), and the feet's distance apart peaks at every step (no swap changes it). With it, the pose model's
+   left/right swaps are repaired on the camera's own samples (``gaitwatch.gait.swaps``) and the window is
+   prepared again; cadence = 2 x 60 x f_stride steps/min. Image and world separations are combined;
+5. walking needs a resolved stepping rhythm above the noise floor, a swing, progression (across the image or
+   towards / away from the camera) and feet that do not stand still for most of the window; a valid window
+   is also well seen (coverage, visibility, few repaired swaps, stride well above the pose jitter);
+6. what the camera cannot measure is left out rather than guessed: step timing (variability, asymmetry,
+   regularity) below ``min_frames_per_step`` frames per step or ``min_event_snr``, step length for walkers
+   heading towards or away from a tilted camera (``max_heading_deg``).
 """
 
 from __future__ import annotations
@@ -140,8 +147,10 @@ def stride_spectra(w: PreparedWindow, settings: GaitSettings) -> tuple[Spectrum,
     rate = w.rate_hz
     signed = None
     magnitude = None
+    freq = np.zeros(0)
     for sep in seps:
         s = power_spectrum(sep, rate, settings.freq_step_hz)
+        freq = s.freq
         mag = power_spectrum(np.linalg.norm(sep, axis=1), rate, settings.freq_step_hz)
         signed = _unit_band(s, hi_band) + (signed if signed is not None else 0.0)
         on_stride = np.zeros_like(mag.power)
@@ -152,8 +161,8 @@ def stride_spectra(w: PreparedWindow, settings: GaitSettings) -> tuple[Spectrum,
         on_stride[: half.shape[0]] = half
         on_stride[2.0 * mag.freq > 0.95 * w.nyquist_hz] = 0.0
         magnitude = on_stride + (magnitude if magnitude is not None else 0.0)
-    assert signed is not None and magnitude is not None
-    freq = power_spectrum(seps[0], rate, settings.freq_step_hz).freq
+    if signed is None or magnitude is None:  # pragma: no cover - there is always an image separation
+        raise ValueError("stride_spectra: no ankle separation")
     return Spectrum(freq, signed), Spectrum(freq, magnitude)
 
 
@@ -161,7 +170,12 @@ def stride_peak(w: PreparedWindow, settings: GaitSettings) -> tuple[float, float
     """Stride frequency (Hz) and peak height where the signed and magnitude spectra agree best (their sum):
     label swaps smear the signed one, a limp's alternating step lengths put a stride line in the magnitude
     one, but they rarely fool both at once. None when there is no peak in the cadence band."""
-    signed, magnitude = stride_spectra(w, settings)
+    return _joint_peak(*stride_spectra(w, settings), w, settings)
+
+
+def _joint_peak(
+    signed: Spectrum, magnitude: Spectrum, w: PreparedWindow, settings: GaitSettings
+) -> tuple[float, float] | None:
     both = Spectrum(signed.freq, signed.power + magnitude.power)
     lo = settings.cadence_min_spm / 120.0
     hi = min(settings.cadence_max_spm / 120.0, 0.95 * w.nyquist_hz)
@@ -174,8 +188,8 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
     nyq = w.nyquist_hz
     sep_img = _separations(w)[0]
     hi_band = min(nyq, _FREEZE_HI_HZ)
-    comb, _ = stride_spectra(w, settings)
-    peak = stride_peak(w, settings)
+    comb, magnitude = stride_spectra(w, settings)
+    peak = _joint_peak(comb, magnitude, w, settings)
     feats: dict[str, float] = {}
     # Main-lobe half width of a Hann window is 2 / duration; this much around a peak is "the peak".
     half = 2.0 / max(w.duration_s, 1e-6)
