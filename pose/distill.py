@@ -532,6 +532,8 @@ class TrainSettings:
     heatmap MSE alone is minimised by hedging (equal peaks on both feet when unsure which is the left one,
     after which both ankles often decode to the same foot); the soft-argmax sits between the peaks then, so
     this term pushes the student to commit to the likelier side. 0 disables it.
+    ``coord_weight``: weight of the coarse position head's L1 loss (heatmap cells), whose answers decide which
+    of two heatmap peaks is the left joint (``student.assign_pairs``).
     ``aux_weight``: weight of the visibility and presence losses; ``world_weight``: of the world landmarks.
     ``threads``: torch threads. On a 2-core PC that other work shares, one thread was ~5x faster per step than
     two (two threads stall on each other whenever one core is busy).
@@ -551,6 +553,7 @@ class TrainSettings:
     photometric: float = 1.0
     integral_weight: float = 1.0
     integral_beta: float = 20.0
+    coord_weight: float = 1.0
     aux_weight: float = 0.1
     world_weight: float = 1.0
     threads: int = 1
@@ -801,11 +804,20 @@ def _loss(tm: Any, net: Any, batch: Batch, settings: TrainSettings) -> torch.Ten
     vis = f.binary_cross_entropy_with_logits(aux[:, :k], tm.from_numpy(batch.visibility), reduction="none")
     vis_loss = (vis.mean(dim=1) * person).sum() / person.sum().clamp(min=1.0)
     presence_loss = f.binary_cross_entropy_with_logits(aux[:, k], tm.from_numpy(batch.presence))
-    world = f.smooth_l1_loss(aux[:, k + 1 :].reshape(-1, k, 3), tm.from_numpy(batch.world), reduction="none", beta=0.05)
+    world = f.smooth_l1_loss(
+        aux[:, k + 1 : 4 * k + 1].reshape(-1, k, 3), tm.from_numpy(batch.world), reduction="none", beta=0.05
+    )
     world_loss = (world.mean(dim=(1, 2)) * person).sum() / person.sum().clamp(min=1.0)
     aux_loss = settings.aux_weight * (vis_loss + presence_loss) + settings.world_weight * world_loss
     if settings.integral_weight > 0.0:
         aux_loss = aux_loss + settings.integral_weight * _integral_loss(tm, heatmaps, batch, settings)
+    # The coarse position head, in heatmap cells like the integral term (it only has to pick the side).
+    size = tm.tensor([heatmaps.shape[3], heatmaps.shape[2]], dtype=heatmaps.dtype)
+    coords = aux[:, 4 * k + 1 :].reshape(-1, k, 2) * size - 0.5
+    target = tm.from_numpy(np.asarray(batch.keypoints / StudentSpec.STRIDE - 0.5, dtype=np.float32))
+    coord_l1 = (coords - target).abs().sum(dim=2)
+    weight = tm.from_numpy(batch.weight)
+    aux_loss = aux_loss + settings.coord_weight * (coord_l1 * weight).sum() / weight.sum().clamp(min=1.0)
     return cast("torch.Tensor", hm_loss + aux_loss)
 
 
@@ -971,7 +983,8 @@ def export(net: Any, spec: StudentSpec, out_dir: Path, metadata: dict[str, Any])
             },
             "outputs": {
                 "heatmaps": f"(N, K, {spec.heatmap_height}, {spec.heatmap_width}), stride {spec.STRIDE}",
-                "aux": "(N, 4K + 1): K visibility logits, 1 presence logit, 3K world coordinates (metres)",
+                "aux": "(N, 6K + 1): K visibility logits, 1 presence logit, 3K world coordinates (metres), "
+                "2K coarse positions (fractions of the crop's width and height)",
             },
         },
         "spec": spec.as_dict(),

@@ -207,8 +207,8 @@ class StudentSpec:
 
     @property
     def aux_size(self) -> int:
-        """Length of the pooled head's output: K visibility logits, 1 presence logit, 3K world coordinates."""
-        return 4 * self.num_keypoints + 1
+        """Length of ``aux``: K visibility logits, 1 presence logit, 3K world coordinates, 2K coarse positions."""
+        return 6 * self.num_keypoints + 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -243,9 +243,7 @@ class StudentSpec:
 # Crop geometry (continuous pixel coordinates, as in roi.py: pixel i spans [i, i + 1]).
 
 
-def crop_region(
-    xyxy: NDArray[np.floating], spec: StudentSpec, context: float = 1.0
-) -> tuple[float, float, float]:
+def crop_region(xyxy: NDArray[np.floating], spec: StudentSpec, context: float = 1.0) -> tuple[float, float, float]:
     """Centre (cx, cy) and height in frame pixels of the student's crop around one box.
 
     The crop has the spec's aspect ratio, is centred on the box and is ``spec.roi_scale * context`` times the
@@ -277,9 +275,7 @@ def invert_affine(matrix: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.hstack([inv, (-inv @ matrix[:, 2])[:, None]])
 
 
-def warp_crop(
-    image: NDArray[np.uint8], matrix: NDArray[np.float64], width: int, height: int
-) -> NDArray[np.uint8]:
+def warp_crop(image: NDArray[np.uint8], matrix: NDArray[np.float64], width: int, height: int) -> NDArray[np.uint8]:
     """Cut the crop that ``matrix`` (continuous frame -> crop coordinates) defines out of ``image``.
 
     Outside the frame is black, as for the teacher. ``cv2.warpAffine`` works in pixel indices (centre of
@@ -311,9 +307,7 @@ def heatmap_to_crop(points: NDArray[np.floating], stride: int) -> NDArray[np.flo
     return (np.asarray(points, dtype=np.float64) + 0.5) * stride
 
 
-def render_heatmaps(
-    centres: NDArray[np.floating], height: int, width: int, sigma: float
-) -> NDArray[np.float32]:
+def render_heatmaps(centres: NDArray[np.floating], height: int, width: int, sigma: float) -> NDArray[np.float32]:
     """Unit-peak Gaussians (..., K, height, width) at ``centres`` (..., K, 2) in heatmap index coordinates.
 
     ``sigma`` is in heatmap cells: wider peaks are easier to learn and decode robustly, narrower ones keep
@@ -343,6 +337,18 @@ def decode_heatmaps(heatmaps: NDArray[np.floating]) -> tuple[NDArray[np.float64]
     m = flat.shape[0]
     idx = np.argmax(flat.reshape(m, -1), axis=1)
     py, px = np.divmod(idx, w)
+    xy = refine_peaks(flat, py, px)
+    peak = flat[np.arange(m), py, px]
+    return xy.reshape(*lead, 2), peak.astype(np.float32).reshape(lead)
+
+
+def refine_peaks(heatmaps: NDArray[np.float64], py: NDArray[np.int64], px: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Sub-pixel position (M, 2) of the peaks at integer cells (``py``, ``px``) of heatmaps (M, H, W).
+
+    See :func:`decode_heatmaps`; this is its refinement step for peaks chosen by other means.
+    """
+    flat = heatmaps
+    m, h, w = flat.shape
     rows = np.arange(m)
     peak = flat[rows, py, px]
     # Log of the map around the peak, floored relative to the peak so noise far below it cannot dominate.
@@ -369,8 +375,77 @@ def decode_heatmaps(heatmaps: NDArray[np.floating]) -> tuple[NDArray[np.float64]
     oy = np.where(inner_y & (dyy < 0), -dy / np.where(dyy < 0, dyy, -1.0), 0.0)
     off_x = np.clip(np.where(full, off_x, ox), -1.0, 1.0)
     off_y = np.clip(np.where(full, off_y, oy), -1.0, 1.0)
-    xy = np.stack([px + off_x, py + off_y], axis=1)
-    return xy.reshape(*lead, 2), peak.astype(np.float32).reshape(lead)
+    return np.stack([px + off_x, py + off_y], axis=1)
+
+
+# A second peak counts as the other side's joint when it lies more than this many heatmap cells from the
+# first (less is the same blob) and is at least this fraction of the first's height (less is noise).
+PAIR_MIN_DISTANCE = 1.5
+PAIR_MIN_RATIO = 0.2
+
+
+def assign_pairs(
+    heatmaps: NDArray[np.floating],
+    guide: NDArray[np.floating],
+    pairs: Sequence[tuple[int, int]],
+    min_distance: float = PAIR_MIN_DISTANCE,
+    min_ratio: float = PAIR_MIN_RATIO,
+) -> NDArray[np.float64]:
+    """Decode heatmaps (N, K, H, W), letting coarse ``guide`` positions (N, K, 2) decide left from right.
+
+    Heatmaps localise well but decide poorly which of two feet is the left one: unsure, they put both
+    sides' peaks on both feet, and plain arg-max then often puts the left and right ankle on the same foot.
+    For each (left, right) channel pair this takes the two strongest distinct peaks of the summed pair
+    (``min_distance`` cells apart, the second at least ``min_ratio`` of the first) and gives them to the
+    sides whose guide positions (a regression head's answer, a global view of the body) are nearer; with
+    only one peak both sides keep their own arg-max. Returns (N, K, 2) heatmap index coordinates.
+    """
+    hm = np.asarray(heatmaps, dtype=np.float64)
+    n, _, h, w = hm.shape
+    xy, _ = decode_heatmaps(hm)
+    g = np.asarray(guide, dtype=np.float64)
+    rows = np.arange(n)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for left, right in pairs:
+        both = hm[:, left] + hm[:, right]  # (N, H, W)
+        first = np.argmax(both.reshape(n, -1), axis=1)
+        fy, fx = np.divmod(first, w)
+        # Local maxima of the summed map, away from the first peak.
+        pad = np.pad(both, ((0, 0), (1, 1), (1, 1)), mode="constant", constant_values=-np.inf)
+        neighbours = np.max(
+            np.stack([pad[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]),
+            axis=0,
+        )
+        far = np.hypot(yy[None] - fy[:, None, None], xx[None] - fx[:, None, None]) > min_distance
+        candidates = np.where((both >= neighbours) & far, both, -np.inf)
+        second = np.argmax(candidates.reshape(n, -1), axis=1)
+        sy, sx = np.divmod(second, w)
+        top = both[rows, fy, fx]
+        has_two = candidates[rows, sy, sx] >= min_ratio * np.maximum(top, 1e-9)
+        p1 = np.stack([fx, fy], axis=1).astype(np.float64)
+        p2 = np.stack([sx, sy], axis=1).astype(np.float64)
+        keep = np.linalg.norm(p1 - g[:, left], axis=1) + np.linalg.norm(p2 - g[:, right], axis=1)
+        swap = np.linalg.norm(p2 - g[:, left], axis=1) + np.linalg.norm(p1 - g[:, right], axis=1)
+        first_is_left = keep <= swap
+        ly = np.where(first_is_left, fy, sy)
+        lx = np.where(first_is_left, fx, sx)
+        ry = np.where(first_is_left, sy, fy)
+        rx = np.where(first_is_left, sx, fx)
+        sel = np.flatnonzero(has_two)
+        if len(sel):
+            xy[sel, left] = refine_peaks(hm[sel, left], ly[sel], lx[sel])
+            xy[sel, right] = refine_peaks(hm[sel, right], ry[sel], rx[sel])
+    return xy
+
+
+def side_pairs(keypoints: Sequence[Landmark]) -> list[tuple[int, int]]:
+    """(left, right) index pairs of a keypoint list, e.g. (LEFT_ANKLE, RIGHT_ANKLE)."""
+    perm = flip_permutation(keypoints)
+    return [
+        (i, int(perm[i]))
+        for i, lm in enumerate(keypoints)
+        if int(perm[i]) != i and (lm.name.startswith("LEFT_") or lm.name == "MOUTH_LEFT")
+    ]
 
 
 def sigmoid(x: NDArray[np.floating]) -> NDArray[np.float32]:
@@ -388,18 +463,22 @@ class StudentOutput:
     world: NDArray[np.float32]
 
 
-def decode_outputs(
-    heatmaps: NDArray[np.floating], aux: NDArray[np.floating], spec: StudentSpec
-) -> StudentOutput:
-    """Turn the network's raw outputs (heatmaps (N, K, h, w), aux (N, 4K + 1)) into crop-pixel keypoints."""
+def decode_outputs(heatmaps: NDArray[np.floating], aux: NDArray[np.floating], spec: StudentSpec) -> StudentOutput:
+    """Turn the network's raw outputs (heatmaps (N, K, h, w), aux (N, 6K + 1)) into crop-pixel keypoints.
+
+    ``aux`` holds K visibility logits, a presence logit, 3K world coordinates (metres) and 2K coarse keypoint
+    positions (fractions of the heatmap's width and height) that settle left versus right
+    (:func:`assign_pairs`).
+    """
     k = spec.num_keypoints
-    xy, _ = decode_heatmaps(heatmaps)
     a = np.asarray(aux, dtype=np.float32)
+    guide = a[:, 4 * k + 1 :].reshape(-1, k, 2) * np.array([spec.heatmap_width, spec.heatmap_height]) - 0.5
+    xy = assign_pairs(heatmaps, guide, side_pairs(spec.landmarks))
     return StudentOutput(
         keypoints=heatmap_to_crop(xy, spec.STRIDE),
         visibility=sigmoid(a[:, :k]),
         presence=sigmoid(a[:, k]),
-        world=np.ascontiguousarray(a[:, k + 1 :].reshape(-1, k, 3), dtype=np.float32),
+        world=np.ascontiguousarray(a[:, k + 1 : 4 * k + 1].reshape(-1, k, 3), dtype=np.float32),
     )
 
 
@@ -411,7 +490,7 @@ def build_student_net(spec: StudentSpec) -> torch.nn.Module:
     """A freshly initialised student network for ``spec``.
 
     ``forward(x)`` takes (N, 3, H, W) float32 BGR in 0-255 and returns ``(heatmaps (N, K, H/4, W/4),
-    aux (N, 4K + 1))``; see :func:`decode_outputs`. BatchNorm everywhere (folded into the convolutions by the
+    aux (N, 6K + 1))``; see :func:`decode_outputs`. BatchNorm everywhere (folded into the convolutions by the
     ONNX export), ReLU6 as in MobileNetV2 (robust under low-precision inference).
     """
     torch_mod = require_torch()
@@ -469,7 +548,19 @@ def build_student_net(spec: StudentSpec) -> torch.nn.Module:
             self.refine4 = refine(d)
             self.heatmaps = nn.Conv2d(d, s.num_keypoints, 1)
             self.pool = nn.AdaptiveAvgPool2d(1)
-            self.aux = nn.Sequential(nn.Linear(w3, 128), nn.ReLU6(inplace=True), nn.Linear(128, s.aux_size))
+            self.aux = nn.Sequential(
+                nn.Linear(w3, 128), nn.ReLU6(inplace=True), nn.Linear(128, 4 * s.num_keypoints + 1)
+            )
+            # Coarse positions regressed from the whole 1/16 map (not pooled: where things are matters), as
+            # BlazePose itself does; they only decide which heatmap peak is the left and which the right.
+            cells = (s.input_height // 16) * (s.input_width // 16)
+            self.coords = nn.Sequential(
+                conv_bn(w3, 32, 1),
+                nn.Flatten(),
+                nn.Linear(32 * cells, 256),
+                nn.ReLU6(inplace=True),
+                nn.Linear(256, 2 * s.num_keypoints),
+            )
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             x = x * (1.0 / 127.5) - 1.0  # 0-255 -> [-1, 1]
@@ -479,7 +570,9 @@ def build_student_net(spec: StudentSpec) -> torch.nn.Module:
             y = self.refine8(self.up(self.lat16(f16)) + self.lat8(f8))
             y = self.refine4(self.up(y) + self.lat4(f4))
             aux = self.aux(torch_mod.flatten(self.pool(f16), 1))
-            return self.heatmaps(y), aux
+            # Positions as fractions of the crop, starting from its centre.
+            coords = 0.5 + self.coords(f16)
+            return self.heatmaps(y), torch_mod.cat([aux, coords], dim=1)
 
     net: torch.nn.Module = StudentNet(spec)
     return net

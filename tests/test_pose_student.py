@@ -20,6 +20,7 @@ from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
 from gaitwatch.pose.student import (
     STUDENT_KEYPOINTS,
     StudentSpec,
+    assign_pairs,
     crop_matrix,
     crop_to_heatmap,
     decode_heatmaps,
@@ -28,6 +29,7 @@ from gaitwatch.pose.student import (
     invert_affine,
     landmark_fill_index,
     render_heatmaps,
+    side_pairs,
     warp_crop,
 )
 from gaitwatch.pose.student_backend import StudentBackend, StudentModelError, StudentSettings
@@ -69,6 +71,28 @@ def test_decoding_a_peak_on_the_border_or_a_flat_map_stays_in_the_map() -> None:
     assert xy[1] == pytest.approx(5.3, abs=1e-3)
     flat, _ = decode_heatmaps(np.zeros((32, 24)))
     assert np.all(np.isfinite(flat)) and 0.0 <= flat[0] <= 23.0 and 0.0 <= flat[1] <= 31.0
+
+
+def test_a_hedged_pair_is_split_between_both_feet_by_the_guide() -> None:
+    # Both the left and the right ankle channels see both feet (the student is unsure which is which), the
+    # stronger foot at (6.2, 20.4) in both: plain arg-max puts both ankles there. The coarse guide says the
+    # left ankle is the other foot.
+    foot_a, foot_b = np.array([6.2, 20.4]), np.array([15.7, 22.1])
+    peaks = render_heatmaps(np.array([[foot_a, foot_b]]), 32, 24, sigma=1.5)[0]  # (2, 32, 24)
+    hedged = 0.6 * peaks[0] + 0.4 * peaks[1]
+    heatmaps = np.stack([hedged, hedged])[None]  # (1, 2 channels: left, right, 32, 24)
+    plain, _ = decode_heatmaps(heatmaps)
+    np.testing.assert_allclose(plain[0, 0], plain[0, 1])
+    guide = np.array([[[14.0, 21.0], [7.0, 19.0]]])
+    xy = assign_pairs(heatmaps, guide, [(0, 1)])
+    np.testing.assert_allclose(xy[0, 0], foot_b, atol=0.2)
+    np.testing.assert_allclose(xy[0, 1], foot_a, atol=0.2)
+    # One foot only (feet together): both keep the one peak whatever the guide says.
+    single = np.stack([peaks[0], peaks[0]])[None]
+    np.testing.assert_allclose(assign_pairs(single, guide, [(0, 1)])[0], [foot_a, foot_a], atol=1e-3)
+    assert (Landmark.LEFT_ANKLE, Landmark.RIGHT_ANKLE) in [
+        (STUDENT_KEYPOINTS[a], STUDENT_KEYPOINTS[b]) for a, b in side_pairs(STUDENT_KEYPOINTS)
+    ]
 
 
 def test_heatmap_and_crop_coordinates_are_inverse() -> None:
@@ -129,9 +153,7 @@ def test_the_stored_context_crop_contains_the_exact_inference_crop() -> None:
         h, w = round(spec.input_height * STORE_CONTEXT), round(spec.input_width * STORE_CONTEXT)
         stored = warp_crop(image, crop_matrix(b, spec, STORE_CONTEXT), w, h)
         oy, ox = (h - spec.input_height) // 2, (w - spec.input_width) // 2
-        np.testing.assert_array_equal(
-            stored[oy : oy + spec.input_height, ox : ox + spec.input_width], nominal
-        )
+        np.testing.assert_array_equal(stored[oy : oy + spec.input_height, ox : ox + spec.input_width], nominal)
 
 
 def test_spec_survives_its_metadata_form_and_rejects_nonsense() -> None:
@@ -146,9 +168,7 @@ def test_spec_survives_its_metadata_form_and_rejects_nonsense() -> None:
 # Generated distillation data: bright discs at known keypoints on textured background.
 
 
-def _generated_data(
-    n: int, spec: StudentSpec, seed: int = 0, videos: int = 1, duration_s: float = 10.0
-) -> DistillData:
+def _generated_data(n: int, spec: StudentSpec, seed: int = 0, videos: int = 1, duration_s: float = 10.0) -> DistillData:
     rng = np.random.default_rng(seed)
     hc, wc = round(spec.input_height * STORE_CONTEXT), round(spec.input_width * STORE_CONTEXT)
     crops = rng.integers(0, 60, size=(n, hc, wc, 3), dtype=np.uint8)
@@ -254,9 +274,7 @@ def test_everything_but_training_imports_without_torch() -> None:
         "from gaitwatch.pose.student import StudentUnavailableError, require_torch\n"
         "try:\n    require_torch()\nexcept StudentUnavailableError as exc:\n    print(exc)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert "pip install torch==2.13.0" in out.stdout
 
 
@@ -266,9 +284,7 @@ def test_everything_but_training_imports_without_torch() -> None:
 
 @pytest.fixture(scope="module")
 def torch_module() -> object:
-    return pytest.importorskip(
-        "torch", reason="the student's training needs torch: pip install torch==2.13.0"
-    )
+    return pytest.importorskip("torch", reason="the student's training needs torch: pip install torch==2.13.0")
 
 
 def _tiny_train_settings(epochs: int) -> object:
