@@ -237,7 +237,17 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
     approach = float(abs(w.leg_px[-1] - w.leg_px[0]) / (max(w.duration_s, 1e-6) * np.mean(w.leg_px)))
     feats["approach_rate_per_s"] = approach
     span = _halt_span(w, f_stride) if peak is not None else None
-    halt = span[1] - span[0] if span is not None and span[1] - span[0] >= settings.min_halt_s else 0.0
+    still = span[1] - span[0] if span is not None and span[1] - span[0] >= settings.min_halt_s else 0.0
+    # A stop is freezing evidence only when the person steps both before and after it within the window (at
+    # least one stride on each side): a stop at the window's edge is someone starting or ending a walk, which
+    # healthy people do all the time (measured on vtest.avi: a walker who stopped to stand for 10 s read as two
+    # "halts", one ending and one starting a walk).
+    interior = (
+        span is not None
+        and span[0] - float(w.t[0]) >= 1.0 / f_stride
+        and float(w.t[-1]) - span[1] >= 1.0 / f_stride
+    )
+    halt = still if interior else 0.0
     feats["halt_s"] = halt
     if span is not None and halt > 0:
         # When the stop happened (pipeline clock): windows overlapping the same stop agree on it, so the alert
@@ -248,7 +258,7 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
         peak is not None
         and swing >= settings.swing_min_ll
         and feats["rhythm"] >= settings.periodicity_min
-        and halt <= settings.max_halt_fraction * w.duration_s
+        and still <= settings.max_halt_fraction * w.duration_s
         and (speed >= settings.walk_speed_min_bh_s or approach >= settings.approach_rate_min_per_s)
     )
     cadence = 120.0 * f_stride if walking else None

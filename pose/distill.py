@@ -707,13 +707,15 @@ def train(
     evaluate: Callable[[Any], dict[str, float]] | None = None,
     progress: Progress | None = None,
     until_epoch: int | None = None,
+    evaluate_every: int = 1,
 ) -> TrainResult:
     """Train a student on ``data[train_rows]``; returns the trained network in eval mode.
 
     With ``checkpoint``, the state is saved there after every epoch; with ``resume`` an existing checkpoint of
     the same run (same spec, settings, data and rows) continues where it stopped, and a different one is an
     error (:class:`DistillError`) rather than a silent restart. ``evaluate(net)`` runs after every epoch when
-    given and its figures (e.g. validation PCK) go into the history and the progress note. ``until_epoch``
+    given (every ``evaluate_every`` epochs and after the last) and its figures (e.g. validation PCK) go into
+    the history and the progress note. ``until_epoch``
     ends this session early after that epoch (the schedule stays the full run's), e.g. to train in slices.
     """
     torch = require_torch()
@@ -768,7 +770,7 @@ def train(
             "epoch": float(epoch + 1),
             "loss": float(np.mean(losses)) if losses else 0.0,
         }
-        if evaluate is not None:
+        if evaluate is not None and ((epoch + 1) % evaluate_every == 0 or epoch + 1 == settings.epochs):
             record.update(evaluate(net))
         minutes += (time.perf_counter() - began) / 60.0
         record["minutes"] = minutes

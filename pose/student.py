@@ -403,38 +403,46 @@ def assign_pairs(
     hm = np.asarray(heatmaps, dtype=np.float64)
     n, _, h, w = hm.shape
     xy, _ = decode_heatmaps(hm)
+    if not pairs or n == 0:
+        return xy
     g = np.asarray(guide, dtype=np.float64)
-    rows = np.arange(n)
-    yy, xx = np.mgrid[0:h, 0:w]
-    for left, right in pairs:
-        both = hm[:, left] + hm[:, right]  # (N, H, W)
-        first = np.argmax(both.reshape(n, -1), axis=1)
-        fy, fx = np.divmod(first, w)
-        # Local maxima of the summed map, away from the first peak.
-        pad = np.pad(both, ((0, 0), (1, 1), (1, 1)), mode="constant", constant_values=-np.inf)
-        neighbours = np.max(
-            np.stack([pad[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]),
-            axis=0,
-        )
-        far = np.hypot(yy[None] - fy[:, None, None], xx[None] - fx[:, None, None]) > min_distance
-        candidates = np.where((both >= neighbours) & far, both, -np.inf)
-        second = np.argmax(candidates.reshape(n, -1), axis=1)
-        sy, sx = np.divmod(second, w)
-        top = both[rows, fy, fx]
-        has_two = candidates[rows, sy, sx] >= min_ratio * np.maximum(top, 1e-9)
-        p1 = np.stack([fx, fy], axis=1).astype(np.float64)
-        p2 = np.stack([sx, sy], axis=1).astype(np.float64)
-        keep = np.linalg.norm(p1 - g[:, left], axis=1) + np.linalg.norm(p2 - g[:, right], axis=1)
-        swap = np.linalg.norm(p2 - g[:, left], axis=1) + np.linalg.norm(p1 - g[:, right], axis=1)
-        first_is_left = keep <= swap
-        ly = np.where(first_is_left, fy, sy)
-        lx = np.where(first_is_left, fx, sx)
-        ry = np.where(first_is_left, sy, fy)
-        rx = np.where(first_is_left, sx, fx)
-        sel = np.flatnonzero(has_two)
-        if len(sel):
-            xy[sel, left] = refine_peaks(hm[sel, left], ly[sel], lx[sel])
-            xy[sel, right] = refine_peaks(hm[sel, right], ry[sel], rx[sel])
+    left = [a for a, _ in pairs]
+    right = [b for _, b in pairs]
+    # All pairs of all crops at once: (N, P, H, W), flattened to M = N * P maps.
+    hl, hr = hm[:, left], hm[:, right]
+    both = (hl + hr).reshape(-1, h, w)
+    m = both.shape[0]
+    rows = np.arange(m)
+    fy, fx = np.divmod(np.argmax(both.reshape(m, -1), axis=1), w)
+    # Local maxima of the summed maps (>= all 8 neighbours), away from the first peak.
+    pad = np.pad(both, ((0, 0), (1, 1), (1, 1)), mode="constant", constant_values=-np.inf)
+    local_max = np.ones(both.shape, dtype=bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                local_max &= both >= pad[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+    yy = np.arange(h)[None, :, None]
+    xx = np.arange(w)[None, None, :]
+    far = (yy - fy[:, None, None]) ** 2 + (xx - fx[:, None, None]) ** 2 > min_distance**2
+    candidates = np.where(local_max & far, both, -np.inf)
+    sy, sx = np.divmod(np.argmax(candidates.reshape(m, -1), axis=1), w)
+    has_two = candidates[rows, sy, sx] >= min_ratio * np.maximum(both[rows, fy, fx], 1e-9)
+    gl = g[:, left].reshape(-1, 2)
+    gr = g[:, right].reshape(-1, 2)
+    p1 = np.stack([fx, fy], axis=1).astype(np.float64)
+    p2 = np.stack([sx, sy], axis=1).astype(np.float64)
+    keep = np.linalg.norm(p1 - gl, axis=1) + np.linalg.norm(p2 - gr, axis=1)
+    swap = np.linalg.norm(p2 - gl, axis=1) + np.linalg.norm(p1 - gr, axis=1)
+    first_is_left = keep <= swap
+    sel = np.flatnonzero(has_two)
+    if len(sel) == 0:
+        return xy
+    ly, lx = np.where(first_is_left, fy, sy)[sel], np.where(first_is_left, fx, sx)[sel]
+    ry, rx = np.where(first_is_left, sy, fy)[sel], np.where(first_is_left, sx, fx)[sel]
+    crop_i, pair_i = np.divmod(sel, len(pairs))
+    lch, rch = np.asarray(left)[pair_i], np.asarray(right)[pair_i]
+    xy[crop_i, lch] = refine_peaks(hl.reshape(-1, h, w)[sel], ly, lx)
+    xy[crop_i, rch] = refine_peaks(hr.reshape(-1, h, w)[sel], ry, rx)
     return xy
 
 

@@ -186,3 +186,15 @@ def test_real_pedestrians_of_pets09_walk_normally() -> None:
     cadence = np.array([w.metrics.cadence_spm for w in result.windows if w.metrics.valid], dtype=float)
     assert cadence.shape[0] >= 40
     assert float(np.mean((cadence >= 80.0) & (cadence <= 130.0))) >= 0.8
+
+
+@pytest.mark.parametrize("fps", [7.0, 30.0])
+def test_a_stop_at_the_window_edge_is_starting_or_ending_a_walk_not_a_freeze(fps: float) -> None:
+    # Someone walks, stops for 6 s (e.g. to talk), then walks on: windows that see only the end of the walk or
+    # only its restart carry no freezing evidence; the stop must be bracketed by steps to count.
+    stop = WalkerParams(cadence_spm=110.0, freezes=((6.0, 6.0),))
+    walk = generate_walk(stop, noise=PoseNoise(swap=0.0, frame_drop=0.0), fps=fps, duration_s=20.0, seed=7)
+    for start, end in ((2.0, 10.5), (9.0, 17.5)):
+        sel = (walk.t >= start) & (walk.t <= end)
+        m = analyze_window(GaitWindow(1, walk.t[sel], walk.keypoints[sel], walk.world[sel]))
+        assert m.features.get("halt_s", 0.0) == 0.0, (start, end)

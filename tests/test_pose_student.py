@@ -402,3 +402,97 @@ def test_backend_maps_crop_keypoints_back_into_the_frame(tmp_path: Path, torch_m
     )
     one = backend.estimate(image, np.array([8]), boxes[1:2])
     np.testing.assert_allclose(one.keypoints[0], poses.keypoints[1], atol=1e-4)  # batching changes nothing
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Commands
+
+
+def _cli(argv: list[str]) -> int:
+    import argparse
+
+    from gaitwatch.daemon import cmd_distill, cmd_eval_pose
+
+    parser = argparse.ArgumentParser(prog="gaitwatch")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd_distill.register(sub)
+    cmd_eval_pose.register(sub)
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+def test_eval_pose_runs_a_student_on_coco_format_annotations(
+    tmp_path: Path, torch_module: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import cv2
+    import torch
+
+    from gaitwatch.pose.distill import export
+    from gaitwatch.pose.student import build_student_net
+
+    torch.manual_seed(0)
+    export(build_student_net(TINY).eval(), TINY, tmp_path / "student", {})
+    image = np.random.default_rng(5).integers(0, 256, size=(120, 160, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    kp = [0.0] * 51
+    kp[15 * 3 : 15 * 3 + 3] = [60.0, 100.0, 2.0]  # left ankle
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png"}],
+        "annotations": [{"image_id": 1, "bbox": [40.0, 10.0, 40.0, 100.0], "keypoints": kp, "iscrowd": 0}],
+        "categories": [{"keypoints": [
+            "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+            "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+            "right_knee", "left_ankle", "right_ankle",
+        ]}],
+    }  # fmt: skip
+    (tmp_path / "ann.json").write_text(json.dumps(coco), encoding="utf-8")
+    out = tmp_path / "report.json"
+    argv = ["eval-pose", str(tmp_path / "ann.json"), str(tmp_path), "--student", str(tmp_path / "student")]
+    assert _cli([*argv, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["backend"] == "student" and report["people"] == 1
+    assert report["pck_0.1"]["ankles"] in (0.0, 1.0)
+    assert "backend=student" in capsys.readouterr().out
+
+
+def test_command_line_mistakes_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli(["eval-pose", "--agreement", str(tmp_path / "v.avi")]) == 2
+    assert "--student" in capsys.readouterr().err
+    assert _cli(["eval-pose", "--backend", "student"]) == 2
+    assert _cli(["eval-pose"]) == 2
+    assert _cli(["distill", str(tmp_path / "missing.avi"), "--out", str(tmp_path / "o"), "--collect-only"]) == 1
+    assert "missing.avi" in capsys.readouterr().err
+    assert _cli(["distill", "x.avi", "--out", str(tmp_path / "o"), "--input", "100x7"]) == 1
+
+
+SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "vtest.avi"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_VIDEO.is_file(), reason=f"real walking footage not found at {SHARED_VIDEO}")
+def test_collection_runs_the_real_pipeline_and_keeps_people_with_teacher_targets() -> None:
+    from gaitwatch.pose.blazepose import BlazePoseBackend
+    from gaitwatch.pose.distill import CollectSettings, collect
+    from gaitwatch.tracking.hog import HogPersonDetector
+    from gaitwatch.tracking.tracker import Tracker
+
+    spec = StudentSpec()
+    # The first 4% of the clip (~32 frames, ~4.5 s at its true 7 fps).
+    settings = CollectSettings(fps=7.0, end_fraction=0.04, background_per_s=2.0)
+    data = collect([SHARED_VIDEO], spec, BlazePoseBackend(), HogPersonDetector(), Tracker, settings)
+    people = data.track_id >= 0
+    assert people.sum() >= 20 and (~people).sum() >= 3
+    # Tracked boxes hold people (the teacher agrees), background boxes mostly do not.
+    assert float(np.mean(data.presence[people] >= 0.5)) > 0.9
+    assert float(np.mean(data.presence[~people] < 0.5)) > 0.6
+    # The teacher's ankles lie inside the student's view of each tracked person.
+    lm = [Landmark.LEFT_ANKLE, Landmark.RIGHT_ANKLE]
+    for r in np.flatnonzero(people & (data.presence >= 0.5)):
+        m = crop_matrix(data.box[r], spec)
+        xy = data.keypoints[r, lm, :2] @ m[:, :2].T + m[:, 2]
+        assert np.all((xy >= 0) & (xy <= [spec.input_width, spec.input_height]))
+    nominal = data.nominal_crops(spec)
+    assert nominal.shape == (len(data), spec.input_height, spec.input_width, 3)
