@@ -74,8 +74,10 @@ def main() -> None:
     for _ in range(50):
         cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)
     crop_ms = 1000 * (time.perf_counter() - started) / 50
-    print(f"colour conversion to float RGB: full {image.shape[1]}x{image.shape[0]} frame {full_frame_ms:.2f} ms, "
-          f"256x256 crop {crop_ms:.2f} ms (gaitwatch converts crops only)")
+    print(
+        f"colour conversion to float RGB: full {image.shape[1]}x{image.shape[0]} frame {full_frame_ms:.2f} ms, "
+        f"256x256 crop {crop_ms:.2f} ms (gaitwatch converts crops only)"
+    )
 
     results: dict[str, dict[str, float]] = {}
     for name, overrides in VARIANTS.items():

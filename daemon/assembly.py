@@ -110,16 +110,12 @@ class SharedModels:
 def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedModels) -> CameraPipeline:
     return CameraPipeline(
         camera_id,
-        PipelineSettings(
-            detect_interval_s=settings.detector.interval_s, min_presence=settings.pose.min_presence
-        ),
+        PipelineSettings(detect_interval_s=settings.detector.interval_s, min_presence=settings.pose.min_presence),
         detector=shared.detector,
         tracker=Tracker(tracker_settings(settings)),
         pose=shared.pose,
         scheduler=PoseScheduler(
-            ScheduleSettings(
-                max_rate_hz=settings.pose.max_rate_hz, stationary_rate_hz=settings.pose.stationary_rate_hz
-            )
+            ScheduleSettings(max_rate_hz=settings.pose.max_rate_hz, stationary_rate_hz=settings.pose.stationary_rate_hz)
         ),
         temporal=PoseTemporalFilter(TemporalSettings()),
         gait_settings=gait_settings(settings),

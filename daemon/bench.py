@@ -136,9 +136,7 @@ async def run_once(
     with tempfile.TemporaryDirectory(prefix="gaitwatch-bench-") as state:
         async with local_broker() as broker:
             settings = bench_settings(videos, cameras, model, live, fps, Path(state), broker.port)
-            async with subscription(
-                broker.host, broker.port, "gaitwatch/v1/+/+/gait/#", client_id="bench"
-            ) as msgs:
+            async with subscription(broker.host, broker.port, "gaitwatch/v1/+/+/gait/#", client_id="bench") as msgs:
 
                 async def listen() -> None:
                     async for _topic, payload in msgs:
@@ -192,9 +190,7 @@ async def run_once(
         "dropped_fraction": round(1.0 - frames / decoded, 4) if decoded else 0.0,
         # Capture-to-publish latency means something only when frames are captured in real time.
         "latency_median_ms": round(statistics.median(log.latency_ms), 1) if live and log.latency_ms else None,
-        "p95_latency_ms": round(float(np.quantile(log.latency_ms, 0.95)), 1)
-        if live and log.latency_ms
-        else None,
+        "p95_latency_ms": round(float(np.quantile(log.latency_ms, 0.95)), 1) if live and log.latency_ms else None,
         "gait_messages": len(log.latency_ms),
         "per_person_cost_by_people": _cost_by_people(log),
         "_samples": log.samples,
@@ -209,14 +205,10 @@ def _cost_by_people(log: _RunLog) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for lo, hi in ((2, 3), (4, 5), (6, 8)):
         sel = (people >= lo) & (people <= hi)
-        out[f"{lo}-{hi}"] = (
-            round(float(np.median(total[sel] / people[sel]) * 1000.0), 2) if np.any(sel) else None
-        )
+        out[f"{lo}-{hi}"] = round(float(np.median(total[sel] / people[sel]) * 1000.0), 2) if np.any(sel) else None
     return out
 
 
 def holds_realtime(run: dict[str, Any]) -> bool:
     p95 = run.get("p95_latency_ms")
-    return bool(
-        run["dropped_fraction"] <= REALTIME_MAX_DROPPED and p95 is not None and p95 < REALTIME_MAX_P95_MS
-    )
+    return bool(run["dropped_fraction"] <= REALTIME_MAX_DROPPED and p95 is not None and p95 < REALTIME_MAX_P95_MS)

@@ -33,16 +33,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--video", type=Path, action="append", help="clip(s) to play (repeat for several)")
-    p.add_argument(
-        "--fps", type=float, default=None, help="the clips' real frame rate (default: 7 for vtest.avi)"
-    )
-    p.add_argument(
-        "--cameras", type=int, default=1, help="cameras in the throughput run (copies of the clips)"
-    )
+    p.add_argument("--fps", type=float, default=None, help="the clips' real frame rate (default: 7 for vtest.avi)")
+    p.add_argument("--cameras", type=int, default=1, help="cameras in the throughput run (copies of the clips)")
     p.add_argument("--seconds", type=float, default=45.0, help="length of each run")
-    p.add_argument(
-        "--model", choices=("full", "lite"), default="full", help="pose model of the throughput run"
-    )
+    p.add_argument("--model", choices=("full", "lite"), default="full", help="pose model of the throughput run")
     p.add_argument(
         "--live", action="store_true", help="throughput run at the clips' frame rate, not as fast as possible"
     )
@@ -93,9 +87,7 @@ def _plot(sweep: list[dict[str, Any]], path: Path) -> str:
         runs = [r for r in sweep if r["model"] == model]
         cams = [r["cameras"] for r in runs]
         ax1.plot(cams, [r["person_frames_per_s"] for r in runs], marker="o", label=f"{model} model")
-        ax2.plot(
-            cams, [r["p95_latency_ms"] or float("nan") for r in runs], marker="o", label=f"{model} model"
-        )
+        ax2.plot(cams, [r["p95_latency_ms"] or float("nan") for r in runs], marker="o", label=f"{model} model")
     ax1.set(xlabel="cameras (live, 7 fps)", ylabel="person-frames/s", title="Throughput")
     ax2.axhline(500, color="grey", linestyle="--", label="real-time bound")
     ax2.set(xlabel="cameras (live, 7 fps)", ylabel="p95 capture-to-publish latency (ms)", title="Latency")
@@ -115,14 +107,10 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     for video in videos:
         if not video.is_file():
             raise FileNotFoundError(f"video {video} does not exist")
-    main = await run_once(
-        videos, cameras=args.cameras, model=args.model, live=args.live, seconds=args.seconds, fps=fps
-    )
+    main = await run_once(videos, cameras=args.cameras, model=args.model, live=args.live, seconds=args.seconds, fps=fps)
     crops_per_s = time_pose_backend(args.model, main.pop("_samples"))
     _print_run(main)
-    ratio = (
-        main["person_frames_per_s"] / (crops_per_s * main["cores_used"]) if crops_per_s > 0 else float("nan")
-    )
+    ratio = main["person_frames_per_s"] / (crops_per_s * main["cores_used"]) if crops_per_s > 0 else float("nan")
     sys.stdout.write(
         f"  pose backend alone ({args.model}, 1 thread, same clip): {crops_per_s:.1f} crops/s per core; "
         f"person-frames/s / (crops/s x cores used) = {ratio:.2f}\n"
@@ -159,9 +147,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         if best == 0:
             report[f"p95_latency_ms_{model}_1cam"] = report["sweep"][-len(counts)]["p95_latency_ms"]
     if main["mode"] == "replay":
-        live_default = [
-            r for r in report["sweep"] if r["model"] == args.model and r["cameras"] == args.cameras
-        ]
+        live_default = [r for r in report["sweep"] if r["model"] == args.model and r["cameras"] == args.cameras]
         if live_default:
             report["p95_latency_ms"] = live_default[0]["p95_latency_ms"]
             report["dropped_fraction"] = live_default[0]["dropped_fraction"]

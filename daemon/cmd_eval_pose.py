@@ -51,9 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "annotations", type=Path, nargs="?", metavar="ANNOTATIONS", help="COCO-format or MPII-format json"
-    )
+    p.add_argument("annotations", type=Path, nargs="?", metavar="ANNOTATIONS", help="COCO-format or MPII-format json")
     p.add_argument(
         "images", type=Path, nargs="?", metavar="IMAGES", help="folder the json's image file names start from"
     )
@@ -97,15 +95,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="do not also try +-90 degree crops for boxes wider than tall",
     )
-    p.add_argument(
-        "--roi-scale", type=float, default=None, help="crop side / box's longer side (default 1.25)"
-    )
-    p.add_argument(
-        "--model-path", type=Path, default=None, help="a .tflite to use instead of the shipped one"
-    )
-    p.add_argument(
-        "--json", type=Path, default=None, metavar="OUT", help="also write the figures as JSON here"
-    )
+    p.add_argument("--roi-scale", type=float, default=None, help="crop side / box's longer side (default 1.25)")
+    p.add_argument("--model-path", type=Path, default=None, help="a .tflite to use instead of the shipped one")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the figures as JSON here")
     p.set_defaults(func=run_eval_pose)
 
 
@@ -224,9 +216,7 @@ def evaluate(dataset: KeypointDataset, backend: PoseBackend) -> tuple[dict[str, 
         if image is None:
             raise FileNotFoundError(f"cannot read image {path} (is IMAGES the folder the json refers to?)")
         start = time.perf_counter()
-        poses = backend.estimate(
-            np.asarray(image, dtype=np.uint8), np.arange(len(boxes), dtype=np.int64), boxes
-        )
+        poses = backend.estimate(np.asarray(image, dtype=np.uint8), np.arange(len(boxes), dtype=np.int64), boxes)
         seconds += time.perf_counter() - start
         crops += len(boxes)
         return poses.keypoints

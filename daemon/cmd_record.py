@@ -29,9 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("video", type=Path, metavar="VIDEO")
     p.add_argument("--out", type=Path, required=True, help="recording file to write (.npz)")
     p.add_argument("--fps", type=float, default=None, help="the footage's true frame rate")
-    p.add_argument(
-        "--config", type=Path, default=None, help="daemon config whose detector/pose settings to use"
-    )
+    p.add_argument("--config", type=Path, default=None, help="daemon config whose detector/pose settings to use")
     p.set_defaults(func=run)
 
 

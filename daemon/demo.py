@@ -110,14 +110,8 @@ async def _demo(options: DemoOptions, out: TextIO) -> int:
     with tempfile.TemporaryDirectory(prefix="gaitwatch-demo-") as state_dir:
         async with local_broker() as broker:
             settings = Settings(
-                service=ServiceSettings(
-                    site="demo", host="demo-pc", state_dir=Path(state_dir), log_level="warning"
-                ),
-                cameras=[
-                    CameraSettings(
-                        id="demo", source=str(video), playback="replay", fps=options.fps, zone="demo"
-                    )
-                ],
+                service=ServiceSettings(site="demo", host="demo-pc", state_dir=Path(state_dir), log_level="warning"),
+                cameras=[CameraSettings(id="demo", source=str(video), playback="replay", fps=options.fps, zone="demo")],
                 pose=PoseSettingsModel(model="lite" if options.model == "lite" else "full"),
                 mqtt=MqttSettings(host=broker.host, port=broker.port, protocol="3.1.1"),
                 metrics=MetricsSettings(enabled=False),

@@ -24,9 +24,7 @@ def _colour(track_id: int) -> tuple[int, int, int]:
     return int(bgr[0]), int(bgr[1]), int(bgr[2])
 
 
-def annotate(
-    image: NDArray[np.uint8], result: FrameResult, cadence_spm: dict[int, float]
-) -> NDArray[np.uint8]:
+def annotate(image: NDArray[np.uint8], result: FrameResult, cadence_spm: dict[int, float]) -> NDArray[np.uint8]:
     """Draw ``result`` on a copy of ``image``; ``cadence_spm`` holds each track's latest valid cadence."""
     out = image.copy()
     for track_id, box, state in zip(result.tracks.ids, result.tracks.xyxy, result.tracks.state, strict=True):
@@ -49,9 +47,7 @@ def annotate(
                 pb = (int(keypoints[b, 0]), int(keypoints[b, 1]))
                 cv2.line(out, pa, pb, colour, 2, cv2.LINE_AA)
     stamp = f"{result.frame.camera} frame {result.frame.seq}  tracks {len(result.tracks)}"
-    cv2.putText(
-        out, stamp, (8, out.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
-    )
+    cv2.putText(out, stamp, (8, out.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 
 
@@ -76,9 +72,7 @@ class VideoRenderer:
             size = (image.shape[1], image.shape[0])
             self._writer = cv2.VideoWriter(str(self._path), cv2.VideoWriter.fourcc(*"mp4v"), self._fps, size)
             if not self._writer.isOpened():
-                raise OSError(
-                    f"cannot write video {self._path}: OpenCV has no mp4v encoder or the path is unwritable"
-                )
+                raise OSError(f"cannot write video {self._path}: OpenCV has no mp4v encoder or the path is unwritable")
         self._writer.write(image)
 
     def close(self) -> None:

@@ -243,9 +243,7 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
     # healthy people do all the time (measured on vtest.avi: a walker who stopped to stand for 10 s read as two
     # "halts", one ending and one starting a walk).
     interior = (
-        span is not None
-        and span[0] - float(w.t[0]) >= 1.0 / f_stride
-        and float(w.t[-1]) - span[1] >= 1.0 / f_stride
+        span is not None and span[0] - float(w.t[0]) >= 1.0 / f_stride and float(w.t[-1]) - span[1] >= 1.0 / f_stride
     )
     halt = still if interior else 0.0
     feats["halt_s"] = halt

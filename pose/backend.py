@@ -27,9 +27,7 @@ class PoseBackend(Protocol):
         """Identifies the exact weights (e.g. a short sha256 of the model file), so results can be traced."""
         ...
 
-    def estimate(
-        self, image: NDArray[np.uint8], track_ids: NDArray[np.int64], xyxy: NDArray[np.float64]
-    ) -> Poses:
+    def estimate(self, image: NDArray[np.uint8], track_ids: NDArray[np.int64], xyxy: NDArray[np.float64]) -> Poses:
         """Landmarks for each box of ``image`` (the full BGR HxWx3 frame), one crop per box.
 
         ``track_ids`` (N,) and ``xyxy`` (N, 4) pixels describe the people to look at. The result has exactly

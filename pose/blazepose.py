@@ -112,21 +112,15 @@ class BlazePoseSettings:
 
     def __post_init__(self) -> None:
         if self.model not in _MODEL_FILES:
-            raise ValueError(
-                f"BlazePoseSettings.model must be one of {sorted(_MODEL_FILES)}; got {self.model!r}"
-            )
+            raise ValueError(f"BlazePoseSettings.model must be one of {sorted(_MODEL_FILES)}; got {self.model!r}")
         if self.num_threads < 1:
             raise ValueError(f"BlazePoseSettings.num_threads must be >= 1; got {self.num_threads}")
         if not (math.isfinite(self.roi_scale) and 0.5 <= self.roi_scale <= 4.0):
             raise ValueError(f"BlazePoseSettings.roi_scale must be in [0.5, 4]; got {self.roi_scale}")
         if not (math.isfinite(self.alignment_scale) and 0.5 <= self.alignment_scale <= 4.0):
-            raise ValueError(
-                f"BlazePoseSettings.alignment_scale must be in [0.5, 4]; got {self.alignment_scale}"
-            )
+            raise ValueError(f"BlazePoseSettings.alignment_scale must be in [0.5, 4]; got {self.alignment_scale}")
         if self.second_pass not in ("auto", "on", "off"):
-            raise ValueError(
-                f"BlazePoseSettings.second_pass must be auto, on or off; got {self.second_pass!r}"
-            )
+            raise ValueError(f"BlazePoseSettings.second_pass must be auto, on or off; got {self.second_pass!r}")
 
     @property
     def uses_second_pass(self) -> bool:
@@ -199,9 +193,7 @@ class BlazePoseBackend:
             interp: Any = Interpreter(model_content=blob, num_threads=self.settings.num_threads)
             interp.allocate_tensors()
         except (OSError, ValueError, RuntimeError) as exc:
-            raise PoseModelError(
-                f"pose model file {self.model_path} cannot be loaded ({exc}); {hint}"
-            ) from exc
+            raise PoseModelError(f"pose model file {self.model_path} cannot be loaded ({exc}); {hint}") from exc
         self._interp = interp
         inputs = interp.get_input_details()
         shape = tuple(int(v) for v in inputs[0]["shape"]) if len(inputs) == 1 else ()
@@ -242,9 +234,7 @@ class BlazePoseBackend:
         self._interp.invoke()
         raw = np.asarray(self._interp.get_tensor(self._out_landmarks), dtype=np.float32)
         points = raw.reshape(_NUM_POINTS, 5)
-        world_raw = np.asarray(self._interp.get_tensor(self._out_world), dtype=np.float32).reshape(
-            _NUM_POINTS, 3
-        )
+        world_raw = np.asarray(self._interp.get_tensor(self._out_world), dtype=np.float32).reshape(_NUM_POINTS, 3)
         presence = float(np.asarray(self._interp.get_tensor(self._out_presence)).reshape(-1)[0])
 
         xy = crop_to_frame(points[:, :2], roi, MODEL_INPUT_SIZE)
@@ -276,17 +266,13 @@ class BlazePoseBackend:
             return first
         return self.run_roi(image, aligned)
 
-    def estimate(
-        self, image: NDArray[np.uint8], track_ids: NDArray[np.int64], xyxy: NDArray[np.float64]
-    ) -> Poses:
+    def estimate(self, image: NDArray[np.uint8], track_ids: NDArray[np.int64], xyxy: NDArray[np.float64]) -> Poses:
         """See ``PoseBackend.estimate``: one row per box, in input order."""
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"estimate expects a uint8 HxWx3 BGR image; got {image.dtype} {image.shape}")
         n = int(track_ids.shape[0])
         if track_ids.shape != (n,) or xyxy.shape != (n, 4):
-            raise ValueError(
-                f"estimate expects track_ids (N,) and xyxy (N, 4); got {track_ids.shape} and {xyxy.shape}"
-            )
+            raise ValueError(f"estimate expects track_ids (N,) and xyxy (N, 4); got {track_ids.shape} and {xyxy.shape}")
         if n == 0:
             return Poses.empty()
         keypoints = np.empty((n, NUM_LANDMARKS, 3), dtype=np.float32)

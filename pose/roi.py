@@ -71,9 +71,7 @@ def roi_from_box(xyxy: NDArray[np.float64], scale: float = DEFAULT_ROI_SCALE) ->
     return Roi(cx=0.5 * (x1 + x2), cy=0.5 * (y1 + y2), side=side)
 
 
-def roi_from_alignment(
-    centre: NDArray[np.float64], top: NDArray[np.float64], scale: float = DEFAULT_ROI_SCALE
-) -> Roi:
+def roi_from_alignment(centre: NDArray[np.float64], top: NDArray[np.float64], scale: float = DEFAULT_ROI_SCALE) -> Roi:
     """A rotated ROI from two frame points: the body centre and a point above the head.
 
     This is BlazePose's own alignment: the ROI is centred on ``centre`` (between the hips), rotated so that
@@ -118,16 +116,12 @@ def apply_affine(matrix: NDArray[np.float64], points: NDArray[np.floating]) -> N
     return p @ matrix[:, :2].T + matrix[:, 2]
 
 
-def crop_to_frame(
-    points: NDArray[np.floating], roi: Roi, size: int = MODEL_INPUT_SIZE
-) -> NDArray[np.float64]:
+def crop_to_frame(points: NDArray[np.floating], roi: Roi, size: int = MODEL_INPUT_SIZE) -> NDArray[np.float64]:
     """Map crop coordinates (..., 2) (e.g. the model's landmark x, y) to frame coordinates."""
     return apply_affine(crop_to_frame_matrix(roi, size), points)
 
 
-def frame_to_crop(
-    points: NDArray[np.floating], roi: Roi, size: int = MODEL_INPUT_SIZE
-) -> NDArray[np.float64]:
+def frame_to_crop(points: NDArray[np.floating], roi: Roi, size: int = MODEL_INPUT_SIZE) -> NDArray[np.float64]:
     """Map frame coordinates (..., 2) into the crop of ``roi``."""
     return apply_affine(frame_to_crop_matrix(roi, size), points)
 

@@ -53,9 +53,7 @@ class ScheduleSettings:
         if not (math.isfinite(self.moving_speed) and self.moving_speed >= 0.0):
             raise ValueError(f"ScheduleSettings.moving_speed must be >= 0; got {self.moving_speed}")
         if self.max_crops_per_frame < 0:
-            raise ValueError(
-                f"ScheduleSettings.max_crops_per_frame must be >= 0; got {self.max_crops_per_frame}"
-            )
+            raise ValueError(f"ScheduleSettings.max_crops_per_frame must be >= 0; got {self.max_crops_per_frame}")
 
 
 @dataclass(slots=True)

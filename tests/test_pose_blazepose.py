@@ -51,10 +51,7 @@ def pets_people() -> tuple[NDArray[np.uint8], NDArray[np.float64]]:
 def test_backend_satisfies_the_protocol(full: BlazePoseBackend) -> None:
     b: PoseBackend = full
     assert b.name == "blazepose-full"
-    assert (
-        b.model_version.startswith("pose_landmark_full@")
-        and len(b.model_version) == len("pose_landmark_full@") + 12
-    )
+    assert b.model_version.startswith("pose_landmark_full@") and len(b.model_version) == len("pose_landmark_full@") + 12
 
 
 def test_missing_model_file_names_the_path_and_the_remedy(tmp_path: Path) -> None:
@@ -88,9 +85,7 @@ def test_settings_reject_nonsense() -> None:
 def _non_person_images() -> list[NDArray[np.uint8]]:
     rng = np.random.default_rng(7)
     ramp = np.linspace(0, 255, 480, dtype=np.float64)
-    gradient = np.stack(
-        [np.tile(ramp, (360, 1)), np.tile(ramp[::-1], (360, 1)), np.full((360, 480), 90.0)], -1
-    )
+    gradient = np.stack([np.tile(ramp, (360, 1)), np.tile(ramp[::-1], (360, 1)), np.full((360, 480), 90.0)], -1)
     wall = np.full((360, 480, 3), (180, 190, 200), dtype=np.uint8)  # a flat painted wall, BGR
     noise = rng.integers(0, 256, size=(360, 480, 3), dtype=np.uint8)
     return [gradient.astype(np.uint8), wall, noise]
@@ -149,9 +144,7 @@ def test_presence_accepts_real_people_and_keypoints_land_on_them(
         w, h = box[2] - box[0], box[3] - box[1]
         margin = np.array([-0.15 * w, -0.1 * h, 0.15 * w, 0.1 * h])
         lo, hi = box[:2] + margin[:2], box[2:] + margin[2:]
-        body = kp[
-            [Landmark.NOSE, Landmark.LEFT_HIP, Landmark.RIGHT_HIP, Landmark.LEFT_ANKLE, Landmark.RIGHT_ANKLE]
-        ]
+        body = kp[[Landmark.NOSE, Landmark.LEFT_HIP, Landmark.RIGHT_HIP, Landmark.LEFT_ANKLE, Landmark.RIGHT_ANKLE]]
         assert np.all((body[:, :2] >= lo) & (body[:, :2] <= hi))
         # Head in the top quarter, ankles in the bottom quarter of a walking person's box.
         assert kp[Landmark.NOSE, 1] < box[1] + 0.25 * h
@@ -209,16 +202,12 @@ def test_lying_person_is_found_by_the_turned_hypotheses(
     """The frame turned by 90 degrees makes every walker lie down: boxes become wide, poses must follow."""
     frame, xyxy = pets_people
     h = frame.shape[0]
-    turned = np.ascontiguousarray(
-        cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE), dtype=np.uint8
-    )  # (x,y)->(h-y,x)
+    turned = np.ascontiguousarray(cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE), dtype=np.uint8)  # (x,y)->(h-y,x)
     boxes = np.stack([h - xyxy[:, 3], xyxy[:, 0], h - xyxy[:, 1], xyxy[:, 2]], axis=1)
     ids = np.arange(len(boxes), dtype=np.int64)
     upright = full.estimate(frame, ids, xyxy)
     lying = full.estimate(turned, ids, boxes)
-    plain = BlazePoseBackend(BlazePoseSettings(model="full", lying_hypotheses=False)).estimate(
-        turned, ids, boxes
-    )
+    plain = BlazePoseBackend(BlazePoseSettings(model="full", lying_hypotheses=False)).estimate(turned, ids, boxes)
     assert np.all(lying.presence > 0.5)
     expected = np.stack([h - upright.keypoints[:, :, 1], upright.keypoints[:, :, 0]], axis=-1)
     heights = (xyxy[:, 3] - xyxy[:, 1])[:, None]

@@ -138,9 +138,7 @@ def test_eval_pose_reports_unreadable_annotations(tmp_path: Path, capsys: pytest
 
 
 @needs_shared
-def test_eval_pose_on_shared_coco_meets_the_reference(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_eval_pose_on_shared_coco_meets_the_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Default configuration on the shared COCO people: at least the single-pass reference (0.78 / 0.67)."""
     out = tmp_path / "coco.json"
     coco = SHARED_POSE / "coco"

@@ -66,9 +66,7 @@ def walk(
         theta = np.radians(25.0) * np.sin(w + phase)
         knee_flex = np.radians(30.0) * np.clip(np.sin(w + phase + math.pi / 2), 0.0, None)
         knee = hip + thigh * np.stack([np.sin(theta), np.zeros(n), -np.cos(theta)], axis=1)
-        ankle = knee + shank * np.stack(
-            [np.sin(theta - knee_flex), np.zeros(n), -np.cos(theta - knee_flex)], 1
-        )
+        ankle = knee + shank * np.stack([np.sin(theta - knee_flex), np.zeros(n), -np.cos(theta - knee_flex)], 1)
         shoulder = np.stack([fwd, np.full(n, sign * 0.11 * body_h), 0.82 * body_h + bob], axis=1)
         psi = -np.radians(20.0) * np.sin(w + phase)
         elbow = shoulder + 0.17 * body_h * np.stack([np.sin(psi), np.zeros(n), -np.cos(psi)], axis=1)
@@ -83,15 +81,9 @@ def walk(
         kp3[:, Landmark[f"{side}_WRIST"]] = wrist
         for hand in ("PINKY", "INDEX", "THUMB"):
             kp3[:, Landmark[f"{side}_{hand}"]] = wrist + np.array([0.02, 0.0, -0.04]) * body_h
-        kp3[:, Landmark[f"{side}_EYE"]] = np.stack(
-            [fwd + 0.06, np.full(n, sign * 0.03), 0.93 * body_h + bob], 1
-        )
-        kp3[:, Landmark[f"{side}_EYE_INNER"]] = kp3[:, Landmark[f"{side}_EYE"]] - np.array(
-            [0.0, sign * 0.01, 0.0]
-        )
-        kp3[:, Landmark[f"{side}_EYE_OUTER"]] = kp3[:, Landmark[f"{side}_EYE"]] + np.array(
-            [-0.01, sign * 0.01, 0.0]
-        )
+        kp3[:, Landmark[f"{side}_EYE"]] = np.stack([fwd + 0.06, np.full(n, sign * 0.03), 0.93 * body_h + bob], 1)
+        kp3[:, Landmark[f"{side}_EYE_INNER"]] = kp3[:, Landmark[f"{side}_EYE"]] - np.array([0.0, sign * 0.01, 0.0])
+        kp3[:, Landmark[f"{side}_EYE_OUTER"]] = kp3[:, Landmark[f"{side}_EYE"]] + np.array([-0.01, sign * 0.01, 0.0])
         kp3[:, Landmark[f"{side}_EAR"]] = np.stack([fwd, np.full(n, sign * 0.075), 0.92 * body_h + bob], 1)
     kp3[:, L.MOUTH_LEFT] = kp3[:, L.LEFT_EYE] + np.array([0.0, -0.01, -0.07])
     kp3[:, L.MOUTH_RIGHT] = kp3[:, L.RIGHT_EYE] + np.array([0.0, 0.01, -0.07])
@@ -132,18 +124,14 @@ def inject_swaps(
     return out, swapped
 
 
-def separation(
-    keypoints: NDArray[np.float64], pairs: tuple[tuple[Landmark, Landmark], ...]
-) -> NDArray[np.float64]:
+def separation(keypoints: NDArray[np.float64], pairs: tuple[tuple[Landmark, Landmark], ...]) -> NDArray[np.float64]:
     """RMS left-right distance of a group per frame in torso lengths (how far a swap moves its points)."""
     d = np.stack([np.sum((keypoints[:, a, :2] - keypoints[:, b, :2]) ** 2, axis=-1) for a, b in pairs])
     torso = np.array([torso_length(k) for k in keypoints])
     return np.asarray(np.sqrt(d.mean(axis=0)) / torso, dtype=np.float64)
 
 
-def run_filter(
-    w: Walk, keypoints: NDArray[np.float64], settings: TemporalSettings | None = None
-) -> NDArray[np.uint8]:
+def run_filter(w: Walk, keypoints: NDArray[np.float64], settings: TemporalSettings | None = None) -> NDArray[np.uint8]:
     filt = PoseTrackFilter(settings)
     flags = np.zeros(len(w.t), dtype=np.uint8)
     for k in range(len(w.t)):
@@ -173,9 +161,7 @@ _MIN_SEPARATION = 0.1
 
 
 @pytest.mark.parametrize(("view_deg", "rate_hz"), SCENARIOS)
-@pytest.mark.parametrize(
-    ("bit", "pairs"), [(SWAP_LEGS, LEG_PAIRS), (SWAP_ARMS, ARM_PAIRS)], ids=["legs", "arms"]
-)
+@pytest.mark.parametrize(("bit", "pairs"), [(SWAP_LEGS, LEG_PAIRS), (SWAP_ARMS, ARM_PAIRS)], ids=["legs", "arms"])
 def test_swap_repair_removes_injected_swaps(
     view_deg: float, rate_hz: float, bit: int, pairs: tuple[tuple[Landmark, Landmark], ...]
 ) -> None:

@@ -47,9 +47,7 @@ def test_finds_most_pedestrians_of_real_frames() -> None:
         assert ok, f"cannot read frame {index} of {VIDEO}"
         found = detector.detect(np.asarray(frame, dtype=np.uint8))
         assert np.all(found.score >= 0.5) and np.all(found.score <= 1.0)
-        assert np.all(found.xyxy[:, [0, 2]] <= frame.shape[1]) and np.all(
-            found.xyxy[:, [1, 3]] <= frame.shape[0]
-        )
+        assert np.all(found.xyxy[:, [0, 2]] <= frame.shape[1]) and np.all(found.xyxy[:, [1, 3]] <= frame.shape[0])
         rows = reference[(reference[:, 0] == index + 1) & (reference[:, 6] >= 0.5)]
         truth = np.c_[rows[:, 2], rows[:, 3], rows[:, 2] + rows[:, 4], rows[:, 3] + rows[:, 5]]
         overlap = iou_matrix(found.xyxy, truth)

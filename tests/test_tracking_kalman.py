@@ -90,15 +90,9 @@ def test_block_filter_equals_filterpy_on_the_full_matrices() -> None:
         Q[4:, 4:] = np.diag(q_v * dt)
         ours.predict(dt)
         ref.predict(F=F, Q=Q)
-        z = (
-            BOX
-            + np.array([50.0 * t, 5.0 * np.sin(t), 50.0 * t + 2.0 * k, 5.0 * np.sin(t)])
-            + rng.normal(0, 2, 4)
-        )
+        z = BOX + np.array([50.0 * t, 5.0 * np.sin(t), 50.0 * t + 2.0 * k, 5.0 * np.sin(t)]) + rng.normal(0, 2, 4)
         ours.update(z)
         w, hh = z[2] - z[0], z[3] - z[1]
-        ref.update(
-            np.array([[z[0] + w / 2], [z[1] + hh / 2], [w], [hh]]), R=np.eye(4) * (s.meas_std * hh) ** 2
-        )
+        ref.update(np.array([[z[0] + w / 2], [z[1] + hh / 2], [w], [hh]]), R=np.eye(4) * (s.meas_std * hh) ** 2)
         np.testing.assert_allclose(ours.state, ref.x[:, 0], rtol=1e-9, atol=1e-7)
         np.testing.assert_allclose(ours.covariance, ref.P, rtol=1e-7, atol=1e-7)

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx", reason="the onnx package (dev extra) builds the test models")
-pytest.importorskip(
-    "onnxruntime", reason="the ONNX backend needs onnxruntime (pip install 'gaitwatch[onnx]')"
-)
+pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime (pip install 'gaitwatch[onnx]')")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings, OnnxPersonDetector  # noqa: E402

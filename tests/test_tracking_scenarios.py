@@ -42,9 +42,7 @@ def _sequence(name: str, truth: list[np.ndarray], visible: list[np.ndarray], see
         for person, box in enumerate(boxes):
             if np.isnan(box[0]):
                 continue  # not in the picture at all
-            gt_rows.append(
-                [frame, person + 1, box[0], box[1], box[2] - box[0], box[3] - box[1], 1, -1, -1, -1]
-            )
+            gt_rows.append([frame, person + 1, box[0], box[1], box[2] - box[0], box[3] - box[1], 1, -1, -1, -1])
             if seen[person]:
                 noisy = box + rng.normal(0.0, 0.03 * HEIGHT, size=4)
                 det_rows.append([frame, -1, noisy[0], noisy[1], noisy[2] - noisy[0], noisy[3] - noisy[1],

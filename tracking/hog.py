@@ -84,9 +84,7 @@ class HogSettings:
         if not (0.25 <= self.upscale <= 4.0):
             raise ValueError(f"HogSettings.upscale must be in [0.25, 4]; got {self.upscale}")
         if self.win_stride <= 0 or self.win_stride % 8 != 0:
-            raise ValueError(
-                f"HogSettings.win_stride must be a positive multiple of 8; got {self.win_stride}"
-            )
+            raise ValueError(f"HogSettings.win_stride must be a positive multiple of 8; got {self.win_stride}")
         if not (1.0 < self.scale <= 2.0):
             raise ValueError(f"HogSettings.scale must be in (1, 2]; got {self.scale}")
         if not (0.0 <= self.min_score <= 1.0):

@@ -130,9 +130,7 @@ class BoxFilterBank:
     def predict(self, dt: FloatArray, rows: IntArray | None = None) -> None:
         """Advance rows (all by default) by ``dt`` seconds (scalar or one per row); ``dt <= 0`` is a no-op."""
         sel = slice(None) if rows is None else rows
-        dt = np.maximum(np.broadcast_to(np.asarray(dt, dtype=np.float64), self.x[sel].shape[:1]), 0.0)[
-            :, None
-        ]
+        dt = np.maximum(np.broadcast_to(np.asarray(dt, dtype=np.float64), self.x[sel].shape[:1]), 0.0)[:, None]
         x, v = self.x[sel], self.v[sel]
         # A box cannot shrink through zero: if coasting would do that, the size rate was noise; stop it.
         v[:, 2:] = np.where(x[:, 2:] + dt * v[:, 2:] < _MIN_SIZE_PX, 0.0, v[:, 2:])
@@ -171,9 +169,7 @@ class BoxFilterBank:
         return np.stack([x[:, 0] - half_w, x[:, 1] - half_h, x[:, 0] + half_w, x[:, 1] + half_h], axis=1)
 
     def _pack(self, rows: IntArray) -> FloatArray:
-        return np.stack(
-            [self.x[rows], self.v[rows], self.p_pp[rows], self.p_pv[rows], self.p_vv[rows]], axis=1
-        )
+        return np.stack([self.x[rows], self.v[rows], self.p_pp[rows], self.p_pv[rows], self.p_vv[rows]], axis=1)
 
     def checkpoint(self, rows: IntArray) -> None:
         """Remember the current filters of ``rows`` (e.g. right after an observation)."""

@@ -88,9 +88,7 @@ def _read_rows(path: Path, min_columns: int) -> FloatArray:
     if rows.size == 0:
         return np.zeros((0, min_columns), dtype=np.float64)
     if rows.shape[1] < min_columns:
-        raise ValueError(
-            f"{path}: expected at least {min_columns} comma-separated columns; got {rows.shape[1]}"
-        )
+        raise ValueError(f"{path}: expected at least {min_columns} comma-separated columns; got {rows.shape[1]}")
     return rows
 
 
@@ -142,10 +140,8 @@ def find_sequences(root: Path, names: Sequence[str] = ()) -> list[Path]:
     ``root`` may itself be a sequence folder. Unknown names raise ``FileNotFoundError`` listing what exists.
     """
     root = Path(root)
-    if (root / "seqinfo.ini").is_file():
-        found = [root]
-    else:
-        found = sorted(p.parent for p in root.glob("*/seqinfo.ini"))
+    is_sequence = (root / "seqinfo.ini").is_file()
+    found = [root] if is_sequence else sorted(p.parent for p in root.glob("*/seqinfo.ini"))
     if not names:
         if not found:
             raise FileNotFoundError(f"{root}: no sequence folders (folders holding seqinfo.ini)")
@@ -171,6 +167,4 @@ def write_results(path: Path, rows: FloatArray) -> None:
             -np.ones((len(rows), 3)),
         ]
     )
-    np.savetxt(
-        path, out, fmt=["%d", "%d", "%.2f", "%.2f", "%.2f", "%.2f", "%d", "%d", "%d", "%d"], delimiter=","
-    )
+    np.savetxt(path, out, fmt=["%d", "%d", "%.2f", "%.2f", "%.2f", "%.2f", "%d", "%d", "%d", "%d"], delimiter=",")

@@ -125,18 +125,14 @@ class OnnxPersonDetector:
         options.intra_op_num_threads = settings.num_threads
         options.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ValueError(f"cannot load ONNX person-detector model {path}: {exc}") from exc
         inputs = self._session.get_inputs()
         outputs = self._session.get_outputs()
         expected = "one input (1, 3, H, W) float32 and an output (1, N, 6) [x1, y1, x2, y2, score, class]"
         if len(inputs) != 1 or len(outputs) < 1:
-            raise ValueError(
-                f"{path}: expected {expected}; got {len(inputs)} inputs and {len(outputs)} outputs"
-            )
+            raise ValueError(f"{path}: expected {expected}; got {len(inputs)} inputs and {len(outputs)} outputs")
         in_shape = list(inputs[0].shape)
         out_shape = list(outputs[0].shape)
         if (
@@ -157,8 +153,7 @@ class OnnxPersonDetector:
             width, height = settings.input_size
         elif settings.input_size is not None and settings.input_size != (width, height):
             raise ValueError(
-                f"{path}: input_size {settings.input_size} contradicts the model's fixed input "
-                f"{width}x{height}"
+                f"{path}: input_size {settings.input_size} contradicts the model's fixed input {width}x{height}"
             )
         self.input_size = (width, height)
         self._input_name = inputs[0].name
@@ -166,9 +161,7 @@ class OnnxPersonDetector:
 
     def detect(self, image: NDArray[np.uint8]) -> Detections:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
-                f"ONNX detector expects a BGR uint8 HxWx3 image; got {image.dtype} {image.shape}"
-            )
+            raise ValueError(f"ONNX detector expects a BGR uint8 HxWx3 image; got {image.dtype} {image.shape}")
         s = self.settings
         tensor, box_map = letterbox(image, *self.input_size)
         raw = self._session.run([self._output_name], {self._input_name: tensor})[0]
@@ -176,11 +169,7 @@ class OnnxPersonDetector:
         if rows.ndim != 3 or rows.shape[0] != 1 or rows.shape[2] != _ROW:
             raise ValueError(f"{s.model_path}: output must be (1, N, {_ROW}); got {rows.shape}")
         rows = rows[0]
-        keep = (
-            (np.rint(rows[:, 5]) == s.person_class)
-            & (rows[:, 4] >= s.min_score)
-            & np.isfinite(rows).all(axis=1)
-        )
+        keep = (np.rint(rows[:, 5]) == s.person_class) & (rows[:, 4] >= s.min_score) & np.isfinite(rows).all(axis=1)
         rows = rows[keep]
         if rows.shape[0] == 0:
             return Detections.empty()
@@ -189,9 +178,7 @@ class OnnxPersonDetector:
         xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0.0, float(width))
         xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0.0, float(height))
         # A model may emit inverted corners for degenerate boxes; order them so the contract holds.
-        xyxy = np.concatenate(
-            [np.minimum(xyxy[:, :2], xyxy[:, 2:]), np.maximum(xyxy[:, :2], xyxy[:, 2:])], axis=1
-        )
+        xyxy = np.concatenate([np.minimum(xyxy[:, :2], xyxy[:, 2:]), np.maximum(xyxy[:, :2], xyxy[:, 2:])], axis=1)
         score = np.clip(rows[:, 4], 0.0, 1.0)
         kept = nms(xyxy, score, s.nms_iou)
         return Detections(np.ascontiguousarray(xyxy[kept]), np.ascontiguousarray(score[kept]))

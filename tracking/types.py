@@ -33,9 +33,7 @@ class Frame:
 
     def __post_init__(self) -> None:
         if self.image.dtype != np.uint8 or self.image.ndim != 3 or self.image.shape[2] != 3:
-            raise ValueError(
-                f"Frame.image must be uint8 HxWx3 (BGR); got {self.image.dtype} {self.image.shape}"
-            )
+            raise ValueError(f"Frame.image must be uint8 HxWx3 (BGR); got {self.image.dtype} {self.image.shape}")
         if not np.isfinite(self.t):
             raise ValueError(f"Frame.t must be finite; got {self.t}")
 
@@ -72,9 +70,7 @@ class Detections:
     def __post_init__(self) -> None:
         _check_boxes("Detections", self.xyxy)
         if self.score.shape != (self.xyxy.shape[0],):
-            raise ValueError(
-                f"Detections.score must have shape ({self.xyxy.shape[0]},); got {self.score.shape}"
-            )
+            raise ValueError(f"Detections.score must have shape ({self.xyxy.shape[0]},); got {self.score.shape}")
 
     @staticmethod
     def empty() -> Detections:
@@ -134,6 +130,4 @@ class Tracks:
     def confirmed(self) -> Tracks:
         """The tracks worth spending pose inference on (confirmed and matched recently)."""
         mask = self.state == TrackState.CONFIRMED
-        return Tracks(
-            self.ids[mask], self.xyxy[mask], self.state[mask], self.age_s[mask], self.since_update_s[mask]
-        )
+        return Tracks(self.ids[mask], self.xyxy[mask], self.state[mask], self.age_s[mask], self.since_update_s[mask])
