@@ -92,6 +92,7 @@ def _plot(sweep: list[dict[str, Any]], path: Path) -> str:
     ax2.axhline(500, color="grey", linestyle="--", label="real-time bound")
     ax2.set(xlabel="cameras (live, 7 fps)", ylabel="p95 capture-to-publish latency (ms)", title="Latency")
     for ax in (ax1, ax2):
+        ax.set_xticks(sorted({r["cameras"] for r in sweep}))
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
