@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.interpolate import CubicSpline
 
-from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
+from gaitwatch.pose.keypoints import FACE, NUM_LANDMARKS, Landmark
 
 # Normative sagittal joint angles (degrees) at 0, 5, ..., 100 % of the gait cycle from heel strike.
 _CYCLE_PCT = np.arange(0.0, 101.0, 5.0)
@@ -915,19 +915,7 @@ def generate_activity(
         for f_i in fingers:
             body[f_i] = body[arm[2]] + np.array([0.03 * h, 0.0, -0.05 * h])
     head = np.array([0.04 * h, 0.0, (_TRUNK + _NECK_TO_NOSE) * h])
-    for lm in (
-        Landmark.NOSE,
-        Landmark.LEFT_EYE_INNER,
-        Landmark.LEFT_EYE,
-        Landmark.LEFT_EYE_OUTER,
-        Landmark.RIGHT_EYE_INNER,
-        Landmark.RIGHT_EYE,
-        Landmark.RIGHT_EYE_OUTER,
-        Landmark.LEFT_EAR,
-        Landmark.RIGHT_EAR,
-        Landmark.MOUTH_LEFT,
-        Landmark.MOUTH_RIGHT,
-    ):
+    for lm in FACE:
         lateral = 0.03 * h * (1 if "LEFT" in lm.name else -1 if "RIGHT" in lm.name else 0)
         body[lm] = np.broadcast_to(head + np.array([0.0, lateral, 0.0]), (t.shape[0], 3)).copy()
     th = np.deg2rad(pitch)

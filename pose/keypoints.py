@@ -45,6 +45,21 @@ class Landmark(IntEnum):
 
 NUM_LANDMARKS = len(Landmark)
 
+# The head's landmarks (eyes, ears, mouth, nose): they move with the head, not with the limbs.
+FACE: tuple[Landmark, ...] = (
+    Landmark.NOSE,
+    Landmark.LEFT_EYE_INNER,
+    Landmark.LEFT_EYE,
+    Landmark.LEFT_EYE_OUTER,
+    Landmark.RIGHT_EYE_INNER,
+    Landmark.RIGHT_EYE,
+    Landmark.RIGHT_EYE_OUTER,
+    Landmark.LEFT_EAR,
+    Landmark.RIGHT_EAR,
+    Landmark.MOUTH_LEFT,
+    Landmark.MOUTH_RIGHT,
+)
+
 # Bones drawn by the demo's renderer (pairs of landmark indices).
 SKELETON: tuple[tuple[Landmark, Landmark], ...] = (
     (Landmark.LEFT_SHOULDER, Landmark.RIGHT_SHOULDER),

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
+from gaitwatch.pose.keypoints import FACE, NUM_LANDMARKS, Landmark
 
 # BlazePose's input side in pixels.
 MODEL_INPUT_SIZE = 256
@@ -158,19 +158,7 @@ def rotate_world(world: NDArray[np.floating], angle: float) -> NDArray[np.float6
 
 
 # Landmarks whose highest point lies some way below the top of the head.
-_FACE = (
-    Landmark.NOSE,
-    Landmark.LEFT_EYE_INNER,
-    Landmark.LEFT_EYE,
-    Landmark.LEFT_EYE_OUTER,
-    Landmark.RIGHT_EYE_INNER,
-    Landmark.RIGHT_EYE,
-    Landmark.RIGHT_EYE_OUTER,
-    Landmark.LEFT_EAR,
-    Landmark.RIGHT_EAR,
-    Landmark.MOUTH_LEFT,
-    Landmark.MOUTH_RIGHT,
-)
+_FACE = FACE
 _SHOULDERS = (Landmark.LEFT_SHOULDER, Landmark.RIGHT_SHOULDER)
 _HIPS = (Landmark.LEFT_HIP, Landmark.RIGHT_HIP)
 

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pki import make_pki
 from test_faults_harness import (
     Integrator,
     base_config,
     check_alerts,
     daemon,
-    make_pki,
     scrape,
     until_metric,
     write_config,

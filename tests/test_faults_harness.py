@@ -12,7 +12,7 @@ waiting for real abnormal gait. This file is both:
 * helpers for the tests: ``DaemonProcess`` (a harness or ``gaitwatch run`` subprocess with captured logs and
   a private sd_notify socket), ``Integrator`` (a nurse-call integrator: persistent-session QoS 1 subscriber
   that survives broker restarts and, in ack mode, acknowledges every alert), ``write_config`` (TOML),
-  ``make_pki`` (a throw-away CA for TLS tests) and ``scrape`` (the daemon's metrics endpoint).
+  ``scrape`` (the daemon's metrics endpoint).
 
 No assertion here or in the fault tests is about time: every wait is for an event (a line, a message, a
 metric), bounded by ``GUARD_S`` only so that a failure fails instead of hanging.
@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -555,32 +554,6 @@ def histogram_quantile(metrics: Mapping[str, float], name: str, q: float) -> flo
         if count >= q * total:
             return bound
     return float("inf")
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    exe = shutil.which("openssl")
-    if exe is None:
-        pytest.fail("the TLS tests need the openssl command-line tool")
-    subprocess.run([exe, *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_pki(d: Path, name: str) -> None:
-    """A CA ``<name>-ca``, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]
-    ca = ["-subj", f"/CN={name} test CA", "-addext", "basicConstraints=critical,CA:TRUE"]
-    ca += ["-addext", "keyUsage=critical,keyCertSign,cRLSign"]
-    openssl("req", "-x509", *ec, *ca, "-keyout", f"{name}-ca.key", "-out", f"{name}-ca.crt", cwd=d)
-    leaves = {"server": "subjectAltName=IP:127.0.0.1,DNS:localhost", "client": "extendedKeyUsage=clientAuth"}
-    for leaf, ext in leaves.items():
-        (d / f"{leaf}.ext").write_text(ext + "\n")
-        key, csr = f"{name}-{leaf}.key", f"{name}-{leaf}.csr"
-        openssl("req", *ec[:-2], "-keyout", key, "-out", csr, "-subj", f"/CN={leaf}", cwd=d)
-        sign = ["-CA", f"{name}-ca.crt", "-CAkey", f"{name}-ca.key", "-CAcreateserial", "-days", "2"]
-        out = ["-out", f"{name}-{leaf}.crt", "-extfile", f"{leaf}.ext"]
-        openssl("x509", "-req", "-in", csr, *sign, *out, cwd=d)
-
-
-# -- tests of the harness's own pieces ----------------------------------------------------------------------------
 
 
 def test_toml_writer_round_trips_a_daemon_config(tmp_path: Path) -> None:
