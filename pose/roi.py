@@ -158,7 +158,7 @@ def rotate_world(world: NDArray[np.floating], angle: float) -> NDArray[np.float6
 
 
 # Landmarks whose highest point lies some way below the top of the head.
-_FACE = FACE
+
 _SHOULDERS = (Landmark.LEFT_SHOULDER, Landmark.RIGHT_SHOULDER)
 _HIPS = (Landmark.LEFT_HIP, Landmark.RIGHT_HIP)
 
@@ -216,7 +216,7 @@ def box_from_keypoints(
     x1 -= pad.sides * torso
     x2 += pad.sides * torso
     y2 += pad.bottom * torso
-    face = [int(i) for i in _FACE if visible[int(i)]]
+    face = [int(i) for i in FACE if visible[int(i)]]
     if face:
         # The crown sits above the eyes; grow upwards from the face only if the face is the top of the box
         # (a raised arm above the head already covers the crown).
