@@ -534,6 +534,9 @@ class TrainSettings:
     this term pushes the student to commit to the likelier side. 0 disables it.
     ``coord_weight``: weight of the coarse position head's L1 loss (heatmap cells), whose answers decide which
     of two heatmap peaks is the left joint (``student.assign_pairs``).
+    ``foot_weight``: weight of ankles, heels and toes relative to the other keypoints in the keypoint losses.
+    Gait metrics hang on the feet, and the feet are where a small student loses most (FPD saw the same):
+    raising it spends the student's capacity there at some cost to arms and face.
     ``aux_weight``: weight of the visibility and presence losses; ``world_weight``: of the world landmarks.
     ``threads``: torch threads. On a 2-core PC that other work shares, one thread was ~5x faster per step than
     two (two threads stall on each other whenever one core is busy).
@@ -554,6 +557,7 @@ class TrainSettings:
     integral_weight: float = 1.0
     integral_beta: float = 20.0
     coord_weight: float = 1.0
+    foot_weight: float = 2.0
     aux_weight: float = 0.1
     world_weight: float = 1.0
     threads: int = 1
@@ -641,7 +645,10 @@ def make_batch(
         spec.heatmap_width,
         settings.heatmap_sigma,
     )
-    weight = np.repeat(person[:, None], len(lm), axis=1)
+    feet = {Landmark.LEFT_ANKLE, Landmark.RIGHT_ANKLE, Landmark.LEFT_HEEL, Landmark.RIGHT_HEEL}
+    feet |= {Landmark.LEFT_FOOT_INDEX, Landmark.RIGHT_FOOT_INDEX}
+    joint_weight = np.array([settings.foot_weight if l_ in feet else 1.0 for l_ in spec.landmarks], np.float32)
+    weight = person[:, None] * joint_weight[None, :]
     return Batch(
         inputs=to_input_tensor(inputs),
         heatmaps=heatmaps,
@@ -722,7 +729,8 @@ def train(
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     # Channels-last (NHWC) memory: oneDNN's depthwise convolutions ran ~1.6x faster per step this way here.
-    net = build_student_net(spec).to(memory_format=torch.channels_last)
+    # (documented in torch, but missing from the Module.to overloads of its type stubs)
+    net = build_student_net(spec).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_rows) / settings.batch_size))
     total_steps = settings.epochs * steps_per_epoch

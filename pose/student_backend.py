@@ -77,9 +77,7 @@ class StudentSettings:
         if self.max_batch < 1:
             raise ValueError(f"StudentSettings.max_batch must be >= 1; got {self.max_batch}")
         if self.runtime not in ("auto", "onnxruntime", "torch"):
-            raise ValueError(
-                f"StudentSettings.runtime must be auto, onnxruntime or torch; got {self.runtime!r}"
-            )
+            raise ValueError(f"StudentSettings.runtime must be auto, onnxruntime or torch; got {self.runtime!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +210,7 @@ class StudentBackend:
     def run_crops(self, crops: NDArray[np.uint8]) -> StudentOutput:
         """The student on ready-cut crops (N, H, W, 3) BGR uint8 of the spec's size; keypoints in crop px."""
         s = self.spec
-        if (
-            crops.ndim != 4
-            or crops.shape[1:] != (s.input_height, s.input_width, 3)
-            or crops.dtype != np.uint8
-        ):
+        if crops.ndim != 4 or crops.shape[1:] != (s.input_height, s.input_width, 3) or crops.dtype != np.uint8:
             raise ValueError(
                 f"run_crops expects uint8 crops (N, {s.input_height}, {s.input_width}, 3); "
                 f"got {crops.dtype} {crops.shape}"
@@ -240,17 +234,13 @@ class StudentBackend:
             world=np.concatenate([p.world for p in parts]),
         )
 
-    def estimate(
-        self, image: NDArray[np.uint8], track_ids: NDArray[np.int64], xyxy: NDArray[np.float64]
-    ) -> Poses:
+    def estimate(self, image: NDArray[np.uint8], track_ids: NDArray[np.int64], xyxy: NDArray[np.float64]) -> Poses:
         """See ``PoseBackend.estimate``: one row per box, in input order, all boxes in one batch."""
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"estimate expects a uint8 HxWx3 BGR image; got {image.dtype} {image.shape}")
         n = int(track_ids.shape[0])
         if track_ids.shape != (n,) or xyxy.shape != (n, 4):
-            raise ValueError(
-                f"estimate expects track_ids (N,) and xyxy (N, 4); got {track_ids.shape} and {xyxy.shape}"
-            )
+            raise ValueError(f"estimate expects track_ids (N,) and xyxy (N, 4); got {track_ids.shape} and {xyxy.shape}")
         if n == 0:
             return Poses.empty()
         s = self.spec
