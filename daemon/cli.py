@@ -90,6 +90,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
     """Offline tools (evaluation, training, replay) each live in their own ``cmd_*`` module."""
     from gaitwatch.daemon import (
         cmd_bench,
+        cmd_distill,
         cmd_eval_gait,
         cmd_eval_mot,
         cmd_eval_pose,
@@ -110,6 +111,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
         cmd_eval_gait.register,
         cmd_eval_pose.register,
         cmd_eval_mot.register,
+        cmd_distill.register,
     ]
 
 
