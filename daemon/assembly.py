@@ -14,6 +14,7 @@ from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
 from gaitwatch.pose.schedule import PoseScheduler, ScheduleSettings
+from gaitwatch.pose.student_backend import StudentBackend, StudentSettings
 from gaitwatch.pose.temporal import PoseTemporalFilter, TemporalSettings
 from gaitwatch.tracking.detector import PersonDetector
 from gaitwatch.tracking.hog import HogPersonDetector, HogSettings
@@ -50,8 +51,11 @@ def build_detector(settings: Settings) -> PersonDetector:
     )
 
 
-def build_pose_backend(settings: Settings) -> BlazePoseBackend:
+def build_pose_backend(settings: Settings) -> PoseBackend:
     p = settings.pose
+    if p.backend == "student":
+        assert p.student_dir is not None  # enforced by PoseSettingsModel
+        return StudentBackend(StudentSettings(model_dir=p.student_dir, num_threads=p.num_threads))
     return BlazePoseBackend(
         BlazePoseSettings(
             model=p.model,

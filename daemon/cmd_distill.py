@@ -61,8 +61,10 @@ from gaitwatch.tracking.tracker import Tracker, TrackerSettings
 # Crops timed for the speed figures (the bench's minimum is 100).
 SPEED_CROPS = 150
 
-# Network sizes (StudentSpec widths, blocks, decoder width). Measured on one core here: "small" 0.36 M
-# parameters, ~1 ms per crop, ~8 ms per training sample; "base" 1.3 M, ~2.3 ms, ~15 ms.
+# Network sizes (StudentSpec widths, blocks, decoder width). Measured on one core here: "small" 0.77 M
+# parameters, ~1 ms of inference per crop, ~8 ms per training sample; "base" 1.73 M, ~2.3 ms, ~15 ms. On the
+# held-out part of vtest.avi after 20 epochs, base agreed with the teacher at PCK@0.1 0.852 (ankles 0.769),
+# small at 0.802 (0.736).
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "small": {"widths": (16, 24, 48, 96), "blocks": (2, 3, 4), "decoder_width": 32},
     "base": {"widths": (16, 32, 64, 160), "blocks": (2, 4, 6), "decoder_width": 64},
@@ -124,10 +126,13 @@ class ProgressBar:
         self._tty = stream.isatty()
         self._started: dict[str, float] = {}
         self._last_tenth: dict[str, int] = {}
+        self._last_call = time.monotonic()
 
     def __call__(self, stage: str, done: int, total: int, note: str) -> None:
         now = time.monotonic()
-        start = self._started.setdefault(stage, now)
+        # A stage began when the previous event happened (its first report comes some work later).
+        start = self._started.setdefault(stage, self._last_call)
+        self._last_call = now
         frac = done / total if total else 1.0
         eta = (now - start) * (1.0 - frac) / frac if frac > 0 else math.nan
         if stage == "epoch":

@@ -152,6 +152,12 @@ class PoseSettingsModel(_Section):
     num_threads: int = Field(_default(BlazePoseSettings, "num_threads"), ge=1, le=16)
     roi_scale: float = Field(_default(BlazePoseSettings, "roi_scale"), ge=1.0, le=2.5)
     second_pass: Literal["auto", "on", "off"] = _default(BlazePoseSettings, "second_pass")
+    backend: Literal["blazepose", "student"] = Field(
+        "blazepose",
+        description="blazepose: the shipped BlazePose model (`model` picks full/lite); student: a pose student "
+        "distilled for this site with `gaitwatch distill` (runs with onnxruntime)",
+    )
+    student_dir: Path | None = Field(None, description="directory `gaitwatch distill --out` wrote")
     min_presence: Fraction = Field(0.5, description="crops the model scores below this are not people")
     max_rate_hz: float = Field(_default(ScheduleSettings, "max_rate_hz"), gt=0.0, le=120.0)
     stationary_rate_hz: float = Field(_default(ScheduleSettings, "stationary_rate_hz"), gt=0.0, le=120.0)
@@ -160,6 +166,12 @@ class PoseSettingsModel(_Section):
     def _rates(self) -> PoseSettingsModel:
         if self.stationary_rate_hz > self.max_rate_hz:
             raise ValueError("stationary_rate_hz must not exceed max_rate_hz")
+        return self
+
+    @model_validator(mode="after")
+    def _student_needs_dir(self) -> PoseSettingsModel:
+        if self.backend == "student" and self.student_dir is None:
+            raise ValueError("backend = 'student' needs student_dir = the directory `gaitwatch distill --out` wrote")
         return self
 
 

@@ -1049,15 +1049,3 @@ def evaluate_export(student_dir: Path, data: DistillData, rows: NDArray[np.int64
     sub = data.subset(np.asarray(rows, dtype=np.int64))
     output = backend.run_crops(sub.nominal_crops(backend.spec))
     return agreement(data, rows, backend.spec, output)
-
-
-def video_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def landmark_names(landmarks: Sequence[Landmark]) -> list[str]:
-    return [Landmark(int(lm)).name.lower() for lm in landmarks]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,12 +257,3 @@ class StudentBackend:
         keypoints[:, :, 2] = np.where(self._predicted, out.visibility[:, self._fill_rows], 0.0)
         world = np.ascontiguousarray(out.world[:, self._fill_rows], dtype=np.float32)
         return Poses(np.asarray(track_ids, dtype=np.int64).copy(), keypoints, world, out.presence.copy())
-
-
-def model_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def finite_or_none(v: float) -> float | None:
-    """JSON has no NaN: figures that could not be computed are written as null."""
-    return round(float(v), 4) if math.isfinite(v) else None
