@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from gaitwatch.daemon import __version__
@@ -914,10 +913,6 @@ def run_service(settings: Settings) -> int:
     """Entry point of ``gaitwatch run``: logging, then the service on a fresh event loop."""
     configure_logging(settings.service.log_level)
     return asyncio.run(Service(settings).run())
-
-
-def default_state_dir() -> Path:
-    return Path("/var/lib/gaitwatch")
 
 
 __all__ = [
