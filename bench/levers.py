@@ -35,7 +35,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def run_variant(frames: list[np.ndarray], fps: float, overrides: dict[str, Any], cv_threads: int) -> dict[str, float]:
     settings = parse_settings({"cameras": [{"id": "bench", "source": "video"}], **overrides})
-    shared = SharedModels(settings)
+    shared = SharedModels(settings, inference_threads=1)
     cv2.setNumThreads(cv_threads)  # after SharedModels, which sets the daemon's choice
     pipeline = build_camera_pipeline("bench", settings, shared)
     people = 0

@@ -13,6 +13,7 @@ from gaitwatch.gait.model import MODEL_VERSION
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
+from gaitwatch.pose.pool import PoseBackendPool
 from gaitwatch.pose.schedule import PoseScheduler, ScheduleSettings
 from gaitwatch.pose.student_backend import StudentBackend, StudentSettings
 from gaitwatch.pose.temporal import PoseTemporalFilter, TemporalSettings
@@ -22,7 +23,8 @@ from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings, OnnxPersonDet
 from gaitwatch.tracking.tracker import Tracker, TrackerSettings
 
 # OpenCV's own thread pool (HOG, resize, colour conversion) is capped so that it does not fight the pose
-# model and the camera readers over a 2-core ward PC: the inference thread is the only heavy OpenCV user.
+# models and the camera readers over a 2-core ward PC: parallelism comes from the daemon's own threads
+# (detection, inference), each of which keeps to one core.
 OPENCV_THREADS = 1
 
 
@@ -96,13 +98,17 @@ def tracker_settings(settings: Settings) -> TrackerSettings:
 
 
 class SharedModels:
-    """The parts every camera's pipeline shares: they hold no per-camera state and are only ever called from
-    the one inference thread (the pose interpreter is not thread-safe)."""
+    """The parts every camera's pipeline shares; they hold no per-camera state. The detector is only called
+    from the daemon's one detection thread; the pose pool holds one interpreter per inference thread (an
+    interpreter is not thread-safe); the classifier only reads its model. ``inference_threads``: how many
+    threads will call the pose pool at once (default: the configured ``service.inference_threads``; offline
+    tools that run one pipeline on one thread pass 1 and load one interpreter)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, inference_threads: int | None = None) -> None:
         cv2.setNumThreads(OPENCV_THREADS)
         self.detector = build_detector(settings)
-        self.pose: PoseBackend = build_pose_backend(settings)
+        threads = settings.service.inference_threads if inference_threads is None else inference_threads
+        self.pose = PoseBackendPool(lambda: build_pose_backend(settings), threads)
         self.classifier = GaitClassifier()
 
     @property

@@ -44,7 +44,7 @@ def record_video(
     if not capture.isOpened():
         raise VideoReadError(f"OpenCV cannot open {video}")
     rate = video_frame_rate(capture, fps)
-    shared = SharedModels(settings)
+    shared = SharedModels(settings, inference_threads=1)  # one pipeline on this one thread
     camera = settings.cameras[0].id
     pipeline = build_camera_pipeline(camera, settings, shared)
     ids: list[np.ndarray] = []

@@ -6,12 +6,13 @@ TLS files; exit 78), the state directory and outbox, including a test write (exi
 the cameras (files must exist and decode, exit 66; a network camera that is down now is only logged, it may
 come up later). The broker is not waited for: the outbox covers its absence.
 
-Then one task per camera moves frames from its reader thread to the single inference thread and hands results
+Then one task per camera moves frames from its reader thread to the detection thread and the inference threads
+(``service.inference_threads``: several cameras at once, each camera's frames in order) and hands results
 to the outbox (alerts, committed before any network I/O) and to MQTT (gait metrics, QoS 0). Around them:
 the outbox drainer; a camera-health task (retained camera status, a ``camera_offline`` technical alert when a
 camera is silent for its ``stale_after_s``, the systemd STATUS line); the retained snapshot of active alerts;
 integrator acks (ack mode); outbox clean-up; an event-loop lag monitor; and a watchdog task that pings systemd
-only while both the event loop and the inference thread make progress.
+only while both the event loop and every inference thread make progress.
 
 SIGTERM (or SIGINT): STOPPING=1, every camera finishes its current frame, open alerts are ended (their
 ``end`` phase stored), one bounded attempt flushes the outbox, the (now empty) active-alerts snapshot and the
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -180,11 +182,16 @@ class Service:
         self._active_changed = asyncio.Event()
         self._outbox_full_incident: str | None = None
         self._acks: asyncio.Queue[str] = asyncio.Queue()
-        self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-        # Person detection has its own thread: one camera's HOG pass overlaps another camera's pose inference,
-        # so a 2-core PC uses both cores; per camera, frames still go through detect -> process in order.
+        # Each camera has at most one frame in flight, so these threads run different cameras side by side and
+        # every camera's tracker and trajectories still see its frames in order.
+        self._inference = ThreadPoolExecutor(
+            max_workers=settings.service.inference_threads, thread_name_prefix="inference"
+        )
+        # Person detection has its own thread: one camera's HOG pass overlaps other cameras' pose inference;
+        # per camera, frames still go through detect -> process in order.
         self._detection = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detection")
-        self._inference_started: float | None = None
+        # When each busy inference thread began its current job, by thread id (written only by that thread).
+        self._inference_started: dict[int, float] = {}
         self._cameras: list[_Camera] = []
         self._outbox: Outbox | None = None
         self._mqtt_config: MqttConfig | None = None
@@ -459,15 +466,16 @@ class Service:
     # -- per camera ------------------------------------------------------------------------------------------
 
     async def _infer(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the inference thread. The thread itself records when the job it is running began,
+        """Run ``fn`` on an inference thread. The thread itself records when the job it is running began,
         so the watchdog sees a hung job even while other cameras' jobs queue behind it."""
 
         def job() -> T:
-            self._inference_started = time.monotonic()
+            thread = threading.get_ident()
+            self._inference_started[thread] = time.monotonic()
             try:
                 return fn()
             finally:
-                self._inference_started = None
+                del self._inference_started[thread]
 
         return await asyncio.get_running_loop().run_in_executor(self._inference, job)
 
@@ -897,7 +905,8 @@ class Service:
         stuck_logged = False
         while True:
             now = time.monotonic()
-            started = self._inference_started
+            # copy(): one atomic step, while inference threads add and remove their entries.
+            started = min(self._inference_started.copy().values(), default=None)
             inference_alive = started is None or now - started < self._inference_stuck_s
             if interval and inference_alive and now - last_ping >= interval:
                 self._notifier.watchdog()

@@ -50,6 +50,13 @@ class ServiceSettings(_Section):
         description="where the alert outbox lives; systemd's StateDirectory= sets $STATE_DIRECTORY",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    inference_threads: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="cameras processed at once (track, pose, gait), each thread with its own pose interpreter; "
+        "2 lets two cameras use both cores of a 2-core PC, 1 saves one interpreter's memory",
+    )
 
 
 class CameraSettings(_Section):

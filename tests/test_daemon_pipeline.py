@@ -16,7 +16,7 @@ from gaitwatch.tracking.types import Frame, TrackState
 
 def _run(frames: int, fps: float, overrides: dict[str, object]) -> list[FrameResult]:
     settings = parse_settings({"cameras": [{"id": "c", "source": "clip.mp4"}], **overrides})
-    pipeline = build_camera_pipeline("c", settings, SharedModels(settings))
+    pipeline = build_camera_pipeline("c", settings, SharedModels(settings, inference_threads=1))
     capture = cv2.VideoCapture(str(shipped_clip()))
     results = []
     for seq in range(frames):
