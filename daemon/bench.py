@@ -6,8 +6,9 @@ Two kinds of run:
   frames/s, person-frames/s, CPU seconds per frame, cores used and peak RSS;
 - live: clips are played at their real frame rate as N cameras; gives the dropped fraction and the latency from
   a frame's capture to the arrival, at an MQTT subscriber, of the gait metrics that frame completed.
-The pose backend's raw speed (crops/s on one core) is measured in the same process on crops of the same clip,
-so the ratio "person-frames/s over pose crops/s x cores used" shows what everything that is not pose costs.
+The pose backend's raw speed (crops/s on one core) is measured twice: inside the run (crops over the CPU seconds
+the inference threads spent in the model call) and alone afterwards on crops of the same clip with nothing else
+running. The ratio "person-frames/s over pose crops/s x cores used" shows what everything that is not pose costs.
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ class _RunLog:
     processed: dict[str, int] = field(default_factory=dict)
     latency_ms: list[float] = field(default_factory=list)
     samples: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    pose_crops: int = 0
+    pose_cpu_s: float = 0.0
 
     def add(self, result: FrameResult) -> None:
+        self.pose_crops += result.pose_crops
+        self.pose_cpu_s += result.pose_cpu_s
         for stage, seconds in result.stage_s.items():
             self.stage_s[stage].append(seconds)
         self.people.append(len(result.poses))
@@ -87,6 +92,7 @@ def bench_settings(
     fps: float | None,
     state_dir: Path,
     port: int,
+    inference_threads: int | None = None,
 ) -> Settings:
     return parse_settings(
         {
@@ -95,6 +101,7 @@ def bench_settings(
                 "host": "bench",
                 "state_dir": str(state_dir),
                 "log_level": "warning",
+                **({"inference_threads": inference_threads} if inference_threads else {}),
             },
             "cameras": [
                 {
@@ -127,15 +134,25 @@ def time_pose_backend(model: str, samples: Sequence[tuple[np.ndarray, np.ndarray
 
 
 async def run_once(
-    videos: Sequence[Path], *, cameras: int, model: str, live: bool, seconds: float, fps: float | None
+    videos: Sequence[Path],
+    *,
+    cameras: int,
+    model: str,
+    live: bool,
+    seconds: float,
+    fps: float | None,
+    inference_threads: int | None = None,
 ) -> dict[str, Any]:
-    """One benchmark run of ``seconds`` with ``cameras`` copies of the clips; returns its figures."""
+    """One benchmark run of ``seconds`` with ``cameras`` copies of the clips; returns its figures.
+    ``inference_threads``: the daemon's setting (None: its default)."""
     import tempfile
 
     log = _RunLog()
     with tempfile.TemporaryDirectory(prefix="gaitwatch-bench-") as state:
         async with local_broker() as broker:
-            settings = bench_settings(videos, cameras, model, live, fps, Path(state), broker.port)
+            settings = bench_settings(
+                videos, cameras, model, live, fps, Path(state), broker.port, inference_threads=inference_threads
+            )
             async with subscription(broker.host, broker.port, "gaitwatch/v1/+/+/gait/#", client_id="bench") as msgs:
 
                 async def listen() -> None:
@@ -174,6 +191,7 @@ async def run_once(
     return {
         "cameras": cameras,
         "model": model,
+        "inference_threads": settings.service.inference_threads,
         "mode": "live" if live else "replay",
         "seconds": round(wall, 2),
         "frames": frames,
@@ -192,6 +210,9 @@ async def run_once(
         "latency_median_ms": round(statistics.median(log.latency_ms), 1) if live and log.latency_ms else None,
         "p95_latency_ms": round(float(np.quantile(log.latency_ms, 0.95)), 1) if live and log.latency_ms else None,
         "gait_messages": len(log.latency_ms),
+        "pose_crops": log.pose_crops,
+        # The pose model's own speed inside this run: crops per CPU second of the threads that ran it.
+        "pose_crops_per_cpu_s": round(log.pose_crops / log.pose_cpu_s, 2) if log.pose_cpu_s > 0 else None,
         "per_person_cost_by_people": _cost_by_people(log),
         "_samples": log.samples,
     }

@@ -60,6 +60,10 @@ class FrameResult:
     gait: tuple[GaitResult, ...]
     alerts: tuple[Alert, ...]
     stage_s: Mapping[str, float]
+    # Crops sent to the pose model (people not posed again yet, and crops that held nobody, included) and the
+    # CPU seconds of this thread inside the model call: what pose itself costs, as measured inside the daemon.
+    pose_crops: int = 0
+    pose_cpu_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +140,7 @@ class CameraPipeline:
         now = self._clock()
         stage_s["track"], mark = now - mark, now
 
-        raw = self._estimate_poses(frame, tracks)
+        raw, pose_crops, pose_cpu_s = self._estimate_poses(frame, tracks)
         if detected is None and len(raw):
             # Raw landmarks, not smoothed ones: the tracker's observation must not lag the person.
             tracks = self._correct_from_poses(raw, t, tracks)
@@ -146,7 +150,9 @@ class CameraPipeline:
 
         gait, alerts = self._analyse(poses, tracks, t)
         stage_s["gait"] = self._clock() - mark
-        return FrameResult(frame, detected is not None, tracks, poses, tuple(gait), tuple(alerts), stage_s)
+        return FrameResult(
+            frame, detected is not None, tracks, poses, tuple(gait), tuple(alerts), stage_s, pose_crops, pose_cpu_s
+        )
 
     def close(self, t: float) -> list[Alert]:
         """End every open alert (camera stopped): tracks that will never be seen again."""
@@ -157,13 +163,17 @@ class CameraPipeline:
         self._last_window_t.clear()
         return alerts
 
-    def _estimate_poses(self, frame: Frame, tracks: Tracks) -> Poses:
+    def _estimate_poses(self, frame: Frame, tracks: Tracks) -> tuple[Poses, int, float]:
+        """The people posed, the crops sent to the model and the model call's CPU seconds on this thread."""
         # Confirmed tracks only, each at most at its scheduled rate (lower for people who are not moving).
         due = self._scheduler.select(frame.t, tracks)
-        if not np.any(due):
-            return Poses.empty()
+        crops = int(np.count_nonzero(due))
+        if not crops:
+            return Poses.empty(), 0, 0.0
+        started = time.thread_time()
         poses = self._pose.estimate(frame.image, tracks.ids[due], tracks.xyxy[due])
-        return poses.select(poses.presence >= self._settings.min_presence)
+        cpu_s = time.thread_time() - started
+        return poses.select(poses.presence >= self._settings.min_presence), crops, cpu_s
 
     def _correct_from_poses(self, poses: Poses, t: float, tracks: Tracks) -> Tracks:
         ids: list[int] = []

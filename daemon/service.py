@@ -187,9 +187,12 @@ class Service:
         self._inference = ThreadPoolExecutor(
             max_workers=settings.service.inference_threads, thread_name_prefix="inference"
         )
-        # Person detection has its own thread: one camera's HOG pass overlaps other cameras' pose inference;
-        # per camera, frames still go through detect -> process in order.
-        self._detection = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detection")
+        # Person detection has its own threads (as many, sharing the thread-safe detector): one camera's HOG
+        # pass overlaps other cameras' pose inference, and a camera never waits for a busy detector while a
+        # core could take it; per camera, frames still go through detect -> process in order.
+        self._detection = ThreadPoolExecutor(
+            max_workers=settings.service.inference_threads, thread_name_prefix="detection"
+        )
         # When each busy inference thread began its current job, by thread id (written only by that thread).
         self._inference_started: dict[int, float] = {}
         self._cameras: list[_Camera] = []

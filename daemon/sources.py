@@ -13,6 +13,7 @@ at its frame rate or replayed faster.
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import threading
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # A container or driver reporting no usable rate falls back to this; override it with `fps` in the config.
 FALLBACK_FPS = 25.0
+# Live cameras keep up to this many decoded frames waiting (see FrameSlot): a jitter buffer of one frame
+# interval beyond the frame being processed.
+LIVE_BUFFER_FRAMES = 2
 # A stream connection that delivered for this long counts as recovered: its failure starts a new outage
 # (backoff from reconnect_initial_s, a new warning). A stream that opens and fails again at once (corrupt
 # data, a crashing encoder) keeps backing off up to reconnect_max_s instead of reconnecting in a tight loop.
@@ -59,44 +63,51 @@ def classify_source(source: str) -> SourceKind:
 
 
 class FrameSlot:
-    """A one-frame mailbox between a reader thread and its consumer.
+    """A small mailbox of frames between a reader thread and its consumer, oldest first.
 
-    ``block_when_full=False`` (live): ``put`` replaces an unconsumed frame and reports it as dropped.
-    ``block_when_full=True`` (replay): ``put`` waits until the consumer has taken the previous frame.
+    ``block_when_full=False`` (live): when ``capacity`` frames are waiting, ``put`` discards the oldest and
+    reports it as dropped. ``capacity`` > 1 is a jitter buffer: a frame that takes longer than one frame interval
+    (a detection frame, the other core busy for a moment) delays the next frames instead of dropping them, and a
+    camera drops frames only when it stays behind. ``block_when_full=True`` (replay): ``put`` waits for room.
     """
 
-    def __init__(self, block_when_full: bool) -> None:
+    def __init__(self, block_when_full: bool, capacity: int = 1) -> None:
+        if capacity < 1:
+            raise ValueError(f"FrameSlot capacity must be >= 1; got {capacity}")
         self._block = block_when_full
-        self._frame: Frame | None = None
+        self._frames: collections.deque[Frame] = collections.deque()
+        self._capacity = capacity
         self._closed = False
         self._cond = threading.Condition()
 
     def put(self, frame: Frame) -> bool:
-        """Store ``frame``; returns True when an unconsumed frame was overwritten (dropped)."""
+        """Store ``frame``; returns True when an unconsumed frame was discarded (dropped)."""
         with self._cond:
             if self._block:
-                while self._frame is not None and not self._closed:
+                while len(self._frames) >= self._capacity and not self._closed:
                     self._cond.wait()
             if self._closed:
                 return False
-            dropped = self._frame is not None
-            self._frame = frame
+            dropped = len(self._frames) >= self._capacity
+            if dropped:
+                self._frames.popleft()
+            self._frames.append(frame)
             self._cond.notify_all()
             return dropped
 
     def get(self, timeout_s: float) -> Frame | None:
-        """The newest frame, waiting up to ``timeout_s``; None on timeout or once closed and empty."""
+        """The oldest waiting frame, waiting up to ``timeout_s``; None on timeout or once closed and empty."""
         with self._cond:
-            if self._frame is None and not self._closed:
+            if not self._frames and not self._closed:
                 self._cond.wait(timeout_s)
-            frame, self._frame = self._frame, None
+            frame = self._frames.popleft() if self._frames else None
             self._cond.notify_all()
             return frame
 
     @property
     def empty(self) -> bool:
         with self._cond:
-            return self._frame is None
+            return not self._frames
 
     def close(self) -> None:
         with self._cond:
@@ -154,7 +165,7 @@ class OpenCvCamera:
         self._clock = clock
         self._rng = rng or random.Random()
         replay = self._kind is SourceKind.FILE and settings.playback == "replay"
-        self._slot = FrameSlot(block_when_full=replay)
+        self._slot = FrameSlot(block_when_full=replay, capacity=1 if replay else LIVE_BUFFER_FRAMES)
         self._stop = threading.Event()
         self._eof = threading.Event()
         self._thread: threading.Thread | None = None

@@ -12,7 +12,14 @@ import pytest
 from videogen import read_index, write_numbered_video
 
 from gaitwatch.daemon.settings import CameraSettings
-from gaitwatch.daemon.sources import FrameSlot, OpenCvCamera, SourceError, SourceKind, classify_source
+from gaitwatch.daemon.sources import (
+    LIVE_BUFFER_FRAMES,
+    FrameSlot,
+    OpenCvCamera,
+    SourceError,
+    SourceKind,
+    classify_source,
+)
 from gaitwatch.tracking.types import Frame
 
 
@@ -47,6 +54,21 @@ def test_live_slot_keeps_only_the_newest_frame_and_counts_drops() -> None:
     got = slot.get(0.1)
     assert got is not None and got.seq == 1
     assert slot.get(0.01) is None
+
+
+def test_live_jitter_buffer_delivers_oldest_first_and_drops_the_oldest_when_full() -> None:
+    slot = FrameSlot(block_when_full=False, capacity=2)
+    assert slot.put(_frame(0)) is False
+    assert slot.put(_frame(1)) is False  # one frame late: buffered, not dropped
+    assert slot.put(_frame(2)) is True  # two frames behind: the oldest goes
+    got = [slot.get(0.1), slot.get(0.1)]
+    assert [f.seq for f in got if f is not None] == [1, 2]
+    assert slot.empty and slot.get(0.01) is None
+
+
+def test_slot_needs_room_for_a_frame() -> None:
+    with pytest.raises(ValueError, match="capacity must be >= 1"):
+        FrameSlot(block_when_full=False, capacity=0)
 
 
 def test_replay_slot_blocks_the_producer_instead_of_dropping() -> None:
@@ -88,11 +110,11 @@ def test_live_playback_paces_frames_by_media_time_and_drops_when_nobody_reads(tm
     while not camera.finished and camera.stats.decoded < 12:
         threading.Event().wait(0.05)
     camera.stop()
-    # Nobody consumed: every frame but the last still waiting was overwritten.
+    # Nobody consumed: every frame but the newest LIVE_BUFFER_FRAMES (still waiting, oldest first) was dropped.
     assert camera.stats.decoded == 12
-    assert camera.stats.dropped >= 10
-    last = camera.get(0.1)
-    assert last is not None and read_index(last.image) == 11
+    assert camera.stats.dropped == 12 - LIVE_BUFFER_FRAMES
+    waiting = [camera.get(0.1) for _ in range(LIVE_BUFFER_FRAMES)]
+    assert [read_index(f.image) for f in waiting if f is not None] == list(range(12 - LIVE_BUFFER_FRAMES, 12))
 
 
 def test_live_playback_never_hands_out_a_frame_before_its_media_time(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -59,3 +60,21 @@ def test_finds_most_pedestrians_of_real_frames() -> None:
     # Measured on the whole video: recall 0.82, precision 0.68 at IoU 0.5 (report of the tracking package).
     assert matched / total >= 0.65, f"recall {matched}/{total}"
     assert matched / reported >= 0.5, f"precision {matched}/{reported}"
+
+
+def test_one_detector_called_from_several_threads_gives_the_sequential_results() -> None:
+    """The daemon shares one detector between its detection threads."""
+    capture = cv2.VideoCapture(str(VIDEO))
+    frames = []
+    for _ in range(8):
+        ok, frame = capture.read()
+        assert ok, f"cannot read {VIDEO}"
+        frames.append(np.asarray(frame, dtype=np.uint8))
+    capture.release()
+    detector = HogPersonDetector()
+    expected = [detector.detect(f) for f in frames]
+    with ThreadPoolExecutor(max_workers=3) as threads:
+        found = list(threads.map(detector.detect, frames * 3))
+    for i, got in enumerate(found):
+        np.testing.assert_array_equal(got.xyxy, expected[i % len(frames)].xyxy)
+        np.testing.assert_array_equal(got.score, expected[i % len(frames)].score)

@@ -16,7 +16,8 @@ class PersonDetector(Protocol):
     ``image`` is the whole frame, BGR uint8 HxWx3 as OpenCV decodes it. The returned boxes are in that frame's
     pixel coordinates (whatever the backend resizes internally), with scores in [0, 1] where higher means more
     certain; the tracker's score thresholds are written against that scale. Implementations are synchronous
-    and may be slow (tens of milliseconds): the daemon calls them from its inference thread, every N frames.
+    and may be slow (tens of milliseconds). They must be safe to call from several threads at once: the daemon
+    shares one detector between its detection threads, which run different cameras' frames side by side.
     """
 
     def detect(self, image: NDArray[np.uint8]) -> Detections: ...

@@ -108,7 +108,8 @@ def _dim(value: Any) -> int | None:
 
 
 class OnnxPersonDetector:
-    """``PersonDetector`` backed by an onnxruntime session (CPU). One instance per inference thread."""
+    """``PersonDetector`` backed by an onnxruntime session (CPU). Safe to call from several threads at once:
+    ``InferenceSession.run`` is thread-safe and ``detect`` keeps no state of its own."""
 
     def __init__(self, settings: OnnxDetectorSettings) -> None:
         self.settings = settings

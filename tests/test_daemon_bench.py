@@ -1,0 +1,69 @@
+"""``gaitwatch bench`` end to end on the shipped clip: the real daemon, a real broker, the JSON an admin sizes a
+ward PC with. Figures are checked for consistency, never against a time budget (shared, noisy machines)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gaitwatch.daemon.demo import shipped_clip
+
+REQUIRED = (
+    "person_frames_per_s",
+    "pose_crops_per_s_per_core",
+    "cores_used",
+    "p95_latency_ms",
+    "dropped_fraction",
+    "realtime_cameras_full",
+    "realtime_cameras_lite",
+)
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gaitwatch.daemon.cli", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_throughput_run_reports_consistent_stage_costs_and_the_pose_share(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = _bench(
+        "--video", str(shipped_clip()), "--fps", "7", "--seconds", "8", "--no-sweep", "--inference-threads", "1",
+        "--json", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    for key in REQUIRED:
+        assert key in report, key
+    run = report["throughput"]
+    assert run["mode"] == "replay" and run["inference_threads"] == 1
+    assert run["frames"] > 0 and run["dropped_fraction"] == 0.0  # replay never drops
+    assert run["person_frames"] > 0 and run["pose_crops"] >= run["person_frames"]
+    assert report["person_frames_per_s"] == pytest.approx(run["person_frames"] / run["seconds"], rel=0.02)
+    assert 0.0 < report["cores_used"] <= 2.5
+    # Pose can never be more than all of the work: the share is a fraction (a little slack for rounding).
+    assert 0.0 < report["pose_share_ratio"] <= 1.05
+    assert 0.0 < report["pose_share_ratio_alone"] <= 1.05
+    stages = run["stages_per_frame"]
+    assert set(stages) == {"detect", "track", "pose", "gait"}
+    assert stages["pose"]["median_ms"] > 0.0
+    assert "person-frames/s / (crops/s per core x cores used)" in proc.stdout
+    assert f"person_frames_per_s={report['person_frames_per_s']}" in proc.stdout
+
+
+def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
+    missing = _bench("--video", str(tmp_path / "none.mp4"), "--no-sweep")
+    assert missing.returncode == 1
+    assert "none.mp4 does not exist" in missing.stderr
+    threads = _bench("--video", str(shipped_clip()), "--no-sweep", "--inference-threads", "0")
+    assert threads.returncode == 1
+    assert "--inference-threads must be between 1 and 16" in threads.stderr
