@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import statistics
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -78,6 +80,31 @@ def _quantiles_ms(values: Sequence[float]) -> dict[str, float]:
         "median_ms": round(float(np.median(arr)), 2),
         "p95_ms": round(float(np.quantile(arr, 0.95)), 2),
     }
+
+
+# What each of the daemon's threads does, by the name prefix the daemon gives it.
+THREAD_ROLES = (
+    ("inference", "inference threads"),
+    ("detection", "detection threads"),
+    ("camera-", "camera readers (decode)"),
+    ("MainThread", "event loop (MQTT, outbox)"),
+    ("asyncio", "hand-off threads"),
+)
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds used so far by this process's live threads, summed by role (Linux /proc; empty elsewhere)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # fields after "pid (comm)"; utime and stime are the 14th, 15th
+        role = next((r for prefix, r in THREAD_ROLES if thread.name.startswith(prefix)), "other threads")
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return out
 
 
 def _parse_utc(text: str) -> float:
@@ -165,7 +192,11 @@ async def run_once(
                 usage_before = resource.getrusage(resource.RUSAGE_SELF)
                 started = time.monotonic()
                 task = asyncio.create_task(service.run())
+                main_before = thread_cpu_s()  # before the daemon's threads exist: only the event loop counts
                 await asyncio.sleep(seconds)
+                by_role = thread_cpu_s()
+                for role, used in main_before.items():
+                    by_role[role] = by_role.get(role, 0.0) - used
                 service.request_stop()
                 code = await task
                 wall = time.monotonic() - started
@@ -211,11 +242,26 @@ async def run_once(
         "p95_latency_ms": round(float(np.quantile(log.latency_ms, 0.95)), 1) if live and log.latency_ms else None,
         "gait_messages": len(log.latency_ms),
         "pose_crops": log.pose_crops,
+        # Where the CPU went, per frame: the pose model's share of the inference threads is split out.
+        "cpu_ms_per_frame_by_role": _cpu_by_role(by_role, log.pose_cpu_s, frames),
         # The pose model's own speed inside this run: crops per CPU second of the threads that ran it.
         "pose_crops_per_cpu_s": round(log.pose_crops / log.pose_cpu_s, 2) if log.pose_cpu_s > 0 else None,
         "per_person_cost_by_people": _cost_by_people(log),
         "_samples": log.samples,
     }
+
+
+def _cpu_by_role(by_role: dict[str, float], pose_cpu_s: float, frames: int) -> dict[str, float]:
+    if not frames:
+        return {}
+    roles = dict(by_role)
+    if "inference threads" in roles:
+        roles["inference threads"] -= pose_cpu_s
+        roles = {
+            "pose model": pose_cpu_s,
+            "inference threads (tracking, pose filters, gait)": roles.pop("inference threads"),
+        } | roles
+    return {role: round(1000.0 * used / frames, 2) for role, used in roles.items()}
 
 
 def _cost_by_people(log: _RunLog) -> dict[str, float | None]:

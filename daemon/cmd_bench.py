@@ -87,6 +87,12 @@ def _print_run(run: dict[str, Any]) -> None:
             f"{pp['p95_ms']:>11}\n"
         )
     out.write(f"  per-person ms by people in frame: {run['per_person_cost_by_people']}\n")
+    roles = run["cpu_ms_per_frame_by_role"]
+    if roles:
+        total = sum(roles.values())
+        out.write(f"  CPU ms per frame by thread role (total {total:.1f}):\n")
+        for role, ms in roles.items():
+            out.write(f"    {role:50} {ms:7.2f}  {100.0 * ms / total:5.1f}%\n")
 
 
 def _plot(sweep: list[dict[str, Any]], path: Path) -> str:

@@ -173,7 +173,9 @@ class CameraPipeline:
         started = time.thread_time()
         poses = self._pose.estimate(frame.image, tracks.ids[due], tracks.xyxy[due])
         cpu_s = time.thread_time() - started
-        return poses.select(poses.presence >= self._settings.min_presence), crops, cpu_s
+        found = poses.presence >= self._settings.min_presence
+        self._scheduler.record_presence(poses.track_ids, found)
+        return poses.select(found), crops, cpu_s
 
     def _correct_from_poses(self, poses: Poses, t: float, tracks: Tracks) -> Tracks:
         ids: list[int] = []

@@ -4,6 +4,7 @@ from its inference thread, one scheduler per camera (track ids are per camera).
 
     due = scheduler.select(frame.t, tracks)          # boolean mask over tracks' rows
     poses = backend.estimate(image, tracks.ids[due], tracks.xyxy[due])
+    scheduler.record_presence(tracks.ids[due], poses.presence >= min_presence)
     scheduler.prune(tracks.ids)
 
 ``select`` assumes the selected tracks are posed on this frame and books them as served.
@@ -35,6 +36,11 @@ class ScheduleSettings:
     to full rate later when someone starts walking.
     ``max_crops_per_frame``: at most this many crops per call (0 = no limit): the most overdue tracks first.
     It bounds the inference time per frame when many people are in view.
+    ``empty_after``, ``empty_rate_hz``: a track whose last ``empty_after`` crops held nobody (the pose model's
+    presence below the caller's threshold: a detector false positive on furniture, a box that lost its person)
+    is posed only at ``empty_rate_hz`` until a crop finds a person again. Each empty crop costs as much as a
+    person's; lower rates spare more CPU, but a real person whose crop was briefly empty (occluded, half out of
+    view) waits up to 1 / empty_rate_hz to be posed at full rate again.
     """
 
     max_rate_hz: float = 15.0
@@ -42,9 +48,11 @@ class ScheduleSettings:
     moving_speed: float = 0.15
     speed_time_constant_s: float = 0.5
     max_crops_per_frame: int = 0
+    empty_after: int = 3
+    empty_rate_hz: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("max_rate_hz", "stationary_rate_hz", "speed_time_constant_s"):
+        for name in ("max_rate_hz", "stationary_rate_hz", "speed_time_constant_s", "empty_rate_hz"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0.0):
                 raise ValueError(f"ScheduleSettings.{name} must be positive; got {v}")
@@ -52,6 +60,8 @@ class ScheduleSettings:
             raise ValueError("ScheduleSettings.stationary_rate_hz must not exceed max_rate_hz")
         if not (math.isfinite(self.moving_speed) and self.moving_speed >= 0.0):
             raise ValueError(f"ScheduleSettings.moving_speed must be >= 0; got {self.moving_speed}")
+        if self.empty_after < 1:
+            raise ValueError(f"ScheduleSettings.empty_after must be >= 1; got {self.empty_after}")
         if self.max_crops_per_frame < 0:
             raise ValueError(f"ScheduleSettings.max_crops_per_frame must be >= 0; got {self.max_crops_per_frame}")
 
@@ -68,6 +78,7 @@ class _TrackClock:
     vx: float = 0.0
     vy: float = 0.0
     vh: float = 0.0
+    empty_crops: int = 0  # consecutive crops in which the pose model found nobody
 
     @property
     def speed(self) -> float:
@@ -94,6 +105,8 @@ class PoseScheduler:
             if int(tracks.state[i]) != TrackState.CONFIRMED:
                 continue
             rate = s.max_rate_hz if clock.speed >= s.moving_speed else s.stationary_rate_hz
+            if clock.empty_crops >= s.empty_after:
+                rate = min(rate, s.empty_rate_hz)
             if clock.last_pose_t is None:
                 due[i], overdue[i] = True, math.inf  # never posed: first in line
                 continue
@@ -111,6 +124,13 @@ class PoseScheduler:
         for tid in tracks.ids[due]:
             self._tracks[int(tid)].last_pose_t = t
         return due
+
+    def record_presence(self, track_ids: NDArray[np.int64], found: NDArray[np.bool_]) -> None:
+        """After posing ``track_ids``: which crops held a person. Tracks with repeatedly empty crops slow down."""
+        for tid, person in zip(track_ids, found, strict=True):
+            clock = self._tracks.get(int(tid))
+            if clock is not None:
+                clock.empty_crops = 0 if person else clock.empty_crops + 1
 
     def is_moving(self, track_id: int) -> bool:
         """Whether the track currently counts as moving (False for unknown tracks)."""

@@ -90,3 +90,32 @@ def test_prune_forgets_tracks() -> None:
     sched.prune(np.array([2], dtype=np.int64))
     # Track 1 is new again: posed at once even though it was posed a moment ago.
     assert sched.select(0.01, _tracks([1, 2], [_box_at(0), _box_at(300)])).tolist() == [True, False]
+
+
+def test_a_track_whose_crops_hold_nobody_slows_down_until_a_person_is_found_again() -> None:
+    """A detector false positive (a coat on a stand) costs a full crop each time; after ``empty_after`` empty
+    crops it is posed at ``empty_rate_hz`` only, and full rate returns with the first crop that holds a person."""
+    settings = ScheduleSettings(max_rate_hz=10.0, stationary_rate_hz=10.0, empty_after=3, empty_rate_hz=1.0)
+    sched = PoseScheduler(settings)
+    fps = 10.0
+    posed: list[float] = []
+    for k in range(60):  # 6 s at 10 fps; crops are empty until t = 4 s
+        t = k / fps
+        tracks = _tracks([7], [_box_at(100.0)])
+        due = sched.select(t, tracks)
+        if due[0]:
+            posed.append(t)
+            sched.record_presence(tracks.ids[due], np.array([t >= 4.0]))
+    empty_phase = [t for t in posed if t < 4.0]
+    # Three empty crops at full rate (0.0, 0.1, 0.2), then about one per second (the scheduler's 10% timestamp
+    # tolerance lets 0.9 s pass for 1 s): 1.1, 2.1, 3.1.
+    assert empty_phase == pytest.approx([0.0, 0.1, 0.2, 1.1, 2.1, 3.1])
+    # The next slow crop (4.1 s, a second after 3.1 s) finds the person: every frame from then on.
+    assert [t for t in posed if t >= 4.0] == pytest.approx([4.1 + 0.1 * i for i in range(19)])
+
+
+def test_empty_backoff_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="empty_after"):
+        ScheduleSettings(empty_after=0)
+    with pytest.raises(ValueError, match="empty_rate_hz"):
+        ScheduleSettings(empty_rate_hz=0.0)
