@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--sweep", default="1,2,3,4", help="camera counts of the live real-time sweep")
     p.add_argument("--no-sweep", action="store_true", help="skip the live sweep")
+    p.add_argument(
+        "--no-pose-alone", action="store_true", help="skip timing the pose model alone after the run (sweep runs)"
+    )
     p.add_argument("--plot", type=Path, default=Path("bench/scaling.png"), help="PNG of the sweep")
     p.add_argument("--json", type=Path, default=None, help="write all figures as JSON")
     p.set_defaults(func=run)
@@ -58,6 +63,11 @@ def _default_videos() -> tuple[list[Path], float | None]:
     if DEFAULT_CLIP.is_file():
         return [DEFAULT_CLIP], VTEST_FPS
     return [shipped_clip()], None
+
+
+def _finite(value: float, digits: int) -> float | None:
+    """JSON has no NaN: a figure that could not be measured is null."""
+    return round(value, digits) if math.isfinite(value) else None
 
 
 def _pose_share(run: dict[str, Any], crops_per_s_per_core: float) -> float:
@@ -123,6 +133,31 @@ def _plot(sweep: list[dict[str, Any]], path: Path) -> str:
     return f"plot written to {path}"
 
 
+async def _run_in_own_process(
+    videos: list[Path], fps: float | None, cameras: int, model: str, seconds: float, threads: int | None
+) -> dict[str, Any]:
+    """One live sweep run in a fresh process, so that its peak memory and its CPU are its own (memory freed by
+    an earlier run is not always handed back to the system, and would be counted again)."""
+    with tempfile.TemporaryDirectory(prefix="gaitwatch-bench-") as tmp:
+        out = Path(tmp) / "run.json"
+        command = [sys.executable, "-m", "gaitwatch.daemon.cli", "bench", "--no-sweep", "--live", "--no-pose-alone"]
+        for video in videos:
+            command += ["--video", str(video)]
+        command += ["--cameras", str(cameras), "--model", model, "--seconds", str(seconds), "--json", str(out)]
+        if fps:
+            command += ["--fps", str(fps)]
+        if threads:
+            command += ["--inference-threads", str(threads)]
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        _, stderr = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"the {cameras}-camera {model} run failed: {stderr.decode(errors='replace')[-500:]}")
+        run: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))["throughput"]
+        return run
+
+
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     videos, fps = (args.video, args.fps) if args.video else _default_videos()
     fps = args.fps or fps
@@ -141,7 +176,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         fps=fps,
         inference_threads=threads,
     )
-    alone = time_pose_backend(args.model, main.pop("_samples"))
+    samples = main.pop("_samples")
+    alone = float("nan") if args.no_pose_alone else time_pose_backend(args.model, samples)
     in_run = main["pose_crops_per_cpu_s"] or float("nan")
     _print_run(main)
     ratio = _pose_share(main, in_run)
@@ -157,11 +193,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "fps": fps,
         "throughput": main,
         "person_frames_per_s": main["person_frames_per_s"],
-        "pose_crops_per_s_per_core": round(in_run, 2),
-        "pose_crops_per_s_per_core_alone": round(alone, 2),
+        "pose_crops_per_s_per_core": _finite(in_run, 2),
+        "pose_crops_per_s_per_core_alone": _finite(alone, 2),
         "cores_used": main["cores_used"],
-        "pose_share_ratio": round(ratio, 3),
-        "pose_share_ratio_alone": round(ratio_alone, 3),
+        "pose_share_ratio": _finite(ratio, 3),
+        "pose_share_ratio_alone": _finite(ratio_alone, 3),
         "p95_latency_ms": main["p95_latency_ms"],
         "dropped_fraction": main["dropped_fraction"],
         "realtime_cameras_full": None,
@@ -174,10 +210,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     for model in ("full", "lite"):
         best = 0
         for n in counts:
-            run = await run_once(
-                videos, cameras=n, model=model, live=True, seconds=args.seconds, fps=fps, inference_threads=threads
-            )
-            run.pop("_samples")
+            run = await _run_in_own_process(videos, fps, n, model, args.seconds, threads)
             run["realtime"] = holds_realtime(run)
             report["sweep"].append(run)
             _print_run(run)

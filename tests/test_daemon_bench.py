@@ -60,6 +60,27 @@ def test_throughput_run_reports_consistent_stage_costs_and_the_pose_share(tmp_pa
     assert f"person_frames_per_s={report['person_frames_per_s']}" in proc.stdout
 
 
+@pytest.mark.slow
+def test_live_sweep_runs_each_camera_count_and_model_in_its_own_process(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    plot = tmp_path / "scaling.png"
+    proc = _bench(
+        "--video", str(shipped_clip()), "--fps", "7", "--seconds", "5", "--sweep", "1",
+        "--json", str(out), "--plot", str(plot),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    sweep = report["sweep"]
+    assert [(r["model"], r["cameras"], r["mode"]) for r in sweep] == [("full", 1, "live"), ("lite", 1, "live")]
+    for run in sweep:
+        assert run["frames"] > 0 and 0.0 <= run["dropped_fraction"] <= 1.0
+        assert run["peak_rss_mb"] > 50.0  # the sweep run's own process: models loaded
+        assert run["realtime"] == (run["dropped_fraction"] <= 0.05 and (run["p95_latency_ms"] or 1e9) < 500.0)
+    # Counted from 1 upwards: 0 or 1 here, never more than the counts tried.
+    assert report["realtime_cameras_full"] in (0, 1) and report["realtime_cameras_lite"] in (0, 1)
+    assert plot.stat().st_size > 0 or "plot skipped" in proc.stdout
+
+
 def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
     missing = _bench("--video", str(tmp_path / "none.mp4"), "--no-sweep")
     assert missing.returncode == 1
