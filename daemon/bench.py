@@ -6,6 +6,7 @@ Two kinds of run:
   frames/s, person-frames/s, CPU seconds per frame, cores used and peak RSS;
 - live: clips are played at their real frame rate as N cameras; gives the dropped fraction and the latency from
   a frame's capture to the arrival, at an MQTT subscriber, of the gait metrics that frame completed.
+Every figure covers the steady state, from the daemon's READY (models loaded, cameras open) to the end of the run.
 The pose backend's raw speed (crops/s on one core) is measured twice: inside the run (crops over the CPU seconds
 the inference threads spent in the model call) and alone afterwards on crops of the same clip with nothing else
 running. The ratio "person-frames/s over pose crops/s x cores used" shows what everything that is not pose costs.
@@ -50,20 +51,27 @@ class _RunLog:
 
     stage_s: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
     people: list[int] = field(default_factory=list)
+    first_seq: dict[str, int] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)
     processed: dict[str, int] = field(default_factory=dict)
+    # Frames count only between the daemon's READY and the end of the run: start-up (loading models) and
+    # shutdown would otherwise dilute the steady-state figures an admin sizes a PC with.
+    measuring: bool = False
     latency_ms: list[float] = field(default_factory=list)
     samples: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     pose_crops: int = 0
     pose_cpu_s: float = 0.0
 
     def add(self, result: FrameResult) -> None:
+        if not self.measuring:
+            return
         self.pose_crops += result.pose_crops
         self.pose_cpu_s += result.pose_cpu_s
         for stage, seconds in result.stage_s.items():
             self.stage_s[stage].append(seconds)
         self.people.append(len(result.poses))
         cam = result.frame.camera
+        self.first_seq.setdefault(cam, result.frame.seq)
         self.last_seq[cam] = result.frame.seq
         self.processed[cam] = self.processed.get(cam, 0) + 1
         if len(result.poses) and len(self.samples) < POSE_SAMPLE_FRAMES and result.frame.seq % 5 == 0:
@@ -210,18 +218,25 @@ async def run_once(
                 peak_rss = [0.0]
                 rss_sampler = asyncio.create_task(_sample_peak_rss(peak_rss))
                 service = Service(settings, on_result=log.add)
-                usage_before = resource.getrusage(resource.RUSAGE_SELF)
-                started = time.monotonic()
                 task = asyncio.create_task(service.run())
-                main_before = thread_cpu_s()  # before the daemon's threads exist: only the event loop counts
+                ready = asyncio.create_task(service.ready.wait())
+                await asyncio.wait((task, ready), return_when=asyncio.FIRST_COMPLETED)
+                if not ready.done():  # the daemon failed before READY
+                    ready.cancel()
+                    raise RuntimeError(f"the daemon exited with code {task.result()} before it was ready")
+                usage_before = resource.getrusage(resource.RUSAGE_SELF)
+                roles_before = thread_cpu_s()
+                started = time.monotonic()
+                log.measuring = True
                 await asyncio.sleep(seconds)
+                log.measuring = False
+                wall = time.monotonic() - started
+                usage_after = resource.getrusage(resource.RUSAGE_SELF)
                 by_role = thread_cpu_s()
-                for role, used in main_before.items():
+                for role, used in roles_before.items():
                     by_role[role] = by_role.get(role, 0.0) - used
                 service.request_stop()
                 code = await task
-                wall = time.monotonic() - started
-                usage_after = resource.getrusage(resource.RUSAGE_SELF)
                 await asyncio.sleep(0.5)
                 for helper in (listener, rss_sampler):
                     helper.cancel()
@@ -231,7 +246,7 @@ async def run_once(
         raise RuntimeError(f"the daemon exited with code {code} during the benchmark")
     cpu = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
     frames = sum(log.processed.values())
-    decoded = sum(seq + 1 for seq in log.last_seq.values())
+    decoded = sum(log.last_seq[cam] - log.first_seq[cam] + 1 for cam in log.last_seq)
     person_frames = int(sum(log.people))
     stages = {s: _quantiles_ms(v) for s, v in log.stage_s.items()}
     per_person: dict[str, dict[str, float]] = {}
