@@ -1,7 +1,8 @@
 """Camera faults: a camera served as MJPEG over HTTP on 127.0.0.1 (generated frames) that stalls, truncates its
 stream and sends corrupt bytes. The real daemon (``gaitwatch run``) must reconnect, report the camera offline
 (retained status and a camera_offline technical alert) and online again, stay up, and keep its event loop
-responsive: event-loop lag p99 under 50 ms, read from the daemon's own metric.
+responsive: event-loop lag p99 under 250 ms (a read on the loop would stall it for a timeout), read from the
+daemon's own metric.
 """
 
 from __future__ import annotations

@@ -34,9 +34,9 @@ def margin_to_score(margin: NDArray[np.float64]) -> NDArray[np.float64]:
     ``score = 1 / (1 + exp(-2 * margin))``: margin 0 (OpenCV's own decision boundary) maps to 0.5,
     +0.5 to 0.73, +1 to 0.88, +1.5 to 0.95 and -0.5 to 0.27. It is monotonic, so thresholds on the score are
     thresholds on the margin. On vtest.avi (PETS09-S2L1, every 5th frame, against Faster R-CNN boxes at
-    IoU 0.5) the default settings with pyramid step 1.2 gave recall/precision 0.82/0.68 at score >= 0.5, 0.80/0.79 at >= 0.62 and
-    0.77/0.90 at >= 0.73: scores around 0.6-0.7 split confident from doubtful HOG detections. A convenience
-    scale, not a calibrated probability.
+    IoU 0.5) the default settings with pyramid step 1.2 gave recall/precision 0.82/0.68 at score >= 0.5,
+    0.80/0.79 at >= 0.62 and 0.77/0.90 at >= 0.73: scores around 0.6-0.7 split confident from doubtful HOG
+    detections. A convenience scale, not a calibrated probability.
     """
     out: NDArray[np.float64] = 1.0 / (1.0 + np.exp(-_MARGIN_GAIN * margin))
     return out
