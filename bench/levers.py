@@ -1,6 +1,6 @@
 """The performance levers of the pipeline, each measured on and off against the default in one process.
 
-Usage: ``python bench/levers.py [VIDEO] [--frames N] [--fps F] [--reference DETS]`` (default
+Usage: ``python bench/levers.py [VIDEO] [--frames N] [--fps F] [--reference DETS] [--only NAME,...]`` (default
 ../shared/data/video/vtest.avi, its first 280 frames at its real 7 fps, and its Faster R-CNN detections). Frames are
 decoded once and fed to a fresh pipeline per variant, so every variant sees the same images; CPU time is the
 process's own (time.process_time), so other load on the machine inflates all variants alike and the ratios against
@@ -34,6 +34,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "second pass off": {"pose": {"second_pass": "off"}},
     "HOG at upscale 1.0": {"detector": {"hog": {"upscale": 1.0}}},
     "HOG pyramid step 1.2": {"detector": {"hog": {"scale": 1.2}}},
+    "whole frame at every detection": {"detector": {"full_frame_interval_s": 0.0}},
+    "whole frame every 1 s": {"detector": {"full_frame_interval_s": 1.0}},
+    "HOG on colour, not grey": {"detector": {"hog": {"grayscale": False}}},
 }
 REFERENCE_MIN_SCORE = 0.5
 COVERED_IOU = 0.4
@@ -86,7 +89,12 @@ def main() -> None:
     parser.add_argument(
         "--reference", type=Path, default=Path("../shared/data/video/vtest_PETS09-S2L1_det.txt"), help="MOT det file"
     )
+    parser.add_argument("--only", default="", help="comma-separated variant names to run besides the default")
     args = parser.parse_args()
+    wanted = {name.strip() for name in args.only.split(",") if name.strip()}
+    unknown = wanted - set(VARIANTS) - {"OpenCV 2 threads"}
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {sorted(unknown)}; choose from {[*VARIANTS, 'OpenCV 2 threads']}")
     reference = read_reference(args.reference)
     capture = cv2.VideoCapture(str(args.video))
     frames = []
@@ -116,8 +124,10 @@ def main() -> None:
 
     results: dict[str, dict[str, float]] = {}
     for name, overrides in VARIANTS.items():
-        results[name] = run_variant(frames, args.fps, overrides, cv_threads=1, reference=reference)
-    results["OpenCV 2 threads"] = run_variant(frames, args.fps, {}, cv_threads=2, reference=reference)
+        if name == "default" or not wanted or name in wanted:
+            results[name] = run_variant(frames, args.fps, overrides, cv_threads=1, reference=reference)
+    if not wanted or "OpenCV 2 threads" in wanted:
+        results["OpenCV 2 threads"] = run_variant(frames, args.fps, {}, cv_threads=2, reference=reference)
     base = results["default"]
     print(f"\n{'variant':32} {'cpu ms/frame':>12} {'wall ms/frame':>13} {'people/frame':>12} {'covered':>8}")
     for name, r in results.items():

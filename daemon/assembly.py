@@ -3,6 +3,8 @@ settings dataclasses. The daemon, the demo, replays and benchmarks all assemble 
 
 from __future__ import annotations
 
+import math
+
 import cv2
 
 from gaitwatch.daemon.pipeline import CameraPipeline, PipelineSettings
@@ -20,6 +22,7 @@ from gaitwatch.pose.temporal import PoseTemporalFilter, TemporalSettings
 from gaitwatch.tracking.detector import PersonDetector
 from gaitwatch.tracking.hog import HogPersonDetector, HogSettings
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings, OnnxPersonDetector
+from gaitwatch.tracking.search_regions import SearchRegionPlanner, SearchRegionSettings
 from gaitwatch.tracking.tracker import Tracker, TrackerSettings
 
 # OpenCV's own thread pool (HOG, resize, colour conversion) is capped so that it does not fight the pose
@@ -49,8 +52,19 @@ def build_detector(settings: Settings) -> PersonDetector:
             scale=h.scale,
             min_score=h.min_score,
             nms_iou=h.nms_iou,
+            grayscale=h.grayscale,
         )
     )
+
+
+def search_region_settings(settings: Settings) -> SearchRegionSettings:
+    d = settings.detector
+    if d.kind == "hog":
+        # Nothing smaller than HOG's 64x128 window (in frame pixels, after its upscaling) can hold a person.
+        min_w, min_h = math.ceil(64 / d.hog.upscale), math.ceil(128 / d.hog.upscale)
+    else:
+        min_w, min_h = 64, 128
+    return SearchRegionSettings(full_frame_interval_s=d.full_frame_interval_s, min_region_w=min_w, min_region_h=min_h)
 
 
 def build_pose_backend(settings: Settings) -> PoseBackend:
@@ -122,6 +136,7 @@ def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedMode
         camera_id,
         PipelineSettings(detect_interval_s=settings.detector.interval_s, min_presence=settings.pose.min_presence),
         detector=shared.detector,
+        regions=SearchRegionPlanner(search_region_settings(settings)),
         tracker=Tracker(tracker_settings(settings)),
         pose=shared.pose,
         scheduler=PoseScheduler(

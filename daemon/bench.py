@@ -61,12 +61,18 @@ class _RunLog:
     samples: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     pose_crops: int = 0
     pose_cpu_s: float = 0.0
+    # Detector seconds per pass, split by what it scanned: the whole frame or only its search regions.
+    detect_whole_s: list[float] = field(default_factory=list)
+    detect_regions_s: list[float] = field(default_factory=list)
 
     def add(self, result: FrameResult) -> None:
         if not self.measuring:
             return
         self.pose_crops += result.pose_crops
         self.pose_cpu_s += result.pose_cpu_s
+        if result.detected:
+            passes = self.detect_whole_s if result.whole_frame else self.detect_regions_s
+            passes.append(result.stage_s["detect"])
         for stage, seconds in result.stage_s.items():
             self.stage_s[stage].append(seconds)
         self.people.append(len(result.poses))
@@ -284,6 +290,12 @@ async def run_once(
         # The pose model's own speed inside this run: crops per CPU second of the threads that ran it.
         "pose_crops_per_cpu_s": round(log.pose_crops / log.pose_cpu_s, 2) if log.pose_cpu_s > 0 else None,
         "per_person_cost_by_people": _cost_by_people(log),
+        "detection_passes": {
+            "whole_frame": len(log.detect_whole_s),
+            "regions": len(log.detect_regions_s),
+            "whole_frame_median_ms": _quantiles_ms(log.detect_whole_s)["median_ms"],
+            "regions_median_ms": _quantiles_ms(log.detect_regions_s)["median_ms"],
+        },
         "_samples": log.samples,
     }
 

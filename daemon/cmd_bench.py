@@ -97,6 +97,11 @@ def _print_run(run: dict[str, Any]) -> None:
             f"{pp['p95_ms']:>11}\n"
         )
     out.write(f"  per-person ms by people in frame: {run['per_person_cost_by_people']}\n")
+    passes = run["detection_passes"]
+    out.write(
+        f"  detection passes: {passes['whole_frame']} on the whole frame (median {passes['whole_frame_median_ms']} "
+        f"ms), {passes['regions']} on search regions only (median {passes['regions_median_ms']} ms)\n"
+    )
     roles = run["cpu_ms_per_frame_by_role"]
     if roles:
         total = sum(roles.values())

@@ -26,6 +26,7 @@ from gaitwatch.pose.schedule import PoseScheduler
 from gaitwatch.pose.temporal import PoseTemporalFilter
 from gaitwatch.pose.types import Poses
 from gaitwatch.tracking.detector import PersonDetector
+from gaitwatch.tracking.search_regions import SearchRegionPlanner, detect_in_regions
 from gaitwatch.tracking.tracker import Tracker
 from gaitwatch.tracking.types import Detections, Frame, Tracks
 
@@ -37,10 +38,12 @@ BOX_MIN_VISIBILITY = 0.5
 
 @dataclass(frozen=True, slots=True)
 class TimedDetections:
-    """A frame's detections and the seconds the detector took (run ahead of ``process``, on another thread)."""
+    """A frame's detections, the seconds the detector took (run ahead of ``process``, on another thread) and
+    whether it scanned the whole frame (else only the regions that changed and those around tracked people)."""
 
     detections: Detections
     seconds: float
+    full_frame: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +67,20 @@ class FrameResult:
     # CPU seconds of this thread inside the model call: what pose itself costs, as measured inside the daemon.
     pose_crops: int = 0
     pose_cpu_s: float = 0.0
+    # Whether the detector (when it ran) scanned the whole frame rather than its search regions.
+    whole_frame: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineSettings:
     """``detect_interval_s``: run the detector once this much time has passed since the last detection
     (0 = every frame); between detections boxes come from pose. ``min_presence``: pose crops scored below this
-    are not people and are not recorded."""
+    are not people and are not recorded. ``region_nms_iou``: overlap above which the weaker of two detections
+    from neighbouring search regions is dropped (see ``detect_in_regions``)."""
 
     detect_interval_s: float
     min_presence: float
+    region_nms_iou: float = 0.3
 
 
 class CameraPipeline:
@@ -82,6 +89,7 @@ class CameraPipeline:
         camera_id: str,
         settings: PipelineSettings,
         detector: PersonDetector,
+        regions: SearchRegionPlanner,
         tracker: Tracker,
         pose: PoseBackend,
         scheduler: PoseScheduler,
@@ -94,6 +102,7 @@ class CameraPipeline:
         self.camera_id = camera_id
         self._settings = settings
         self._detector = detector
+        self._regions = regions
         self._tracker = tracker
         self._pose = pose
         self._scheduler = scheduler
@@ -103,6 +112,8 @@ class CameraPipeline:
         self._policy = policy
         self._clock = clock
         self._last_detect_t: float | None = None
+        # The boxes of the last processed frame's tracks: the detector also searches around them.
+        self._track_boxes = np.zeros((0, 4), dtype=np.float64)
         self._buffers: dict[int, TrajectoryBuffer] = {}
         self._last_window_t: dict[int, float] = {}
 
@@ -116,11 +127,17 @@ class CameraPipeline:
         return self._last_detect_t is None or t - self._last_detect_t >= self._settings.detect_interval_s
 
     def detect(self, frame: Frame) -> TimedDetections:
-        """Run the detector on ``frame``. It touches no per-camera state, so the daemon runs it on a detection
-        thread, overlapping another camera's pose inference; ``process`` then takes the result."""
+        """Run the detector on ``frame``, on the whole frame or on its search regions. The daemon runs it on a
+        detection thread, overlapping another camera's pose inference, and ``process`` then takes the result;
+        a camera's frames go through ``detect`` and ``process`` one at a time and in order, so the region
+        planner (this camera's own) and the track boxes it reads are never used by two threads at once."""
         started = self._clock()
-        detections = self._detector.detect(frame.image)
-        return TimedDetections(detections, self._clock() - started)
+        regions = self._regions.plan(frame.t, frame.image, self._track_boxes)
+        if regions is None:
+            detections = self._detector.detect(frame.image)
+        else:
+            detections = detect_in_regions(self._detector, frame.image, regions, self._settings.region_nms_iou)
+        return TimedDetections(detections, self._clock() - started, full_frame=regions is None)
 
     def process(self, frame: Frame, detected: TimedDetections | None = None) -> FrameResult:
         """Track, pose and analyse one frame. ``detected``: this frame's detections when the caller ran the
@@ -150,8 +167,18 @@ class CameraPipeline:
 
         gait, alerts = self._analyse(poses, tracks, t)
         stage_s["gait"] = self._clock() - mark
+        self._track_boxes = tracks.xyxy
         return FrameResult(
-            frame, detected is not None, tracks, poses, tuple(gait), tuple(alerts), stage_s, pose_crops, pose_cpu_s
+            frame,
+            detected is not None,
+            tracks,
+            poses,
+            tuple(gait),
+            tuple(alerts),
+            stage_s,
+            pose_crops,
+            pose_cpu_s,
+            whole_frame=detected is not None and detected.full_frame,
         )
 
     def close(self, t: float) -> list[Alert]:

@@ -23,6 +23,7 @@ from gaitwatch.pose.blazepose import BlazePoseSettings
 from gaitwatch.pose.schedule import ScheduleSettings
 from gaitwatch.tracking.hog import HogSettings
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings
+from gaitwatch.tracking.search_regions import SearchRegionSettings
 from gaitwatch.tracking.tracker import TrackerSettings
 
 EX_CONFIG = 78
@@ -113,6 +114,7 @@ class HogSettingsModel(_Section):
     scale: float = Field(_default(HogSettings, "scale"), gt=1.0, le=2.0)
     min_score: Fraction = _default(HogSettings, "min_score")
     nms_iou: Fraction = _default(HogSettings, "nms_iou")
+    grayscale: bool = _default(HogSettings, "grayscale")
 
 
 class DetectorSettings(_Section):
@@ -122,6 +124,9 @@ class DetectorSettings(_Section):
 
     kind: Literal["hog", "onnx"] = "hog"
     interval_s: float = Field(0.5, ge=0.0, le=10.0)
+    # Between full-frame scans only the regions that changed since the last detection and those around tracked
+    # people are searched (``gaitwatch.tracking.search_regions``); 0 = always the whole frame.
+    full_frame_interval_s: float = Field(_default(SearchRegionSettings, "full_frame_interval_s"), ge=0.0, le=600.0)
     hog: HogSettingsModel = HogSettingsModel()
     onnx_model: Path | None = Field(None, description="person-detector .onnx file (kind = 'onnx')")
     onnx_min_score: Fraction = _default(OnnxDetectorSettings, "min_score")
