@@ -36,7 +36,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "HOG pyramid step 1.2": {"detector": {"hog": {"scale": 1.2}}},
     "whole frame at every detection": {"detector": {"full_frame_interval_s": 0.0}},
     "whole frame every 1 s": {"detector": {"full_frame_interval_s": 1.0}},
-    "HOG on colour, not grey": {"detector": {"hog": {"grayscale": False}}},
+    "HOG on the grey image": {"detector": {"hog": {"grayscale": True}}},
 }
 REFERENCE_MIN_SCORE = 0.5
 COVERED_IOU = 0.4

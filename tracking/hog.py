@@ -73,9 +73,10 @@ class HogSettings:
         expects.
     grayscale:
         Compute the gradients on the grey image instead of on each colour channel (OpenCV keeps the strongest
-        channel's gradient per pixel). On vtest.avi (every 5th frame, recall against Faster R-CNN boxes at
-        IoU > 0.4): grey 0.864 at 0.88x the time of colour 0.858. Colour helps only where a person differs
-        from the background in hue but not in brightness.
+        channel's gradient per pixel). On vtest.avi (every 5th frame, against Faster R-CNN boxes at IoU 0.5)
+        grey takes 0.88x the time of colour at the same recall (0.823) but lower precision (0.640 vs 0.671);
+        through the whole pipeline the false boxes cost in pose crops what grey saved in HOG (CPU per frame
+        1.01x of colour, `bench/levers.py`), so colour stays the default.
     """
 
     upscale: float = 1.3
@@ -86,7 +87,7 @@ class HogSettings:
     nms_iou: float = 0.3
     box_shrink_x: float = 0.18
     box_shrink_y: float = 0.1
-    grayscale: bool = True
+    grayscale: bool = False
 
     def __post_init__(self) -> None:
         if not (0.25 <= self.upscale <= 4.0):
