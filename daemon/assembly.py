@@ -62,9 +62,14 @@ def search_region_settings(settings: Settings) -> SearchRegionSettings:
     if d.kind == "hog":
         # Nothing smaller than HOG's 64x128 window (in frame pixels, after its upscaling) can hold a person.
         min_w, min_h = math.ceil(64 / d.hog.upscale), math.ceil(128 / d.hog.upscale)
+        interval = SearchRegionSettings().full_frame_interval_s
     else:
+        # A network with a fixed input runs a whole pass per region: whole frames only, unless configured.
         min_w, min_h = 64, 128
-    return SearchRegionSettings(full_frame_interval_s=d.full_frame_interval_s, min_region_w=min_w, min_region_h=min_h)
+        interval = 0.0
+    if d.full_frame_interval_s is not None:
+        interval = d.full_frame_interval_s
+    return SearchRegionSettings(full_frame_interval_s=interval, min_region_w=min_w, min_region_h=min_h)
 
 
 def build_pose_backend(settings: Settings) -> PoseBackend:

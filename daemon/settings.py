@@ -23,7 +23,6 @@ from gaitwatch.pose.blazepose import BlazePoseSettings
 from gaitwatch.pose.schedule import ScheduleSettings
 from gaitwatch.tracking.hog import HogSettings
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings
-from gaitwatch.tracking.search_regions import SearchRegionSettings
 from gaitwatch.tracking.tracker import TrackerSettings
 
 EX_CONFIG = 78
@@ -125,8 +124,10 @@ class DetectorSettings(_Section):
     kind: Literal["hog", "onnx"] = "hog"
     interval_s: float = Field(0.5, ge=0.0, le=10.0)
     # Between full-frame scans only the regions that changed since the last detection and those around tracked
-    # people are searched (``gaitwatch.tracking.search_regions``); 0 = always the whole frame.
-    full_frame_interval_s: float = Field(_default(SearchRegionSettings, "full_frame_interval_s"), ge=0.0, le=600.0)
+    # people are searched (``gaitwatch.tracking.search_regions``); 0 = always the whole frame. Unset: 2 s for HOG
+    # (its cost grows with the area scanned) and 0 for ONNX (a fixed-size network input costs a whole pass per
+    # region, so regions would cost more than the frame).
+    full_frame_interval_s: float | None = Field(None, ge=0.0, le=600.0)
     hog: HogSettingsModel = HogSettingsModel()
     onnx_model: Path | None = Field(None, description="person-detector .onnx file (kind = 'onnx')")
     onnx_min_score: Fraction = _default(OnnxDetectorSettings, "min_score")

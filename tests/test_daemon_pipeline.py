@@ -1,5 +1,5 @@
-"""The per-camera pipeline on real frames: detector cadence in seconds, pose only on confirmed tracks, pose-derived
-boxes between detections, keypoints in frame pixels inside the person's box."""
+"""The per-camera pipeline on real frames: detector cadence in seconds (whole frames and search regions), pose only
+on confirmed tracks, pose-derived boxes between detections, keypoints in frame pixels inside the person's box."""
 
 from __future__ import annotations
 
@@ -38,6 +38,16 @@ def test_detector_runs_every_interval_in_seconds(results: list[FrameResult]) -> 
     # Same interval at 14 fps: every 7th frame. The config says seconds, so it survives a frame-rate change.
     faster = _run(frames=15, fps=14.0, overrides={"detector": {"interval_s": 0.5}})
     assert [r.frame.seq for r in faster if r.detected] == [0, 7, 14]
+
+
+def test_whole_frame_scans_come_every_full_frame_interval_and_regions_between(results: list[FrameResult]) -> None:
+    # Detections at 0, 4/7, 8/7, ... s; full scans at 0 s and then at the first detection >= 2 s later (16/7 s),
+    # (40 frames hold 5.6 s), unless the regions would cover most of the frame (then the scan is whole too).
+    whole = [r.frame.seq for r in results if r.detected and r.whole_frame]
+    regions = [r.frame.seq for r in results if r.detected and not r.whole_frame]
+    assert whole[:2] == [0, 16] and {32} <= set(whole), whole
+    assert len(regions) >= 5, regions
+    assert not any(r.whole_frame for r in results if not r.detected)
 
 
 def test_pose_runs_only_on_confirmed_tracks_and_lands_on_them(results: list[FrameResult]) -> None:

@@ -102,3 +102,19 @@ def test_secret_is_read_from_credentials_directory(tmp_path: Path, monkeypatch: 
     assert read_secret(Path("mqtt-password")) == "s3cret"
     with pytest.raises(ConfigError, match="not found"):
         read_secret(Path("other"))
+
+
+def test_search_regions_default_by_detector_kind() -> None:
+    """HOG costs grow with the area scanned, so it searches regions between 2 s full scans; a fixed-input ONNX
+    network would run a whole pass per region, so it scans whole frames unless the site says otherwise."""
+    from gaitwatch.daemon.assembly import search_region_settings
+
+    camera = {"cameras": [{"id": "a", "source": "x.mp4"}]}
+    hog = search_region_settings(parse_settings(camera))
+    assert (hog.full_frame_interval_s, hog.min_region_w, hog.min_region_h) == (2.0, 50, 99)  # 64x128 / 1.3
+    onnx = {"kind": "onnx", "onnx_model": "/etc/gaitwatch/person.onnx"}
+    assert search_region_settings(parse_settings({**camera, "detector": onnx})).full_frame_interval_s == 0.0
+    tuned = {**onnx, "full_frame_interval_s": 3.0}
+    assert search_region_settings(parse_settings({**camera, "detector": tuned})).full_frame_interval_s == 3.0
+    always = {"full_frame_interval_s": 0.0}
+    assert search_region_settings(parse_settings({**camera, "detector": always})).full_frame_interval_s == 0.0
