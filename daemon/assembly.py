@@ -3,8 +3,6 @@ settings dataclasses. The daemon, the demo, replays and benchmarks all assemble 
 
 from __future__ import annotations
 
-import math
-
 import cv2
 
 from gaitwatch.daemon.pipeline import CameraPipeline, PipelineSettings
@@ -43,25 +41,26 @@ def build_detector(settings: Settings) -> PersonDetector:
                 person_class=d.onnx_person_class,
             )
         )
-    h = d.hog
-    return HogPersonDetector(
-        HogSettings(
-            upscale=h.upscale,
-            hit_threshold=h.hit_threshold,
-            win_stride=h.win_stride,
-            scale=h.scale,
-            min_score=h.min_score,
-            nms_iou=h.nms_iou,
-            grayscale=h.grayscale,
-        )
+    return HogPersonDetector(hog_settings(settings))
+
+
+def hog_settings(settings: Settings) -> HogSettings:
+    h = settings.detector.hog
+    return HogSettings(
+        upscale=h.upscale,
+        hit_threshold=h.hit_threshold,
+        win_stride=h.win_stride,
+        scale=h.scale,
+        min_score=h.min_score,
+        nms_iou=h.nms_iou,
+        grayscale=h.grayscale,
     )
 
 
 def search_region_settings(settings: Settings) -> SearchRegionSettings:
     d = settings.detector
     if d.kind == "hog":
-        # Nothing smaller than HOG's 64x128 window (in frame pixels, after its upscaling) can hold a person.
-        min_w, min_h = math.ceil(64 / d.hog.upscale), math.ceil(128 / d.hog.upscale)
+        min_w, min_h = hog_settings(settings).smallest_window()
         interval = SearchRegionSettings().full_frame_interval_s
     else:
         # A network with a fixed input runs a whole pass per region: whole frames only, unless configured.

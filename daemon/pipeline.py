@@ -43,7 +43,7 @@ class TimedDetections:
 
     detections: Detections
     seconds: float
-    full_frame: bool = True
+    whole_frame: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +137,7 @@ class CameraPipeline:
             detections = self._detector.detect(frame.image)
         else:
             detections = detect_in_regions(self._detector, frame.image, regions, self._settings.region_nms_iou)
-        return TimedDetections(detections, self._clock() - started, full_frame=regions is None)
+        return TimedDetections(detections, self._clock() - started, whole_frame=regions is None)
 
     def process(self, frame: Frame, detected: TimedDetections | None = None) -> FrameResult:
         """Track, pose and analyse one frame. ``detected``: this frame's detections when the caller ran the
@@ -178,7 +178,7 @@ class CameraPipeline:
             stage_s,
             pose_crops,
             pose_cpu_s,
-            whole_frame=detected is not None and detected.full_frame,
+            whole_frame=detected is not None and detected.whole_frame,
         )
 
     def close(self, t: float) -> list[Alert]:

@@ -107,6 +107,11 @@ class HogSettings:
         if not math.isfinite(self.hit_threshold):
             raise ValueError(f"HogSettings.hit_threshold must be finite; got {self.hit_threshold}")
 
+    def smallest_window(self) -> tuple[int, int]:
+        """Width and height in frame pixels of the smallest window tested (64x128 before upscaling): no region
+        smaller than this can hold a person the detector finds."""
+        return math.ceil(_WINDOW[0] / self.upscale), math.ceil(_WINDOW[1] / self.upscale)
+
 
 class HogPersonDetector:
     """``PersonDetector`` using ``cv2.HOGDescriptor_getDefaultPeopleDetector`` (upright, walking people).

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from gaitwatch.tracking.boxes import nms
+from gaitwatch.tracking.boxes import area, nms
 from gaitwatch.tracking.detector import PersonDetector
 from gaitwatch.tracking.types import Detections
 
@@ -131,12 +131,13 @@ class SearchRegionPlanner:
         ``t``: the frame's time in seconds; ``track_boxes``: the boxes of the people tracked so far (N, 4).
         """
         s = self.settings
+        if s.full_frame_interval_s == 0.0:
+            return None  # every scan whole: no reference frame to keep
         height, width = image.shape[:2]
         grey = self._downscaled_grey(image)
         previous, self._previous = self._previous, grey
         if (
-            s.full_frame_interval_s == 0.0
-            or previous is None
+            previous is None
             or previous.shape != grey.shape
             or self._last_full_t is None
             or t - self._last_full_t >= s.full_frame_interval_s
@@ -146,8 +147,7 @@ class SearchRegionPlanner:
             return None
         motion = self._motion_boxes(previous, grey, width / grey.shape[1], height / grey.shape[0])
         regions = self._grow(np.concatenate([motion, track_boxes.reshape(-1, 4)]), width, height)
-        covered = float(np.sum((regions[:, 2] - regions[:, 0]) * (regions[:, 3] - regions[:, 1])))
-        if covered > s.max_area_fraction * width * height:
+        if float(np.sum(area(regions))) > s.max_area_fraction * width * height:
             self._last_full_t = t
             return None
         return regions
