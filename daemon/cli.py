@@ -38,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EX_CONFIG
     from gaitwatch.daemon.service import run_service
 
-    return run_service(settings)
+    return run_service(settings, args.config)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -17,9 +17,10 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 _PRIORITIES: Final = (
     (logging.CRITICAL, 2),
@@ -111,3 +112,39 @@ def configure_logging(
     for name in _CHATTY:
         logging.getLogger(name).setLevel(max(levelno, logging.INFO))
     return handler
+
+
+class LogThrottle:
+    """At most one line per ``key`` every ``interval_s``; the next line that gets through says how many
+    were suppressed. For messages a hostile or broken peer can trigger at will (malformed acks, a storage
+    error on every alert): 1,000 bad messages must not become 1,000 journal lines, yet the first one and a
+    steady reminder must show. ``clock`` is injectable for tests; not thread-safe (use it from one thread)."""
+
+    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        """None: suppress this line. Otherwise log it, with the returned count of lines suppressed since the
+        previous one (0 for the first)."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._suppressed.pop(key, 0)
+
+    def log(self, logger: logging.Logger, level: int, key: str, msg: str, *args: object, **kwargs: Any) -> bool:
+        """``logger.log`` through the throttle; returns whether the line was written."""
+        suppressed = self.allow(key)
+        if suppressed is None:
+            return False
+        if suppressed:
+            extra = dict(kwargs.pop("extra", None) or {})
+            extra["suppressed"] = suppressed
+            kwargs["extra"] = extra
+        logger.log(level, msg, *args, **kwargs)
+        return True

@@ -127,6 +127,29 @@ class DaemonMetrics:
         self.outbox_cleaned = Counter(
             "gaitwatch_outbox_cleaned", "Delivered rows deleted after outbox.keep_published_s", registry=r
         )
+        self.outbox_available = Gauge(
+            "gaitwatch_outbox_available",
+            "0 while the outbox cannot commit alerts (disk full, locked, I/O error): alerts are then held in "
+            "memory and published directly",
+            registry=r,
+        )
+        self.alerts_held = Gauge(
+            "gaitwatch_alerts_held",
+            "Alerts held in memory because the outbox could not commit them (bounded by outbox.memory_rows)",
+            registry=r,
+        )
+        self.alerts_lost = Counter(
+            "gaitwatch_alerts_lost",
+            "Alerts neither committed nor held (outbox unavailable AND the memory hold full): page someone",
+            registry=r,
+        )
+        self.camera_degraded = Gauge(
+            "gaitwatch_camera_degraded",
+            "1 while the camera delivers frames but the pipeline processes fewer than the camera's "
+            "min_processed_fps (too large or too fast a stream for this PC)",
+            ["camera"],
+            registry=r,
+        )
         self.acks = Counter(
             "gaitwatch_mqtt_acks",
             "Alert ids named in integrator acks, by result (acked, ignored, invalid message)",
@@ -153,6 +176,7 @@ class DaemonMetrics:
             self.camera_up.labels(camera=camera).set(0)
             self.camera_reconnects.labels(camera=camera)
             self.tracks_active.labels(camera=camera).set(0)
+            self.camera_degraded.labels(camera=camera).set(0)
         for stage in self.stages:
             self.stage_latency.labels(stage=stage)
         for reason in PUBLISH_FAILURE_REASONS:
@@ -160,6 +184,7 @@ class DaemonMetrics:
         for result in ACK_RESULTS:
             self.acks.labels(result=result)
         self.mqtt_connected.set(0)
+        self.outbox_available.set(1)
 
     def _camera(self, camera: str) -> str:
         if camera not in self.cameras:
@@ -213,6 +238,13 @@ class DaemonMetrics:
 
     def outbox_row_published(self) -> None:
         self.outbox_published.inc()
+
+    def set_held(self, held: int, *, available: bool) -> None:
+        self.alerts_held.set(held)
+        self.outbox_available.set(1 if available else 0)
+
+    def set_camera_degraded(self, camera: str, degraded: bool) -> None:
+        self.camera_degraded.labels(camera=self._camera(camera)).set(1 if degraded else 0)
 
     def set_outbox_rows(self, rows: int, unacked: int) -> None:
         self.outbox_rows.set(rows)

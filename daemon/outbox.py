@@ -381,6 +381,11 @@ class Outbox:
         """All rows, delivered or not (bounded by ``max_rows``)."""
         return int(self._scalar("SELECT COUNT(*) FROM outbox", ()) or 0)
 
+    def last_seq(self) -> int:
+        """The highest ``seq`` ever given (deleted rows included): the next row gets ``last_seq() + 1``."""
+        given = self._scalar("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'", ())
+        return int(given or 0)
+
     def _scalar(self, sql: str, params: tuple[object, ...]) -> float | int | None:
         with self._lock:
             try:

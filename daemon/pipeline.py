@@ -17,7 +17,7 @@ import numpy as np
 from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
 from gaitwatch.gait.features import analyze_window
-from gaitwatch.gait.settings import GaitSettings
+from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.gait.trajectory import TrajectoryBuffer
 from gaitwatch.gait.types import Alert, Assessment, GaitMetrics
 from gaitwatch.pose.backend import PoseBackend
@@ -121,6 +121,10 @@ class CameraPipeline:
     def tracked_people(self) -> int:
         """People with a keypoint history right now."""
         return len(self._buffers)
+
+    def update_alert_policy(self, settings: AlertPolicySettings) -> None:
+        """A config reload: new thresholds apply from the next gait window; open alerts keep their state."""
+        self._policy.settings = settings
 
     def detection_due(self, t: float) -> bool:
         """Whether the frame at ``t`` should go through the person detector."""

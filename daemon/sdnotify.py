@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 from types import TracebackType
 
@@ -91,6 +92,11 @@ class SystemdNotifier:
     def status(self, text: str) -> bool:
         """One line shown by ``systemctl status``."""
         return self.notify(_status_line(text))
+
+    def reloading(self) -> bool:
+        """A SIGHUP reload has begun; ``ready`` ends it. ``MONOTONIC_USEC`` lets systemd's
+        ``Type=notify-reload`` (and ``systemctl reload`` with ``ExecReload=``) match the two."""
+        return self.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
 
     def stopping(self) -> bool:
         """Shutdown has begun (so systemd does not mistake a slow stop for a hang)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import threading
@@ -30,11 +31,13 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from gaitwatch.daemon import __version__
-from gaitwatch.daemon.assembly import SharedModels, build_camera_pipeline
-from gaitwatch.daemon.logs import configure_logging
+from gaitwatch.daemon.alert_intake import AlertIntake, StoreResult
+from gaitwatch.daemon.assembly import SharedModels, alert_policy_settings, build_camera_pipeline
+from gaitwatch.daemon.logs import LogThrottle, configure_logging
 from gaitwatch.daemon.metrics import DaemonMetrics, MetricsServer, monitor_loop_lag, start_http_server
 from gaitwatch.daemon.mqtt import (
     MqttConfig,
@@ -66,9 +69,12 @@ from gaitwatch.daemon.payloads import (
     technical_alert_body,
 )
 from gaitwatch.daemon.pipeline import STAGES, CameraPipeline, FrameResult
+from gaitwatch.daemon.reload import merge_reloadable, plan_reload
 from gaitwatch.daemon.sdnotify import SystemdNotifier, watchdog_interval_s
-from gaitwatch.daemon.settings import EX_CONFIG, CameraSettings, ConfigError, Settings, read_secret
+from gaitwatch.daemon.settings import EX_CONFIG, CameraSettings, ConfigError, Settings, load_settings, read_secret
 from gaitwatch.daemon.sources import OpenCvCamera, SourceError
+from gaitwatch.daemon.state_lock import StateDirLock, StateDirLockedError
+from gaitwatch.daemon.technical_alerts import TechnicalAlertType
 from gaitwatch.gait.types import Alert, AlertPhase
 from gaitwatch.pose.blazepose import PoseModelError
 
@@ -118,16 +124,22 @@ class ServiceCounters:
     gait_windows: int = 0
     alerts: int = 0  # alert messages raised (every phase, clinical and technical), stored or not
     alerts_stored: int = 0  # of those, committed to the outbox
+    alerts_held: int = 0  # of those, held in memory because the outbox could not commit them
+    reloads: int = 0  # SIGHUP reloads applied
+    reloads_refused: int = 0  # SIGHUP reloads refused (invalid config)
     confirmed_tracks: set[tuple[str, int]] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
 class EmittedAlert:
-    """An alert message handed to the outbox: its idempotency key and the incident it belongs to."""
+    """An alert message handed to delivery: its idempotency key, the incident it belongs to, and whether it
+    was committed to the outbox (``stored``) or, the outbox being unavailable, held in memory (``held``: it
+    is published directly and committed when the disk recovers)."""
 
     alert_id: str
     incident_id: str
     stored: bool
+    held: bool = False
 
 
 @dataclass(slots=True)
@@ -160,8 +172,10 @@ class Service:
         on_result: Callable[[FrameResult], None] | None = None,
         notifier: SystemdNotifier | None = None,
         inference_stuck_s: float = INFERENCE_STUCK_S,
+        config_path: Path | None = None,
     ) -> None:
         self.settings = settings
+        self._config_path = config_path
         self._inference_stuck_s = inference_stuck_s
         self.counters = ServiceCounters()
         self.ready = asyncio.Event()
@@ -196,7 +210,12 @@ class Service:
         # When each busy inference thread began its current job, by thread id (written only by that thread).
         self._inference_started: dict[int, float] = {}
         self._cameras: list[_Camera] = []
+        self._state_lock: StateDirLock | None = None
         self._outbox: Outbox | None = None
+        self._intake: AlertIntake | None = None
+        self._outbox_unavailable_incident: str | None = None
+        self._throttle = LogThrottle(FRAME_ERROR_LOG_INTERVAL_S)
+        self._reload_task: asyncio.Task[None] | None = None
         self._mqtt_config: MqttConfig | None = None
         self._transport: MqttTransport | None = None
         self._drainer: OutboxDrainer | None = None
@@ -210,6 +229,59 @@ class Service:
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM does); ``run`` then returns 0."""
         self._stopping.set()
+
+    def request_reload(self) -> None:
+        """Re-read the config file (what SIGHUP does): see ``gaitwatch.daemon.reload`` for what changes."""
+        if not self.ready.is_set() or self._stopping.is_set():
+            log.warning("ignoring a reload request: the daemon is not running yet or is stopping")
+            return
+        if self._reload_task is None or self._reload_task.done():
+            self._reload_task = asyncio.get_running_loop().create_task(self._reload(), name="reload")
+
+    async def _reload(self) -> None:
+        if self._config_path is None:
+            log.warning("reload requested, but this daemon was not started from a config file; nothing to do")
+            return
+        self._notifier.reloading()
+        try:
+            new = await asyncio.to_thread(load_settings, self._config_path)
+        except ConfigError as exc:
+            log.error("reload refused: the new config is invalid; the running config stays error=%s", exc)
+            self.counters.reloads_refused += 1
+            self._notifier.ready(f"reload refused (invalid config); {self._status_text or ''}".rstrip("; "))
+            return
+        plan = plan_reload(self.settings, new)
+        self.settings = merge_reloadable(self.settings, new)
+        configure_logging(self.settings.service.log_level)
+        policy = alert_policy_settings(self.settings)
+        cameras = {c.id: c for c in self.settings.cameras}
+        for camera in self._cameras:
+            camera.settings = cameras[camera.settings.id]
+            camera.pipeline.update_alert_policy(policy)
+        self.counters.reloads += 1
+        log.info(
+            "reloaded config=%s applied=%s needs_restart=%s",
+            self._config_path,
+            ",".join(plan.applied) or "-",
+            ",".join(plan.needs_restart) or "-",
+        )
+        if plan.needs_restart:
+            log.warning("these changes need a restart (systemctl restart gaitwatch): %s", ", ".join(plan.needs_restart))
+        self._status_text = None  # re-sent by the next health pass
+        self._notifier.ready()
+
+    def _log_state(self) -> None:
+        """SIGUSR1: one line with the daemon's state (what STATUS shows, plus counters)."""
+        c = self.counters
+        log.info(
+            "state status=%r frames=%d alerts=%d stored=%d held=%d reloads=%d",
+            self._status_text or "",
+            c.frames,
+            c.alerts,
+            c.alerts_stored,
+            c.alerts_held,
+            c.reloads,
+        )
 
     @property
     def topics(self) -> Topics:
@@ -264,6 +336,19 @@ class Service:
                 "writable directory (systemd: StateDirectory=)",
                 EX_CANTCREAT,
             ) from None
+        lock = StateDirLock(state_dir)
+        try:
+            lock.acquire()
+        except StateDirLockedError as exc:
+            raise StartupError(str(exc), EX_CANTCREAT) from None
+        except OSError as exc:
+            full = " (the disk, or the state directory's quota, is full)" if exc.errno == errno.ENOSPC else ""
+            raise StartupError(
+                f"cannot create the lock file in {state_dir}: {exc.strerror}{full}; free space in (or fix) "
+                "service.state_dir",
+                EX_CANTCREAT,
+            ) from None
+        self._state_lock = lock
         try:
             outbox = Outbox(
                 state_dir / "outbox.sqlite3",
@@ -305,9 +390,17 @@ class Service:
         """Run until SIGTERM/SIGINT or ``request_stop`` (or until every source ended, if asked); returns the
         exit code: 0 after a graceful stop, 66/69/73/78 when start-up failed, 1 after an unexpected error."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        handlers: dict[signal.Signals, Callable[[], None]] = {
+            signal.SIGTERM: self.request_stop,
+            signal.SIGINT: self.request_stop,
+            signal.SIGHUP: self.request_reload,
+            signal.SIGUSR1: self._log_state,
+            # No meaning here; its default action would kill the daemon mid-frame, outbox and all.
+            signal.SIGUSR2: lambda: log.warning("ignoring SIGUSR2 (SIGHUP reloads the config, SIGUSR1 logs the state)"),
+        }
+        for sig, handler in handlers.items():
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self.request_stop)
+                loop.add_signal_handler(sig, handler)
         try:
             try:
                 await self._start()
@@ -326,7 +419,7 @@ class Service:
             return EX_RUNTIME
         finally:
             await self._shutdown()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in handlers:
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
 
@@ -334,6 +427,8 @@ class Service:
         s = self.settings
         self._mqtt_config = self._build_mqtt_config()
         self._outbox = await asyncio.to_thread(self._open_outbox)
+        self._intake = AlertIntake(self._outbox, s.outbox.memory_rows, self.metrics, self._on_outbox_availability)
+        await self._intake.start()
         sources = await asyncio.to_thread(self._check_cameras)
         shared = await asyncio.to_thread(self._load_models)
         self._identity = PublisherIdentity(
@@ -378,6 +473,7 @@ class Service:
                 metrics=self.metrics,
                 republish_after_s=s.mqtt.ack_timeout_s if ack_topic else None,
             )
+        self._intake.attach(self._transport, self._drainer)
         for camera in self._cameras:
             camera.started_at = time.monotonic()
             camera.source.start()
@@ -405,6 +501,8 @@ class Service:
             asyncio.create_task(self._active_alerts_loop(), name="active-alerts"),
             asyncio.create_task(self._cleanup_loop(), name="outbox-cleanup"),
         ]
+        if self._intake is not None:
+            background.append(asyncio.create_task(self._intake.run(), name="held-alerts"))
         drainer = asyncio.create_task(self._drainer.run(), name="outbox-drainer") if self._drainer is not None else None
         if self.settings.mqtt.ack_topic:
             background.append(asyncio.create_task(self._ack_loop(), name="acks"))
@@ -432,6 +530,8 @@ class Service:
             await asyncio.gather(*background, return_exceptions=True)
             await self._record_acks()
             await self._end_open_alerts()
+            if self._intake is not None:
+                await self._intake.flush()
             await self._flush_outbox()
             await self._publish_active_alerts()
         finally:
@@ -455,6 +555,8 @@ class Service:
         self._detection.shutdown(wait=True)
         if self._outbox is not None:
             self._outbox.close()
+        if self._state_lock is not None:
+            self._state_lock.release()
         if self._metrics_server is not None:
             self._metrics_server.close()
         if self.ready.is_set():
@@ -469,8 +571,13 @@ class Service:
     # -- per camera ------------------------------------------------------------------------------------------
 
     async def _infer(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on an inference thread. The thread itself records when the job it is running began,
-        so the watchdog sees a hung job even while other cameras' jobs queue behind it."""
+        """Run ``fn`` on an inference thread (watched, see ``_watched``)."""
+        return await self._watched(self._inference, fn)
+
+    async def _watched(self, executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on one of ``executor``'s threads (inference or detection). The thread itself records
+        when the job it is running began, so the watchdog sees a hung job even while other cameras' jobs
+        queue behind it."""
 
         def job() -> T:
             thread = threading.get_ident()
@@ -480,7 +587,7 @@ class Service:
             finally:
                 del self._inference_started[thread]
 
-        return await asyncio.get_running_loop().run_in_executor(self._inference, job)
+        return await asyncio.get_running_loop().run_in_executor(executor, job)
 
     async def _camera_loop(self, camera: _Camera) -> None:
         source, pipeline = camera.source, camera.pipeline
@@ -495,8 +602,7 @@ class Service:
             try:
                 detected = None
                 if pipeline.detection_due(frame.t):
-                    loop = asyncio.get_running_loop()
-                    detected = await loop.run_in_executor(self._detection, pipeline.detect, frame)
+                    detected = await self._watched(self._detection, lambda f=frame: pipeline.detect(f))  # type: ignore[misc]
                 result = await self._infer(lambda f=frame, d=detected: pipeline.process(f, d))  # type: ignore[misc]
                 await self._deliver(camera, result)
             except Exception as exc:
@@ -626,8 +732,10 @@ class Service:
         )
         self.metrics.alert_raised(type_, "technical")
         # The overflow alert must get in even when the outbox is full: that is the point of it.
-        stored = await self._store(self._topics.alert(camera), body, alert_id, over_limit=type_ == "outbox_full")
-        return EmittedAlert(alert_id, incident, stored)
+        result = await self._store(
+            self._topics.alert(camera), body, alert_id, over_limit=type_ == TechnicalAlertType.OUTBOX_FULL
+        )
+        return EmittedAlert(alert_id, incident, result is StoreResult.STORED, result is StoreResult.HELD)
 
     def _camera(self, camera_id: str) -> _Camera:
         for camera in self._cameras:
@@ -635,14 +743,15 @@ class Service:
                 return camera
         raise ValueError(f"unknown camera {camera_id!r}")
 
-    async def _store(self, topic: str, body: bytes, alert_id: str, *, over_limit: bool = False) -> bool:
-        """Commit to the outbox before any network I/O; the drainer publishes it. Returns whether it was
-        stored; an alert that could not be stored is loud (log, metric, ``outbox_full`` technical alert)."""
-        assert self._outbox is not None
+    async def _store(self, topic: str, body: bytes, alert_id: str, *, over_limit: bool = False) -> StoreResult:
+        """Hand an alert to delivery before any network I/O: committed to the outbox (the drainer publishes
+        it) or, when the disk refuses it, held in memory and published directly (``AlertIntake``). A full
+        outbox is loud (log, metric, ``outbox_full`` technical alert); so is an unavailable one."""
+        assert self._intake is not None
         self.counters.alerts += 1
         self._track_active(body)
         try:
-            await asyncio.to_thread(self._outbox.add, topic, body, alert_id, over_limit=over_limit)
+            result = await self._intake.store(topic, body, alert_id, over_limit=over_limit)
         except OutboxFullError as exc:
             self.metrics.outbox_overflow()
             log.error("outbox full: alert not stored alert_id=%s error=%s", alert_id, exc)
@@ -650,22 +759,36 @@ class Service:
                 # Claimed before the await: several cameras may hit the full outbox at once.
                 self._outbox_full_incident = incident = self._incident_ids.next()
                 await self.emit_technical_alert(
-                    "outbox_full",
+                    TechnicalAlertType.OUTBOX_FULL,
                     incident_id=incident,
                     evidence={"max_rows": float(self.settings.outbox.max_rows)},
                 )
-            return False
-        except OutboxError as exc:
-            log.critical("cannot store alert alert_id=%s error=%s", alert_id, exc)
-            return False
-        self.counters.alerts_stored += 1
-        if self._drainer is not None:
-            self._drainer.notify()
-        if self._outbox_full_incident is not None and not over_limit:
-            # The outbox took an alert again: the overflow is over.
-            incident, self._outbox_full_incident = self._outbox_full_incident, None
-            await self.emit_technical_alert("outbox_full", AlertPhase.END, incident_id=incident)
-        return True
+            return StoreResult.LOST
+        if result is StoreResult.STORED:
+            self.counters.alerts_stored += 1
+            if self._outbox_full_incident is not None and not over_limit:
+                # The outbox took an alert again: the overflow is over.
+                incident, self._outbox_full_incident = self._outbox_full_incident, None
+                await self.emit_technical_alert(TechnicalAlertType.OUTBOX_FULL, AlertPhase.END, incident_id=incident)
+        elif result is StoreResult.HELD:
+            self.counters.alerts_held += 1
+        return result
+
+    async def _on_outbox_availability(self, available: bool) -> None:
+        """The outbox stopped committing alerts (disk full, locked, I/O errors), or is back: a technical
+        alert for the integrators (it travels like every alert: held and published directly while the disk
+        is down), the STATUS line at once."""
+        if not available and self._outbox_unavailable_incident is None:
+            self._outbox_unavailable_incident = incident = self._incident_ids.next()
+            await self.emit_technical_alert(
+                TechnicalAlertType.OUTBOX_UNAVAILABLE,
+                incident_id=incident,
+                evidence={"memory_rows": float(self.settings.outbox.memory_rows)},
+            )
+        elif available and self._outbox_unavailable_incident is not None:
+            incident, self._outbox_unavailable_incident = self._outbox_unavailable_incident, None
+            await self.emit_technical_alert(TechnicalAlertType.OUTBOX_UNAVAILABLE, AlertPhase.END, incident_id=incident)
+        self._update_status_line()
 
     def _track_active(self, body: bytes) -> None:
         """Keep the set of open incidents (for the retained snapshot), whether or not the outbox took the
@@ -697,11 +820,11 @@ class Service:
             if camera.offline_incident is not None:
                 incident, camera.offline_incident = camera.offline_incident, None
                 await self.emit_technical_alert(
-                    "camera_offline", AlertPhase.END, camera=camera.settings.id, incident_id=incident
+                    TechnicalAlertType.CAMERA_OFFLINE, AlertPhase.END, camera=camera.settings.id, incident_id=incident
                 )
         if self._outbox_full_incident is not None:
             incident, self._outbox_full_incident = self._outbox_full_incident, None
-            await self.emit_technical_alert("outbox_full", AlertPhase.END, incident_id=incident)
+            await self.emit_technical_alert(TechnicalAlertType.OUTBOX_FULL, AlertPhase.END, incident_id=incident)
         # Anything still open was raised through emit_technical_alert by a tool: close it too.
         for incident, entry in list(self._active.items()):
             await self.emit_technical_alert(
@@ -799,6 +922,8 @@ class Service:
         retained status and the active-alerts snapshot, which may have changed while disconnected."""
         for camera in self._cameras:
             camera.online = None
+        if self._intake is not None:
+            self._intake.wake()
         await self._publish_camera_statuses()
         await self._publish_active_alerts()
 
@@ -852,7 +977,7 @@ class Service:
             # Claimed before the await: the on-connect hook runs this concurrently with the health loop.
             camera.offline_incident = incident = self._incident_ids.next()
             await self.emit_technical_alert(
-                "camera_offline",
+                TechnicalAlertType.CAMERA_OFFLINE,
                 camera=camera.settings.id,
                 incident_id=incident,
                 since=since,
@@ -861,7 +986,7 @@ class Service:
         elif online and camera.offline_incident is not None:
             incident, camera.offline_incident = camera.offline_incident, None
             await self.emit_technical_alert(
-                "camera_offline", AlertPhase.END, camera=camera.settings.id, incident_id=incident
+                TechnicalAlertType.CAMERA_OFFLINE, AlertPhase.END, camera=camera.settings.id, incident_id=incident
             )
 
     async def _publish_status(self, topic: str, payload: bytes) -> bool:
@@ -894,6 +1019,11 @@ class Service:
                 parts.append(f"mqtt connected; alerts failing: {failing}" if failing else "mqtt connected")
             else:
                 parts.append(f"mqtt down: {transport.last_error or 'connecting'}")
+        intake = self._intake
+        if intake is not None and not intake.available:
+            parts.append(
+                f"OUTBOX UNAVAILABLE ({intake.last_error or 'disk error'}): {intake.held} alerts held in memory"
+            )
         pending = int(self.metrics.outbox_pending._value.get())
         parts.append(f"outbox pending {pending}")
         text = "; ".join(parts)
@@ -906,25 +1036,34 @@ class Service:
         period = min(WATCHDOG_CHECK_S, interval) if interval else WATCHDOG_CHECK_S
         last_ping = float("-inf")
         stuck_logged = False
+        losing_logged = False
         while True:
             now = time.monotonic()
             # copy(): one atomic step, while inference threads add and remove their entries.
             started = min(self._inference_started.copy().values(), default=None)
             inference_alive = started is None or now - started < self._inference_stuck_s
-            if interval and inference_alive and now - last_ping >= interval:
+            # Alerts being lost (outbox unavailable and the memory hold full): a restart makes the failure
+            # visible to systemd and fleet monitoring, and reopens the database (a stale lock, a remounted
+            # disk); it cannot lose more than is being lost already.
+            losing = self._intake is not None and self._intake.losing
+            if losing and not losing_logged:
+                log.critical("alerts are being lost (outbox unavailable, memory hold full); withholding watchdog pings")
+            losing_logged = losing
+            if interval and inference_alive and not losing and now - last_ping >= interval:
                 self._notifier.watchdog()
                 last_ping = now
             if not inference_alive and not stuck_logged:
                 assert started is not None
-                log.error("inference thread stuck for %.0f s; withholding watchdog pings", now - started)
+                log.error("inference or detection thread stuck for %.0f s; withholding watchdog pings", now - started)
             stuck_logged = not inference_alive
             await asyncio.sleep(period)
 
 
-def run_service(settings: Settings) -> int:
-    """Entry point of ``gaitwatch run``: logging, then the service on a fresh event loop."""
+def run_service(settings: Settings, config_path: Path | None = None) -> int:
+    """Entry point of ``gaitwatch run``: logging, then the service on a fresh event loop. ``config_path``:
+    the file SIGHUP re-reads."""
     configure_logging(settings.service.log_level)
-    return asyncio.run(Service(settings).run())
+    return asyncio.run(Service(settings, config_path=config_path).run())
 
 
 __all__ = [

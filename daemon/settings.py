@@ -88,6 +88,29 @@ class CameraSettings(_Section):
         "slow RTSP handshake or a brief network hiccup into an alert",
     )
 
+    max_frame_side_px: int = Field(
+        default=1920,
+        ge=320,
+        le=7680,
+        description="frames whose longer side exceeds this are scaled down in the reader thread, before "
+        "detection and pose: a 4K or 8K stream otherwise costs seconds per frame and gigabytes of memory for no "
+        "better gait figures (pose runs on 256-px crops); lower saves CPU, but far people get fewer pixels",
+    )
+    min_processed_fps: float = Field(
+        default=4.0,
+        gt=0.0,
+        le=60.0,
+        description="a camera that delivers frames while the pipeline processes fewer than this many per "
+        "second (or 80% of the camera's own rate, if that is lower) for degraded_after_s is reported "
+        "'degraded' with a camera_degraded technical alert: cadence needs >= ~4 samples per second",
+    )
+    degraded_after_s: float = Field(
+        default=30.0,
+        ge=5.0,
+        le=3600.0,
+        description="how long processing must stay below min_processed_fps before the camera is degraded",
+    )
+
     @model_validator(mode="after")
     def _backoff_order(self) -> CameraSettings:
         if self.reconnect_max_s < self.reconnect_initial_s:
@@ -264,6 +287,13 @@ class OutboxSettings(_Section):
     """The SQLite alert outbox in ``service.state_dir``."""
 
     max_rows: int = Field(default=100_000, ge=100, description="alerts kept undelivered before loud overflow")
+    memory_rows: int = Field(
+        default=10_000,
+        ge=10,
+        le=1_000_000,
+        description="alerts held in memory (~1 kB each) while the outbox cannot commit them (disk full, "
+        "database locked): they are published directly and committed once the disk recovers",
+    )
     keep_published_s: float = Field(
         default=7 * 86400.0,
         ge=0.0,

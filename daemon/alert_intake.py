@@ -1,0 +1,252 @@
+"""Where every alert enters delivery: the outbox when the disk works, a bounded memory hold when it does not.
+
+Normal case: ``store`` commits the alert to the outbox (fsync'ed) and wakes the drainer, which publishes it.
+When the outbox cannot commit (disk full, database locked by another process, I/O error), the alert is not
+dropped: it is held in memory (``HeldAlerts``), published directly as soon as the broker is connected, and
+committed once the disk recovers (already marked published when it was). ``on_availability`` tells the
+service when the outbox becomes unavailable and when it is back, so that it raises and ends an
+``outbox_unavailable`` technical alert (which travels the same way), shows it in STATUS and metrics.
+
+Ordering: while anything is held, new alerts queue behind it (see ``held_alerts``), so the outbox receives
+alerts in the order they were raised and the ``seq`` published from memory is the one committed later.
+
+An alert is lost only when the outbox is unavailable AND ``outbox.memory_rows`` alerts are already held; that
+is counted (``gaitwatch_alerts_lost_total``), logged at CRITICAL, and stops the watchdog pings (``losing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from enum import StrEnum
+
+from gaitwatch.daemon.backoff import backoff_delays
+from gaitwatch.daemon.held_alerts import HeldAlert, HeldAlerts
+from gaitwatch.daemon.logs import LogThrottle
+from gaitwatch.daemon.metrics import DaemonMetrics
+from gaitwatch.daemon.mqtt import AlertTransport, OutboxDrainer, TransportError
+from gaitwatch.daemon.outbox import Outbox, OutboxError, OutboxFullError
+from gaitwatch.daemon.payloads import stamp_alert
+
+log = logging.getLogger(__name__)
+
+# Retrying the disk: soon at first (a lock held for a few seconds), then every 10 s at most (a full disk
+# needs an admin; retrying faster only burns fsyncs).
+COMMIT_RETRY_INITIAL_S = 0.5
+COMMIT_RETRY_MAX_S = 10.0
+# A held alert published later than this after it was raised carries ``delayed: true`` (as the drainer's).
+DELAYED_AFTER_S = 5.0
+# Storage errors and losses repeat once per alert: one line per key per this many seconds.
+LOG_INTERVAL_S = 30.0
+
+
+class StoreResult(StrEnum):
+    STORED = "stored"  # committed to the outbox
+    HELD = "held"  # outbox unavailable: held in memory, published directly, committed later
+    LOST = "lost"  # outbox unavailable and the memory hold full
+
+
+class AlertIntake:
+    """The service's single way to hand an alert to delivery (see the module docstring)."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        memory_rows: int,
+        metrics: DaemonMetrics,
+        on_availability: Callable[[bool], Awaitable[None]],
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._outbox = outbox
+        self._held = HeldAlerts(memory_rows)
+        self._metrics = metrics
+        self._on_availability = on_availability
+        self._wall = wall_clock
+        self._rng = rng or random.Random()
+        self._transport: AlertTransport | None = None
+        self._drainer: OutboxDrainer | None = None
+        self._available = True
+        self._last_error: str | None = None
+        self._wake = asyncio.Event()
+        self._throttle = LogThrottle(LOG_INTERVAL_S)
+
+    def attach(self, transport: AlertTransport | None, drainer: OutboxDrainer | None) -> None:
+        self._transport = transport
+        self._drainer = drainer
+
+    async def start(self) -> None:
+        """Learn the outbox's last ``seq`` (held alerts continue the sequence from there)."""
+        self._held.committed_up_to(await asyncio.to_thread(self._outbox.last_seq))
+
+    # -- what the service sees -------------------------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        """False from the first alert the outbox refused until every held alert is committed."""
+        return self._available
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    @property
+    def losing(self) -> bool:
+        """The outbox is unavailable and the memory hold is full: new alerts are being lost."""
+        return not self._available and self._held.full
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the outbox last refused an alert (None while it works)."""
+        return self._last_error
+
+    def oldest_held_age_s(self) -> float:
+        return self._held.oldest_age_s(self._wall())
+
+    # -- storing ---------------------------------------------------------------------------------------------
+
+    async def store(self, topic: str, body: bytes, alert_id: str, *, over_limit: bool = False) -> StoreResult:
+        """Commit (or hold) one alert. ``OutboxFullError`` propagates: a full outbox is the caller's loud
+        overflow case (the disk works; undelivered alerts fill it)."""
+        if len(self._held):
+            return await self._hold(topic, body, alert_id)
+        try:
+            seq = await asyncio.to_thread(self._outbox.add, topic, body, alert_id, over_limit=over_limit)
+        except OutboxFullError:
+            raise
+        except OutboxError as exc:
+            self._last_error = str(exc)
+            self._throttle.log(
+                log,
+                logging.CRITICAL,
+                "store",
+                "outbox cannot commit alerts; holding them in memory and publishing directly",
+                extra={"alert_id": alert_id, "error": str(exc)},
+            )
+            return await self._hold(topic, body, alert_id)
+        self._held.committed_up_to(seq)
+        if self._drainer is not None:
+            self._drainer.notify()
+        return StoreResult.STORED
+
+    async def _hold(self, topic: str, body: bytes, alert_id: str) -> StoreResult:
+        held = self._held.hold(topic, body, alert_id, self._wall())
+        if held is None:
+            self._metrics.alerts_lost.inc()
+            self._throttle.log(
+                log,
+                logging.CRITICAL,
+                "lost",
+                "ALERT LOST: the outbox is unavailable and outbox.memory_rows alerts are already held",
+                extra={"alert_id": alert_id, "held": len(self._held)},
+            )
+            return StoreResult.LOST
+        self._update_metrics()
+        self._wake.set()
+        if self._available:
+            self._available = False
+            self._update_metrics()
+            await self._on_availability(False)
+        return StoreResult.HELD
+
+    # -- the background task ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Publish held alerts while connected and commit them once the disk takes writes again."""
+        delays: Iterator[float] | None = None
+        while True:
+            if not len(self._held):
+                delays = None
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self.publish_held()
+            if await self.commit_held():
+                delays = None
+                continue
+            delays = delays or backoff_delays(COMMIT_RETRY_INITIAL_S, COMMIT_RETRY_MAX_S, self._rng)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(next(delays)):
+                    # A reconnect or a new alert wakes it early (to publish); the disk retry keeps its pace.
+                    await self._wake.wait()
+
+    async def publish_held(self) -> int:
+        """Publish every held alert the broker has not taken yet (in order); returns how many went out."""
+        transport = self._transport
+        sent = 0
+        for held in self._held.unpublished():
+            if transport is None or not transport.connected:
+                break
+            now = self._wall()
+            payload = stamp_alert(
+                held.body, seq=held.seq, emitted_wall_s=now, delayed=now - held.created_wall > DELAYED_AFTER_S
+            )
+            try:
+                await transport.publish(held.topic, payload, qos=1, retain=False)
+            except TransportError as exc:
+                log.debug("held alert not published yet alert_id=%s error=%s", held.alert_id, exc)
+                break
+            held.published_wall = now
+            self._metrics.outbox_published.inc()
+            sent += 1
+        return sent
+
+    async def commit_held(self) -> bool:
+        """Commit held alerts in order; True once none is left (the outbox is available again)."""
+        while (held := self._held.first()) is not None:
+            try:
+                await asyncio.to_thread(self._commit, held)
+            except OutboxFullError:
+                if held.published_wall is None:
+                    return False  # the broker never took it: keep it until there is room
+                log.error("outbox full: a held alert the broker already took is not kept alert_id=%s", held.alert_id)
+            except OutboxError as exc:
+                self._last_error = str(exc)
+                return False
+            self._held.pop_first()
+            self._update_metrics()
+        if not self._available:
+            self._available = True
+            self._last_error = None
+            self._update_metrics()
+            log.warning("outbox available again; every held alert is committed")
+            await self._on_availability(True)
+        if self._drainer is not None:
+            self._drainer.notify()
+        return True
+
+    def _commit(self, held: HeldAlert) -> None:
+        seq = self._outbox.add(held.topic, held.body, held.alert_id, now_wall=held.created_wall)
+        if seq != held.seq:
+            # Only if something else wrote to the outbox meanwhile; integrators de-duplicate on alert_id.
+            log.warning(
+                "held alert committed with another seq alert_id=%s held=%d stored=%d", held.alert_id, held.seq, seq
+            )
+        self._held.committed_up_to(seq)
+        if held.published_wall is not None:
+            self._outbox.mark_published(seq, now_wall=held.published_wall)
+
+    def wake(self) -> None:
+        """The broker (re)connected: publish what is held now."""
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Shutdown: one attempt to publish and commit what is held; report what would be lost."""
+        if not len(self._held):
+            return
+        await self.publish_held()
+        await self.commit_held()
+        unpublished = len(self._held.unpublished())
+        if unpublished:
+            log.critical(
+                "stopping with alerts neither committed nor published: they are lost", extra={"count": unpublished}
+            )
+
+    def _update_metrics(self) -> None:
+        self._metrics.set_held(len(self._held), available=self._available)

@@ -1,0 +1,75 @@
+"""Alerts the outbox could not commit (disk full, database locked, I/O errors), held in memory until it can.
+
+Why: the outbox promises that an outage delays an alert and never loses it, but that promise rests on the
+disk. When the disk itself fails, dropping the alert (as a log line nobody reads at 3 a.m.) is the worst
+answer: the broker may be perfectly reachable. So an alert that cannot be committed is held here, published
+at once when connected, and committed (marked published if it already was) when the disk recovers.
+
+Order: while anything is held, every new alert is held too, behind it, so alerts reach the outbox in the
+order they were raised. Each held alert gets the sequence number the outbox would have given it (the next
+after the outbox's last one), so the ``seq`` an integrator sees now is the one the outbox stores later.
+
+Bounded: at most ``capacity`` alerts (~1 kB each); beyond that an alert is refused and the caller must count
+and report it as lost. Not thread-safe: used from the event loop only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class HeldAlert:
+    """One alert waiting for the disk. ``published_wall``: when the broker took it (None: not yet)."""
+
+    topic: str
+    body: bytes
+    alert_id: str
+    seq: int
+    created_wall: float
+    published_wall: float | None = None
+
+
+class HeldAlerts:
+    """FIFO of alerts not yet committed to the outbox (see the module docstring)."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1; got {capacity}")
+        self.capacity = capacity
+        self._queue: deque[HeldAlert] = deque()
+        self._last_seq = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def full(self) -> bool:
+        return len(self._queue) >= self.capacity
+
+    def committed_up_to(self, seq: int) -> None:
+        """The outbox's newest sequence number (after each commit), so held alerts continue the sequence."""
+        self._last_seq = max(self._last_seq, seq)
+
+    def hold(self, topic: str, body: bytes, alert_id: str, created_wall: float) -> HeldAlert | None:
+        """Hold an alert; None when full (the alert is lost: the caller must make that loud)."""
+        if self.full:
+            return None
+        self._last_seq += 1
+        held = HeldAlert(topic, body, alert_id, self._last_seq, created_wall)
+        self._queue.append(held)
+        return held
+
+    def unpublished(self) -> list[HeldAlert]:
+        return [h for h in self._queue if h.published_wall is None]
+
+    def first(self) -> HeldAlert | None:
+        return self._queue[0] if self._queue else None
+
+    def pop_first(self) -> HeldAlert:
+        """Remove the oldest alert once it is committed."""
+        return self._queue.popleft()
+
+    def oldest_age_s(self, now_wall: float) -> float:
+        return max(0.0, now_wall - self._queue[0].created_wall) if self._queue else 0.0
