@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # needs an admin; retrying faster only burns fsyncs).
 COMMIT_RETRY_INITIAL_S = 0.5
 COMMIT_RETRY_MAX_S = 10.0
+# Held alerts committed per transaction once the disk is back (one fsync and a few WAL pages per batch).
+COMMIT_BATCH = 500
 # A held alert published later than this after it was raised carries ``delayed: true`` (as the drainer's).
 DELAYED_AFTER_S = 5.0
 # Storage errors and losses repeat once per alert: one line per key per this many seconds.
@@ -198,18 +200,22 @@ class AlertIntake:
         return sent
 
     async def commit_held(self) -> bool:
-        """Commit held alerts in order; True once none is left (the outbox is available again)."""
-        while (held := self._held.first()) is not None:
+        """Commit held alerts in order, in batches (one transaction each); True once none is left (the
+        outbox is available again)."""
+        while batch := self._held.first(COMMIT_BATCH):
             try:
-                await asyncio.to_thread(self._commit, held)
+                await asyncio.to_thread(self._commit, batch)
             except OutboxFullError:
-                if held.published_wall is None:
-                    return False  # the broker never took it: keep it until there is room
-                log.error("outbox full: a held alert the broker already took is not kept alert_id=%s", held.alert_id)
+                # The disk works but undelivered alerts fill the outbox. What the broker never took stays held
+                # until there is room; what it took is delivered, so only its audit copy is given up.
+                if batch[0].published_wall is None:
+                    return False
+                log.error("outbox full: not keeping the audit copy of a delivered alert alert_id=%s", batch[0].alert_id)
+                batch = batch[:1]
             except OutboxError as exc:
                 self._last_error = str(exc)
                 return False
-            self._held.pop_first()
+            self._held.pop_first(len(batch))
             self._update_metrics()
         if not self._available:
             self._available = True
@@ -221,16 +227,19 @@ class AlertIntake:
             self._drainer.notify()
         return True
 
-    def _commit(self, held: HeldAlert) -> None:
-        seq = self._outbox.add(held.topic, held.body, held.alert_id, now_wall=held.created_wall)
-        if seq != held.seq:
-            # Only if something else wrote to the outbox meanwhile; integrators de-duplicate on alert_id.
-            log.warning(
-                "held alert committed with another seq alert_id=%s held=%d stored=%d", held.alert_id, held.seq, seq
-            )
-        self._held.committed_up_to(seq)
-        if held.published_wall is not None:
-            self._outbox.mark_published(seq, now_wall=held.published_wall)
+    def _commit(self, batch: list[HeldAlert]) -> None:
+        seqs = self._outbox.add_many([(h.topic, h.body, h.alert_id, h.created_wall) for h in batch])
+        for held, seq in zip(batch, seqs, strict=True):
+            if seq != held.seq:
+                # Only if something else wrote to the outbox meanwhile; integrators de-duplicate on alert_id.
+                log.warning(
+                    "held alert stored with another seq alert_id=%s held=%d stored=%d", held.alert_id, held.seq, seq
+                )
+        self._held.committed_up_to(max(seqs))
+        published = [(seq, h.published_wall) for h, seq in zip(batch, seqs, strict=True) if h.published_wall]
+        if published:
+            # The earliest publish time of the batch: in ack mode an unacknowledged one is re-sent no later.
+            self._outbox.mark_published_many([seq for seq, _ in published], now_wall=min(w for _, w in published))
 
     def wake(self) -> None:
         """The broker (re)connected: publish what is held now."""

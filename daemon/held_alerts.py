@@ -64,12 +64,14 @@ class HeldAlerts:
     def unpublished(self) -> list[HeldAlert]:
         return [h for h in self._queue if h.published_wall is None]
 
-    def first(self) -> HeldAlert | None:
-        return self._queue[0] if self._queue else None
+    def first(self, n: int) -> list[HeldAlert]:
+        """The ``n`` oldest alerts (fewer if fewer are held), oldest first."""
+        return [self._queue[i] for i in range(min(n, len(self._queue)))]
 
-    def pop_first(self) -> HeldAlert:
-        """Remove the oldest alert once it is committed."""
-        return self._queue.popleft()
+    def pop_first(self, n: int = 1) -> None:
+        """Remove the ``n`` oldest alerts once they are committed."""
+        for _ in range(n):
+            self._queue.popleft()
 
     def oldest_age_s(self, now_wall: float) -> float:
         return max(0.0, now_wall - self._queue[0].created_wall) if self._queue else 0.0

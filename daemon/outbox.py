@@ -226,6 +226,28 @@ class Outbox:
                 self._rollback()
                 raise
 
+    def add_many(self, items: Sequence[tuple[str, bytes, str, float]]) -> list[int]:
+        """Store ``(topic, payload, alert_id, created_wall)`` messages in one transaction (one fsync) and
+        return their ``seq`` values, in order; all or none are stored. For committing a backlog (alerts held
+        in memory while the disk was full): one transaction per alert would write a WAL page per alert and
+        fill a nearly full disk again before the backlog is in. Same rules as ``add`` (idempotent on
+        ``alert_id``; ``OutboxFullError``, ``OutboxStorageError``)."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                seqs = [
+                    self._add_locked(topic, payload, alert_id, created, False)
+                    for topic, payload, alert_id, created in items
+                ]
+                self._conn.execute("COMMIT")
+                return seqs
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise _storage_error(self.path, f"store {len(items)} alerts", exc) from exc
+            except BaseException:
+                self._rollback()
+                raise
+
     def _rollback(self) -> None:
         """Abandon a failed transaction; the error that caused it is what the caller reports."""
         if self._conn.in_transaction:

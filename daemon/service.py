@@ -1054,7 +1054,9 @@ class Service:
                 last_ping = now
             if not inference_alive and not stuck_logged:
                 assert started is not None
-                log.error("inference or detection thread stuck for %.0f s; withholding watchdog pings", now - started)
+                log.error(
+                    "inference thread stuck (pose or detection) for %.0f s; withholding watchdog pings", now - started
+                )
             stuck_logged = not inference_alive
             await asyncio.sleep(period)
 

@@ -121,11 +121,13 @@ async def test_no_watchdog_pings_for_another_pid(mosquitto: Any, tmp_path: Path)
     assert "WATCHDOG=1" not in d.notifications
 
 
+@pytest.mark.parametrize("stage", ["process", "detect"])
 async def test_watchdog_is_withheld_while_inference_is_stuck(
-    mosquitto: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    stage: str, mosquitto: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A hung model (here: the real pipeline made to block on its next frame) must stop the pings, so that
-    systemd restarts the daemon; they resume once the frame completes."""
+    """A hung model (here: the real pipeline made to block on its next frame, in pose inference or in person
+    detection, which run on different threads) must stop the pings, so that systemd restarts the daemon;
+    they resume once the frame completes."""
     notify = tmp_path / "notify"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify))
@@ -133,14 +135,14 @@ async def test_watchdog_is_withheld_while_inference_is_stuck(
     monkeypatch.setenv("WATCHDOG_USEC", "400000")  # ping every 0.2 s
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     hang, release = threading.Event(), threading.Event()
-    real_process = CameraPipeline.process
+    real = getattr(CameraPipeline, stage)
 
-    def process(self: CameraPipeline, frame: Any, *args: Any, **kwargs: Any) -> Any:
+    def blocking(self: CameraPipeline, frame: Any, *args: Any, **kwargs: Any) -> Any:
         if hang.is_set():
             release.wait(GUARD_S)
-        return real_process(self, frame, *args, **kwargs)
+        return real(self, frame, *args, **kwargs)
 
-    monkeypatch.setattr(CameraPipeline, "process", process)
+    monkeypatch.setattr(CameraPipeline, stage, blocking)
     settings = parse_settings(base_config(tmp_path, mosquitto.port, metrics={"enabled": False}))
     service = Service(settings, notifier=SystemdNotifier({"NOTIFY_SOCKET": str(notify)}), inference_stuck_s=0.5)
     received: list[str] = []

@@ -81,7 +81,7 @@ async def _harness(config: Path) -> int:
         print(f"harness: {exc}", file=sys.stderr)
         return EX_CONFIG
     configure_logging(settings.service.log_level)
-    service = Service(settings)
+    service = Service(settings, config_path=config)
     run = asyncio.create_task(service.run())
     ready = asyncio.create_task(service.ready.wait())
     await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -111,6 +111,8 @@ async def _harness(config: Path) -> int:
                     incident = emitted.incident_id if phase is AlertPhase.START else None
                     if emitted.stored:
                         _say(f"stored {emitted.alert_id}")
+                    elif emitted.held:
+                        _say(f"held {emitted.alert_id}")
                     if gap:
                         await asyncio.sleep(gap)
                 _say(f"done {count}")
@@ -231,7 +233,10 @@ class DaemonProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
     stored: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # outbox unavailable: held in memory, published directly
     lines: list[str] = field(default_factory=list)
+    # A command line the daemon runs under (e.g. ``unshare ... sh -c '...; exec "$@"' sh``): its own mounts.
+    wrap: Sequence[str] = ()
     notifications: list[str] = field(default_factory=list)
     metrics_port: int = 0
     _reader: asyncio.Task[None] | None = None
@@ -265,6 +270,7 @@ class DaemonProcess:
             args = [str(HARNESS), "--config", str(self.config)]
         self._log = self.log_path.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
+            *self.wrap,
             sys.executable,
             *args,
             stdin=subprocess.PIPE,
@@ -282,6 +288,8 @@ class DaemonProcess:
             self.lines.append(line)
             if line.startswith("stored "):
                 self.stored.append(line.split()[1])
+            elif line.startswith("held "):
+                self.held.append(line.split()[1])
             elif line.startswith("ready metrics_port="):
                 self.metrics_port = int(line.split("=")[1])
             self._changed.set()
@@ -372,9 +380,9 @@ class DaemonProcess:
 
 
 @contextlib.asynccontextmanager
-async def daemon(config: Path, workdir: Path, *, cli: bool = False, **env: str) -> Any:
+async def daemon(config: Path, workdir: Path, *, cli: bool = False, wrap: Sequence[str] = (), **env: str) -> Any:
     """A started daemon subprocess, killed at the end whatever happens."""
-    process = DaemonProcess(config, workdir, cli=cli, env=dict(env))
+    process = DaemonProcess(config, workdir, cli=cli, env=dict(env), wrap=wrap)
     await process.start()
     try:
         yield process
