@@ -63,6 +63,8 @@ DEFAULT_ROOT: Final = "gaitwatch/v1"
 
 Category = Literal["clinical", "technical"]
 OnlineState = Literal["online", "offline"]
+# A camera can also be "degraded": frames arrive, but too few get processed for gait analysis.
+CameraStatusState = Literal["online", "degraded", "offline"]
 
 # One topic level: no '/', no wildcards, nothing a shell or a dashboard would have to escape.
 _LEVEL = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -272,7 +274,7 @@ def host_status_payload(state: OnlineState, identity: PublisherIdentity, wall_s:
 
 
 def camera_status_payload(
-    state: OnlineState,
+    state: CameraStatusState,
     camera: str,
     identity: PublisherIdentity,
     wall_s: float,

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from gaitwatch.daemon import __version__
 from gaitwatch.daemon.alert_intake import AlertIntake, StoreResult
 from gaitwatch.daemon.assembly import SharedModels, alert_policy_settings, build_camera_pipeline
+from gaitwatch.daemon.camera_health import CameraHealth, CameraState
 from gaitwatch.daemon.logs import LogThrottle, configure_logging
 from gaitwatch.daemon.metrics import DaemonMetrics, MetricsServer, monitor_loop_lag, start_http_server
 from gaitwatch.daemon.mqtt import (
@@ -55,6 +56,7 @@ from gaitwatch.daemon.payloads import (
     GAIT_DELIVERY,
     AckError,
     AlertIds,
+    CameraStatusState,
     ClockMap,
     PublisherIdentity,
     Topics,
@@ -104,6 +106,14 @@ ACK_BATCH = 500
 # Repeated identical per-frame errors are logged at most once per this many seconds.
 FRAME_ERROR_LOG_INTERVAL_S = 60.0
 
+# What integrators see of a camera's state: a file that reached its end is simply offline to them.
+PUBLISHED_CAMERA_STATE: Mapping[CameraState, CameraStatusState] = {
+    CameraState.ONLINE: "online",
+    CameraState.DEGRADED: "degraded",
+    CameraState.OFFLINE: "offline",
+    CameraState.FINISHED: "offline",
+}
+
 T = TypeVar("T")
 
 
@@ -147,12 +157,14 @@ class _Camera:
     settings: CameraSettings
     source: OpenCvCamera
     pipeline: CameraPipeline
+    health: CameraHealth
     reported_decoded: int = 0
     reported_dropped: int = 0
     reported_reconnects: int = 0
-    started_at: float = 0.0
-    online: bool | None = None
+    state: CameraState | None = None  # as last judged (logged on change)
+    published_state: CameraState | None = None  # as last published (retained); None: publish again
     offline_incident: str | None = None
+    degraded_incident: str | None = None
     last_error: str | None = None
     last_error_logged: float = float("-inf")
 
@@ -256,7 +268,7 @@ class Service:
         policy = alert_policy_settings(self.settings)
         cameras = {c.id: c for c in self.settings.cameras}
         for camera in self._cameras:
-            camera.settings = cameras[camera.settings.id]
+            camera.settings = camera.health.settings = cameras[camera.settings.id]
             camera.pipeline.update_alert_policy(policy)
         self.counters.reloads += 1
         log.info(
@@ -440,7 +452,13 @@ class Service:
             model_versions=shared.model_versions,
         )
         self._cameras = [
-            _Camera(source.settings, source, build_camera_pipeline(source.camera_id, s, shared)) for source in sources
+            _Camera(
+                source.settings,
+                source,
+                build_camera_pipeline(source.camera_id, s, shared),
+                CameraHealth(source.settings, time.monotonic()),
+            )
+            for source in sources
         ]
         if s.metrics.enabled:
             try:
@@ -475,7 +493,7 @@ class Service:
             )
         self._intake.attach(self._transport, self._drainer)
         for camera in self._cameras:
-            camera.started_at = time.monotonic()
+            camera.health.restart_clock(time.monotonic())
             camera.source.start()
         if self._stopping.is_set():
             return  # SIGTERM during start-up: not ready, stop at once
@@ -632,6 +650,7 @@ class Service:
     async def _deliver(self, camera: _Camera, result: FrameResult) -> None:
         cam = camera.settings.id
         self.counters.frames += 1
+        camera.health.frame_processed(time.monotonic())
         for stage, seconds in result.stage_s.items():
             self.metrics.observe_stage(stage, seconds)
         self.metrics.observe_stage("frame", sum(result.stage_s.values()))
@@ -873,7 +892,10 @@ class Service:
             ids = parse_ack(payload)
         except AckError as exc:
             self.metrics.ack_received("invalid")
-            log.warning("ignoring an invalid ack message topic=%s error=%s", topic, exc)
+            # A broken or hostile client can send these by the thousand: the metric counts every one.
+            self._throttle.log(
+                log, logging.WARNING, "ack", "ignoring an invalid ack message topic=%s error=%s", topic, exc
+            )
             return
         for alert_id in ids:
             self._acks.put_nowait(alert_id)
@@ -921,7 +943,7 @@ class Service:
         """After every (re)connect (the transport has just published "online"): republish every camera's
         retained status and the active-alerts snapshot, which may have changed while disconnected."""
         for camera in self._cameras:
-            camera.online = None
+            camera.published_state = None
         if self._intake is not None:
             self._intake.wake()
         await self._publish_camera_statuses()
@@ -940,53 +962,77 @@ class Service:
         now = time.monotonic()
         for camera in self._cameras:
             self._sync_camera_counters(camera)
-            stats = camera.source.stats
+            cam, stats = camera.settings.id, camera.source.stats
             last = stats.last_grab_monotonic
-            age = None if last is None else max(0.0, now - last)
-            # A camera is offline once it has been silent for its stale_after_s (since its last frame, or
-            # since start-up if it never delivered one), so a slow RTSP handshake is not an outage.
-            silent_for = now - (last if last is not None else camera.started_at)
-            finished = camera.source.finished
-            online = not finished and silent_for < camera.settings.stale_after_s
-            self.metrics.set_camera_up(camera.settings.id, online and stats.connected)
-            if online != camera.online:
-                if camera.online is not None or not online:
+            judged = camera.health.assess(now, last, camera.source.finished, stats.fps)
+            state = judged.state
+            delivering = state in (CameraState.ONLINE, CameraState.DEGRADED)
+            self.metrics.set_camera_up(cam, delivering and stats.connected)
+            self.metrics.set_camera_degraded(cam, state is CameraState.DEGRADED)
+            if state != camera.state:
+                # Logged once per change, whether or not the status can be published now (a camera that is
+                # offline while the broker is down is one line, not one every health pass).
+                if camera.state is not None or state is not CameraState.ONLINE:
                     log.log(
-                        logging.INFO if online or finished else logging.WARNING,
-                        "camera=%s event=%s silent_s=%.1f",
-                        camera.settings.id,
-                        "online" if online else "finished" if finished else "offline",
-                        silent_for,
+                        logging.INFO if state in (CameraState.ONLINE, CameraState.FINISHED) else logging.WARNING,
+                        "camera=%s event=%s silent_s=%.1f processed_fps=%.1f",
+                        cam,
+                        state,
+                        judged.silent_for_s,
+                        judged.processed_fps,
                     )
+                camera.state = state
+            if state != camera.published_state:
                 payload = camera_status_payload(
-                    "online" if online else "offline",
-                    camera.settings.id,
+                    PUBLISHED_CAMERA_STATE[state],
+                    cam,
                     self._identity,
                     time.time(),
-                    age,
+                    None if last is None else max(0.0, now - last),
                     zone=camera.settings.zone,
                 )
-                if await self._publish_status(self._topics.camera_status(camera.settings.id), payload):
-                    camera.online = online
-            await self._track_camera_incident(camera, online, finished, now - silent_for)
+                if await self._publish_status(self._topics.camera_status(cam), payload):
+                    camera.published_state = state
+            await self._track_camera_incidents(camera, state, now - judged.silent_for_s, judged.processed_fps)
 
-    async def _track_camera_incident(self, camera: _Camera, online: bool, finished: bool, since: float) -> None:
+    async def _track_camera_incidents(
+        self, camera: _Camera, state: CameraState, silent_since: float, processed_fps: float
+    ) -> None:
         """A camera that stops delivering (not one that finished its file) is a technical alert until it
-        recovers."""
-        if not online and not finished and camera.offline_incident is None:
+        recovers; so is one whose frames arrive faster than this PC can process them."""
+        cam = camera.settings.id
+        if state is CameraState.OFFLINE and camera.offline_incident is None:
             # Claimed before the await: the on-connect hook runs this concurrently with the health loop.
             camera.offline_incident = incident = self._incident_ids.next()
             await self.emit_technical_alert(
                 TechnicalAlertType.CAMERA_OFFLINE,
-                camera=camera.settings.id,
+                camera=cam,
                 incident_id=incident,
-                since=since,
+                since=silent_since,
                 evidence={"stale_after_s": camera.settings.stale_after_s},
             )
-        elif online and camera.offline_incident is not None:
+        elif state is not CameraState.OFFLINE and camera.offline_incident is not None:
             incident, camera.offline_incident = camera.offline_incident, None
             await self.emit_technical_alert(
-                TechnicalAlertType.CAMERA_OFFLINE, AlertPhase.END, camera=camera.settings.id, incident_id=incident
+                TechnicalAlertType.CAMERA_OFFLINE, AlertPhase.END, camera=cam, incident_id=incident
+            )
+        if state is CameraState.DEGRADED and camera.degraded_incident is None:
+            camera.degraded_incident = incident = self._incident_ids.next()
+            await self.emit_technical_alert(
+                TechnicalAlertType.CAMERA_DEGRADED,
+                camera=cam,
+                incident_id=incident,
+                priority="medium",
+                evidence={
+                    "processed_fps": round(processed_fps, 2),
+                    "min_processed_fps": camera.settings.min_processed_fps,
+                    "camera_fps": float(camera.source.stats.fps or 0.0),
+                },
+            )
+        elif state is not CameraState.DEGRADED and camera.degraded_incident is not None:
+            incident, camera.degraded_incident = camera.degraded_incident, None
+            await self.emit_technical_alert(
+                TechnicalAlertType.CAMERA_DEGRADED, AlertPhase.END, camera=cam, incident_id=incident
             )
 
     async def _publish_status(self, topic: str, payload: bytes) -> bool:
@@ -1007,11 +1053,14 @@ class Service:
     def _update_status_line(self) -> None:
         """systemd's STATUS= (shown by ``systemctl status``): cameras, broker and outbox in one line, sent
         when it changes. The broker's last error is the first thing to look at when alerts do not arrive."""
-        online = [c for c in self._cameras if c.online]
+        online = [c for c in self._cameras if c.state in (CameraState.ONLINE, CameraState.DEGRADED)]
         parts = [f"cameras {len(online)}/{len(self._cameras)} online"]
-        offline = [c.settings.id for c in self._cameras if c.online is False and not c.source.finished]
+        offline = [c.settings.id for c in self._cameras if c.state is CameraState.OFFLINE]
         if offline:
             parts[0] += f" (offline: {', '.join(offline)})"
+        degraded = [c.settings.id for c in self._cameras if c.state is CameraState.DEGRADED]
+        if degraded:
+            parts[0] += f" (DEGRADED, too slow to analyse gait: {', '.join(degraded)})"
         transport = self._transport
         if transport is not None:
             if transport.connected:

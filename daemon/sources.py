@@ -26,6 +26,7 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from gaitwatch.daemon.backoff import backoff_delays
 from gaitwatch.daemon.settings import CameraSettings
@@ -171,6 +172,7 @@ class OpenCvCamera:
         self._thread: threading.Thread | None = None
         self._stats = CameraStats()
         self._seq = 0
+        self._downscale_logged = False
 
     @property
     def camera_id(self) -> str:
@@ -317,6 +319,28 @@ class OpenCvCamera:
             self._stop.wait(delay)
         self._eof.set()
 
+    def _fit(self, image: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """Scale a frame down to ``max_frame_side_px`` (here, in the reader thread, so that neither the queue
+        nor any later stage ever holds a 4K or 8K image); logged once per camera."""
+        limit = self._settings.max_frame_side_px
+        height, width = image.shape[:2]
+        if max(height, width) <= limit:
+            return image
+        scale = limit / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if not self._downscale_logged:
+            self._downscale_logged = True
+            log.info(
+                "camera=%s event=downscaling from=%dx%d to=%dx%d (cameras.max_frame_side_px=%d)",
+                self.camera_id,
+                width,
+                height,
+                *size,
+                limit,
+            )
+        # INTER_AREA: the right filter for shrinking (no aliasing of fine texture into false HOG edges).
+        return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+
     def _read_until_failure(
         self, capture: cv2.VideoCapture, fps: float, media_start: float, media_frames: int
     ) -> tuple[int, bool]:
@@ -329,6 +353,7 @@ class OpenCvCamera:
                 return media_frames, True
             if image.ndim == 2:  # some V4L2 drivers hand out grey frames
                 image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+            image = self._fit(np.asarray(image, dtype=np.uint8))
             if is_file:
                 t = media_start + media_frames / fps
                 media_frames += 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from videogen import read_index, write_numbered_video
+from videogen import numbered_frame, read_index, write_numbered_video
 
 from gaitwatch.daemon.settings import CameraSettings
 from gaitwatch.daemon.sources import (
@@ -179,3 +179,24 @@ def test_dead_stream_is_retried_with_backoff_without_raising() -> None:
     assert camera.stats.reconnects >= 3
     assert camera.stats.connected is False
     assert camera.get(0.01) is None
+
+
+def test_oversized_frames_are_scaled_down_in_the_reader(tmp_path: Path) -> None:
+    """A 4K camera costs seconds per frame and gigabytes downstream; frames leave the reader at most
+    max_frame_side_px on their longer side, with the aspect ratio kept."""
+    import cv2
+
+    path = tmp_path / "uhd.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 7.0, (3840, 2160))
+    for i in range(3):
+        writer.write(cv2.resize(numbered_frame(i), (3840, 2160), interpolation=cv2.INTER_NEAREST))
+    writer.release()
+    camera = OpenCvCamera(CameraSettings(id="uhd", source=str(path), playback="replay", max_frame_side_px=1280))
+    camera.start()
+    try:
+        frames = _drain(camera)
+    finally:
+        camera.stop()
+    assert [f.image.shape for f in frames] == [(720, 1280, 3)] * 3
+    back = [cv2.resize(f.image, (320, 240), interpolation=cv2.INTER_AREA) for f in frames]
+    assert [read_index(b) for b in back] == [0, 1, 2], "the content survives the scaling"
