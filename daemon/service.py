@@ -114,6 +114,18 @@ PUBLISHED_CAMERA_STATE: Mapping[CameraState, CameraStatusState] = {
     CameraState.FINISHED: "offline",
 }
 
+# Signals that would terminate the process by default and have no meaning for the daemon (see ``run``).
+IGNORED_SIGNALS: tuple[int, ...] = (
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGVTALRM,
+    signal.SIGPROF,
+    signal.SIGIO,
+    signal.SIGPWR,
+    signal.SIGSTKFLT,
+    *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
+)
+
 T = TypeVar("T")
 
 
@@ -282,6 +294,19 @@ class Service:
         self._status_text = None  # re-sent by the next health pass
         self._notifier.ready()
 
+    def _ignore_signal(self, sig: int) -> None:
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:  # a real-time signal between SIGRTMIN and SIGRTMAX has no name of its own
+            name = f"signal {sig}"
+        self._throttle.log(
+            log,
+            logging.WARNING,
+            f"signal-{sig}",
+            "ignoring %s (SIGHUP reloads the config, SIGUSR1 logs the state)",
+            name,
+        )
+
     def _log_state(self) -> None:
         """SIGUSR1: one line with the daemon's state (what STATUS shows, plus counters)."""
         c = self.counters
@@ -402,14 +427,17 @@ class Service:
         """Run until SIGTERM/SIGINT or ``request_stop`` (or until every source ended, if asked); returns the
         exit code: 0 after a graceful stop, 66/69/73/78 when start-up failed, 1 after an unexpected error."""
         loop = asyncio.get_running_loop()
-        handlers: dict[signal.Signals, Callable[[], None]] = {
+        handlers: dict[int, Callable[[], None]] = {
             signal.SIGTERM: self.request_stop,
             signal.SIGINT: self.request_stop,
             signal.SIGHUP: self.request_reload,
             signal.SIGUSR1: self._log_state,
-            # No meaning here; its default action would kill the daemon mid-frame, outbox and all.
-            signal.SIGUSR2: lambda: log.warning("ignoring SIGUSR2 (SIGHUP reloads the config, SIGUSR1 logs the state)"),
         }
+        # Every other signal whose default action would kill the daemon mid-frame (outbox, open incidents and
+        # all) means nothing here: ignored, with a line in the log. SIGQUIT keeps its core dump (debugging);
+        # SIGKILL and SIGSTOP cannot be caught; SIGPIPE and SIGXFSZ Python already ignores.
+        for sig in IGNORED_SIGNALS:
+            handlers[sig] = lambda sig=sig: self._ignore_signal(sig)  # type: ignore[misc]
         for sig, handler in handlers.items():
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, handler)

@@ -48,10 +48,14 @@ async def test_sighup_reloads_and_stray_signals_do_not_kill(mosquitto: Any, tmp_
 
         d.proc.send_signal(signal.SIGUSR1)
         await d.until(lambda: 'msg="state status=' in d.log_text(), "the state line")
-        d.proc.send_signal(signal.SIGUSR2)
+        for stray in (signal.SIGUSR2, signal.SIGALRM, signal.SIGPWR, signal.SIGRTMIN + 3):
+            d.proc.send_signal(stray)
         await d.until(lambda: "ignoring SIGUSR2" in d.log_text(), "SIGUSR2 ignored")
+        await d.until(lambda: "ignoring SIGALRM" in d.log_text(), "SIGALRM ignored")
+        await d.until(lambda: "ignoring SIGPWR" in d.log_text(), "SIGPWR ignored")
+        await d.until(lambda: f"ignoring signal {signal.SIGRTMIN + 3}" in d.log_text(), "a real-time signal ignored")
 
-        assert d.proc.returncode is None, "still running after SIGHUP, SIGUSR1 and SIGUSR2"
+        assert d.proc.returncode is None, "still running after SIGHUP, SIGUSR1 and stray signals"
         assert await d.stop() == 0
     assert "STOPPING=1" in d.notifications
 
