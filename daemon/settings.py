@@ -26,6 +26,7 @@ from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings
 from gaitwatch.tracking.tracker import TrackerSettings
 
 EX_CONFIG = 78
+MAX_CONFIG_BYTES = 1024 * 1024
 
 PositiveSeconds = Annotated[float, Field(gt=0.0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -390,11 +391,19 @@ def parse_settings(data: dict[str, Any], source: str = "<config>") -> Settings:
 def load_settings(path: Path) -> Settings:
     """Read and validate a TOML config file; every failure is a ``ConfigError`` naming the problem."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            # Bounded read: a config is a few kB; a huge file (a log or a device named by mistake) must not take
+            # the PC's memory before it is found to be wrong.
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; pass --config with the path of your TOML file") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file? "
+            "A gaitwatch config is a few kB of TOML"
+        )
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

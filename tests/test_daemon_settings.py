@@ -118,3 +118,9 @@ def test_search_regions_default_by_detector_kind() -> None:
     assert search_region_settings(parse_settings({**camera, "detector": tuned})).full_frame_interval_s == 3.0
     always = {"full_frame_interval_s": 0.0}
     assert search_region_settings(parse_settings({**camera, "detector": always})).full_frame_interval_s == 0.0
+
+
+def test_a_huge_config_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[[cameras]]\nid = "a"\nsource = "x.mp4"\n' + "# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+        load_settings(path)
