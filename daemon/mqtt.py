@@ -30,10 +30,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gaitwatch.daemon.backoff import backoff_delays
@@ -61,6 +63,17 @@ _LOG = logging.getLogger(__name__)
 
 # The message id of the last publish started in the current task (see _watch_pubacks).
 _LAST_MID: contextvars.ContextVar[int | None] = contextvars.ContextVar("gaitwatch_mqtt_last_mid", default=None)
+
+
+# Incoming (ack) messages: the largest packet we accept from the broker (MQTT 5) and the most we queue.
+MAX_INCOMING_PACKET_BYTES: Final = 64 * 1024
+MAX_QUEUED_INCOMING: Final = 1000
+
+
+def _connect_properties() -> Properties:
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.MaximumPacketSize = MAX_INCOMING_PACKET_BYTES
+    return properties
 
 
 class TransportError(Exception):
@@ -326,6 +339,11 @@ class MqttTransport:
             keepalive=cfg.keepalive_s,
             timeout=cfg.timeout_s,
             tls_context=self._tls,
+            # The only messages the daemon receives are integrator acks (a few hundred bytes). A hostile or
+            # broken client must not make it buffer a 200 MB payload (MQTT 5: the broker does not forward
+            # packets above this size to us) or an unbounded backlog (beyond this many waiting, aiomqtt drops).
+            properties=_connect_properties() if v5 else None,
+            max_queued_incoming_messages=MAX_QUEUED_INCOMING,
         )
         # aiomqtt warns beyond 10 concurrent publishes; the drainer alone may have max_in_flight (10) rows +
         # the status messages in flight, which is normal here, not a sign of a stuck broker.

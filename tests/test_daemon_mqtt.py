@@ -424,3 +424,22 @@ async def test_drainer_marks_only_the_acknowledged_prefix_so_retries_never_skip(
     assert [m["seq"] for _, m in scripted.delivered] == [seqs[0], seqs[1], seqs[3], seqs[4], *seqs[2:]]
     assert all(topic == TOPICS.alert("bay1") for topic, _ in scripted.delivered)
     box.close()
+
+
+async def test_an_oversized_message_on_the_ack_topic_never_reaches_the_daemon(mosquitto: Mosquitto) -> None:
+    """MQTT 5: the daemon announces a 64 KiB maximum packet size, so the broker drops a 2 MB "ack" for it
+    instead of making the daemon buffer it (and every further one like it); the next message still arrives,
+    and it arrives after the big one would have (same publisher, same topic, QoS 1: in order)."""
+    inbox: list[bytes] = []
+
+    async def on_message(topic: str, payload: bytes) -> None:
+        inbox.append(payload)
+
+    ack_topic = "nursecall/acks"
+    async with transport(config(mosquitto, "5"), subscriptions=[ack_topic], on_message=on_message) as t:
+        await until(lambda: t.connected, "the connection")
+        async with subscriber(mosquitto, "hostile") as hostile:
+            await hostile.publish(ack_topic, b"[" * (2 * 1024 * 1024), qos=1)
+            await hostile.publish(ack_topic, b"small", qos=1)
+        await until(lambda: b"small" in inbox, "the small message")
+        assert inbox == [b"small"], [len(m) for m in inbox]
