@@ -12,16 +12,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gaitwatch.daemon import __version__
+from gaitwatch.daemon.redact import redact_text
 from gaitwatch.daemon.settings import EX_CONFIG, ConfigError, load_settings
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from gaitwatch.daemon.config_checks import check_references, config_warnings
+
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         sys.stderr.write(f"gaitwatch: {exc}\n")
         return EX_CONFIG
-    cameras = ", ".join(f"{c.id}={c.source}" for c in settings.cameras)
+    problems = check_references(settings)
+    if problems:
+        sys.stderr.write(
+            f"gaitwatch: {args.config} names files that are missing or unusable:\n"
+            + "".join(f"  {redact_text(p)}\n" for p in problems)
+        )
+        return EX_CONFIG
+    for warning in config_warnings(settings):
+        sys.stderr.write(f"gaitwatch: warning: {warning}\n")
+    # Redacted: camera URLs may carry credentials, and this line lands in the journal (ExecStartPre=).
+    cameras = ", ".join(f"{c.id}={redact_text(c.source)}" for c in settings.cameras)
     mqtt = f"{settings.mqtt.host}:{settings.mqtt.port}" if settings.mqtt.enabled else "off"
     sys.stdout.write(
         f"{args.config}: OK — site={settings.service.site} host={settings.service.host} "

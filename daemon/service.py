@@ -38,6 +38,7 @@ from gaitwatch.daemon import __version__
 from gaitwatch.daemon.alert_intake import AlertIntake, StoreResult
 from gaitwatch.daemon.assembly import SharedModels, alert_policy_settings, build_camera_pipeline
 from gaitwatch.daemon.camera_health import CameraHealth, CameraState
+from gaitwatch.daemon.config_checks import config_warnings
 from gaitwatch.daemon.logs import LogThrottle, configure_logging
 from gaitwatch.daemon.metrics import DaemonMetrics, MetricsServer, monitor_loop_lag, start_http_server
 from gaitwatch.daemon.mqtt import (
@@ -465,6 +466,8 @@ class Service:
 
     async def _start(self) -> None:
         s = self.settings
+        for warning in config_warnings(s):
+            log.warning("config: %s", warning)
         self._mqtt_config = self._build_mqtt_config()
         self._outbox = await asyncio.to_thread(self._open_outbox)
         self._intake = AlertIntake(self._outbox, s.outbox.memory_rows, self.metrics, self._on_outbox_availability)

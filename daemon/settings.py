@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gaitwatch.daemon.redact import redact_value
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.pose.blazepose import BlazePoseSettings
 from gaitwatch.pose.schedule import ScheduleSettings
@@ -28,24 +29,32 @@ from gaitwatch.tracking.tracker import TrackerSettings
 EX_CONFIG = 78
 MAX_CONFIG_BYTES = 1024 * 1024
 
-PositiveSeconds = Annotated[float, Field(gt=0.0)]
+# Every number has a ceiling, so that whatever check-config accepts also runs: OpenCV takes timeouts as int
+# milliseconds (2.1e6 s overflows), asyncio.timeout(inf) never fires, and a backoff of 1e10 s is a camera given
+# up for good. The ceilings are far above any sensible value and documented with each key.
+PositiveSeconds = Annotated[float, Field(gt=0.0, le=3600.0)]
+NetworkTimeout = Annotated[float, Field(gt=0.0, le=600.0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `inf` and `nan` are valid TOML floats but no valid duration, rate or threshold.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ServiceSettings(_Section):
     """Who this daemon is and where it keeps its state."""
 
-    site: str = Field(default="site", pattern=r"^[A-Za-z0-9_.-]+$", description="site id, used in MQTT topics")
+    site: str = Field(
+        default="site", pattern=r"^[A-Za-z0-9_.-]+$", max_length=64, description="site id, used in MQTT topics"
+    )
     host: str = Field(
-        default_factory=lambda: _topic_safe(socket.gethostname()),
+        default_factory=lambda: _topic_safe(socket.gethostname())[:64],
         pattern=r"^[A-Za-z0-9_.-]+$",
+        max_length=64,
         description="host id, used in MQTT topics and alert ids; defaults to the machine's hostname",
     )
-    ward: str = ""
+    ward: str = Field(default="", max_length=128)
     state_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", "/var/lib/gaitwatch").split(":")[0]),
         description="where the alert outbox lives; systemd's StateDirectory= sets $STATE_DIRECTORY",
@@ -63,9 +72,9 @@ class ServiceSettings(_Section):
 class CameraSettings(_Section):
     """One camera: a video file, an RTSP/HTTP URL, or a V4L2 device (``/dev/video0`` or a bare index)."""
 
-    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    source: str = Field(min_length=1)
-    zone: str = ""
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
+    source: str = Field(min_length=1, max_length=4096)
+    zone: str = Field(default="", max_length=128)
     fps: float | None = Field(
         default=None,
         gt=0.0,
@@ -78,10 +87,10 @@ class CameraSettings(_Section):
         "without dropping frames",
     )
     loop: bool = Field(default=False, description="files only: start again at the end instead of finishing")
-    open_timeout_s: PositiveSeconds = 10.0
-    read_timeout_s: PositiveSeconds = 5.0
-    reconnect_initial_s: PositiveSeconds = 1.0
-    reconnect_max_s: PositiveSeconds = 30.0
+    open_timeout_s: NetworkTimeout = 10.0
+    read_timeout_s: NetworkTimeout = 5.0
+    reconnect_initial_s: NetworkTimeout = 1.0
+    reconnect_max_s: PositiveSeconds = Field(30.0, description="longest wait between reconnect attempts (<= 1 h)")
     stale_after_s: PositiveSeconds = Field(
         default=20.0,
         description="a camera that delivered no frame for this long is reported offline (status topic and a "
@@ -132,7 +141,7 @@ class HogSettingsModel(_Section):
     ``gaitwatch.tracking.hog.HogSettings``)."""
 
     upscale: float = Field(_default(HogSettings, "upscale"), gt=0.0, le=4.0)
-    hit_threshold: float = _default(HogSettings, "hit_threshold")
+    hit_threshold: float = Field(_default(HogSettings, "hit_threshold"), ge=-10.0, le=10.0)
     win_stride: int = Field(_default(HogSettings, "win_stride"), ge=8, le=64, multiple_of=8)
     scale: float = Field(_default(HogSettings, "scale"), gt=1.0, le=2.0)
     min_score: Fraction = _default(HogSettings, "min_score")
@@ -170,7 +179,7 @@ class TrackerSettingsModel(_Section):
     ``gaitwatch.tracking.tracker.TrackerSettings``)."""
 
     min_hits: int = Field(_default(TrackerSettings, "min_hits"), ge=1, le=50)
-    max_age_s: PositiveSeconds = _default(TrackerSettings, "max_age_s")
+    max_age_s: Annotated[float, Field(gt=0.0, le=600.0)] = _default(TrackerSettings, "max_age_s")
     iou_threshold: Fraction = _default(TrackerSettings, "iou_threshold")
     min_score: Fraction = _default(TrackerSettings, "min_score")
     high_score: Fraction = _default(TrackerSettings, "high_score")
@@ -223,10 +232,10 @@ class AlertSettings(_Section):
     """When sustained abnormal gait becomes an alert (``gaitwatch.gait.settings.AlertPolicySettings``)."""
 
     window_count: int = Field(_default(AlertPolicySettings, "window_count"), ge=1, le=100)
-    k_start: int = Field(_default(AlertPolicySettings, "k_start"), ge=1)
-    k_end: int = Field(_default(AlertPolicySettings, "k_end"), ge=0)
-    cooldown_s: float = Field(_default(AlertPolicySettings, "cooldown_s"), ge=0.0)
-    update_interval_s: PositiveSeconds = _default(AlertPolicySettings, "update_interval_s")
+    k_start: int = Field(_default(AlertPolicySettings, "k_start"), ge=1, le=100)
+    k_end: int = Field(_default(AlertPolicySettings, "k_end"), ge=0, le=100)
+    cooldown_s: float = Field(_default(AlertPolicySettings, "cooldown_s"), ge=0.0, le=86400.0)
+    update_interval_s: Annotated[float, Field(gt=0.0, le=86400.0)] = _default(AlertPolicySettings, "update_interval_s")
     min_confidence: Fraction = _default(AlertPolicySettings, "min_confidence")
 
     @model_validator(mode="after")
@@ -246,33 +255,42 @@ class MqttSettings(_Section):
     """The broker that nurse-call integrators subscribe to."""
 
     enabled: bool = True
-    host: str = "127.0.0.1"
+    host: str = Field(
+        default="127.0.0.1", min_length=1, max_length=253, pattern=r"^[^\s/@]+$", description="broker host name or IP"
+    )
     port: int = Field(default=1883, ge=1, le=65535)
     protocol: Literal["5", "3.1.1"] = "5"
-    client_id: str | None = None
-    topic_root: str = Field(default="gaitwatch/v1", pattern=r"^[A-Za-z0-9_./-]+$")
+    client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    topic_root: str = Field(default="gaitwatch/v1", pattern=r"^[A-Za-z0-9_./-]+$", max_length=256)
     keepalive_s: int = Field(default=30, ge=5, le=3600)
-    username: str | None = None
+    username: str | None = Field(default=None, min_length=1, max_length=256)
     password_file: Path | None = Field(
         default=None,
         description="file holding the password; a bare name is looked up in $CREDENTIALS_DIRECTORY "
         "(systemd LoadCredential=)",
     )
     tls: TlsSettings | None = None
-    timeout_s: PositiveSeconds = Field(default=10.0, description="limit on every network wait")
-    reconnect_initial_s: PositiveSeconds = 1.0
-    reconnect_max_s: PositiveSeconds = 60.0
+    timeout_s: NetworkTimeout = Field(default=10.0, description="limit on every network wait (<= 600 s)")
+    reconnect_initial_s: NetworkTimeout = 1.0
+    reconnect_max_s: PositiveSeconds = Field(60.0, description="longest wait between reconnect attempts (<= 1 h)")
     ack_topic: str | None = Field(
         default=None,
         pattern=r"^[^#+\x00]+$",
+        max_length=256,
         description="integrator acknowledgement topic (no wildcards); when set, an alert counts as delivered "
         "only once an integrator acknowledged its alert_id there, and unacknowledged alerts are re-sent",
     )
-    ack_timeout_s: PositiveSeconds = Field(
+    ack_timeout_s: Annotated[float, Field(gt=0.0, le=86400.0)] = Field(
         default=60.0,
         description="ack mode: re-send an alert (same alert_id) when no acknowledgement came within this "
         "long; shorter recovers a lost alert sooner, at the cost of more duplicates from slow integrators",
     )
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttSettings:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        return self
 
 
 class MetricsSettings(_Section):
@@ -280,14 +298,16 @@ class MetricsSettings(_Section):
     by accident."""
 
     enabled: bool = True
-    address: str = "127.0.0.1"
+    address: str = Field(default="127.0.0.1", min_length=1, max_length=253)
     port: int = Field(default=9810, ge=0, le=65535)
 
 
 class OutboxSettings(_Section):
     """The SQLite alert outbox in ``service.state_dir``."""
 
-    max_rows: int = Field(default=100_000, ge=100, description="alerts kept undelivered before loud overflow")
+    max_rows: int = Field(
+        default=100_000, ge=100, le=10_000_000, description="alerts kept undelivered before loud overflow"
+    )
     memory_rows: int = Field(
         default=10_000,
         ge=10,
@@ -298,16 +318,18 @@ class OutboxSettings(_Section):
     keep_published_s: float = Field(
         default=7 * 86400.0,
         ge=0.0,
+        le=366 * 86400.0,
         description="delivered alerts are deleted after this long (kept for audits)",
     )
-    cleanup_interval_s: PositiveSeconds = Field(
+    cleanup_interval_s: Annotated[float, Field(gt=0.0, le=86400.0)] = Field(
         default=3600.0, description="how often delivered alerts older than keep_published_s are deleted"
     )
 
 
 class Settings(_Section):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
-    cameras: list[CameraSettings] = Field(min_length=1)
+    # One reader thread and pipeline each: a 2-core PC runs 2-4 in real time; 32 is a typo guard, not a target.
+    cameras: list[CameraSettings] = Field(min_length=1, max_length=32)
     detector: DetectorSettings = DetectorSettings()
     tracker: TrackerSettingsModel = TrackerSettingsModel()
     pose: PoseSettingsModel = PoseSettingsModel()
@@ -369,7 +391,9 @@ def describe_validation_error(source: str, error: ValidationError) -> str:
     for item in error.errors():
         loc = tuple(item["loc"])
         path = _key_path(loc)
-        value = item.get("input")
+        # Redacted: this message goes to the journal (check-config runs as ExecStartPre=), and a misplaced
+        # `password = "..."` or a camera URL with credentials must not be echoed there.
+        value = redact_value(item.get("input"), str(loc[-1]) if loc else None)
         if item["type"] == "extra_forbidden":
             hint = difflib.get_close_matches(str(loc[-1]), _known_keys(loc), n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""

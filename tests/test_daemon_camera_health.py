@@ -7,7 +7,7 @@ from gaitwatch.daemon.settings import CameraSettings
 
 
 def _camera(**kw: float) -> CameraSettings:
-    return CameraSettings(id="bay1", source="rtsp://192.0.2.1/s", **kw)  # type: ignore[arg-type]
+    return CameraSettings(id="bay1", source="rtsp://192.0.2.1/s", **kw)
 
 
 def _run(health: CameraHealth, start: float, seconds: float, processed_fps: float, camera_fps: float) -> CameraState:

@@ -187,7 +187,7 @@ def test_oversized_frames_are_scaled_down_in_the_reader(tmp_path: Path) -> None:
     import cv2
 
     path = tmp_path / "uhd.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 7.0, (3840, 2160))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 7.0, (3840, 2160))
     for i in range(3):
         writer.write(cv2.resize(numbered_frame(i), (3840, 2160), interpolation=cv2.INTER_NEAREST))
     writer.release()
@@ -198,5 +198,5 @@ def test_oversized_frames_are_scaled_down_in_the_reader(tmp_path: Path) -> None:
     finally:
         camera.stop()
     assert [f.image.shape for f in frames] == [(720, 1280, 3)] * 3
-    back = [cv2.resize(f.image, (320, 240), interpolation=cv2.INTER_AREA) for f in frames]
+    back = [np.asarray(cv2.resize(f.image, (320, 240), interpolation=cv2.INTER_AREA), dtype=np.uint8) for f in frames]
     assert [read_index(b) for b in back] == [0, 1, 2], "the content survives the scaling"

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def _uhd_clip(path: Path, frames: int = 14, fps: float = 7.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (3840, 2160))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (3840, 2160))
     for i in range(frames):
         writer.write(cv2.resize(numbered_frame(i), (3840, 2160), interpolation=cv2.INTER_NEAREST))
     writer.release()
