@@ -116,10 +116,10 @@ class Integrator:
                     await client.subscribe(f"gaitwatch/v1/+/{HOST}/alert/#", qos=1)
                     async for message in client.messages:
                         payload = message.payload
-                        alert_id = json.loads(payload if isinstance(payload, bytes | bytearray) else b"{}")["alert_id"]
-                        self.ids.add(alert_id)
+                        alert = json.loads(payload if isinstance(payload, bytes | bytearray) else b"{}")
+                        self.ids.add(alert["alert_id"])
                         self.copies += 1
-                        await client.publish(self.ack_topic, ack_payload(alert_id), qos=1)
+                        await client.publish(self.ack_topic, ack_payload(alert), qos=1)
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.2)
 

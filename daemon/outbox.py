@@ -26,6 +26,7 @@ the file.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import sqlite3
 import threading
 import time
@@ -35,7 +36,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-_SCHEMA_VERSION: Final = 1
+from gaitwatch.daemon.payloads import ack_token_of, with_ack_token
+
+# 1: the first outbox; 2: every undelivered alert body carries an ``ack_token`` (ack contract v2).
+_SCHEMA_VERSION: Final = 2
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -153,7 +157,10 @@ class Outbox:
             check = self._conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise OutboxStorageError(path, f"outbox {path}: the database is corrupt ({check})")
+            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
             self._conn.executescript(_SCHEMA)
+            if version < 2:
+                self._migrate_ack_tokens()
             self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             self._conn.close()
@@ -161,6 +168,17 @@ class Outbox:
         except OutboxStorageError:
             self._conn.close()
             raise
+
+    def _migrate_ack_tokens(self) -> None:
+        """Schema 1 -> 2: alerts stored before ack tokens existed get one, so that they can still be
+        acknowledged (ack contract v2) instead of being re-sent forever in ack mode."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        rows = self._conn.execute("SELECT seq, payload FROM outbox WHERE acked_wall IS NULL").fetchall()
+        for seq, payload in rows:
+            migrated = with_ack_token(bytes(payload))
+            if migrated != bytes(payload):
+                self._conn.execute("UPDATE outbox SET payload = ? WHERE seq = ?", (migrated, seq))
+        self._conn.execute("COMMIT")
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -301,31 +319,36 @@ class Outbox:
                 self._rollback()
                 raise _storage_error(self.path, "mark rows published", exc) from exc
 
-    def mark_acked(self, alert_id: str, *, now_wall: float | None = None) -> bool:
-        """Record an integrator's acknowledgement; False if the id is unknown (cleaned up, or foreign)."""
-        when = time.time() if now_wall is None else now_wall
-        return self._update(
-            "UPDATE outbox SET acked_wall = ?, published_wall = COALESCE(published_wall, ?) "
-            "WHERE alert_id = ? AND acked_wall IS NULL",
-            (when, when, alert_id),
-            f"ack {alert_id}",
-        )
+    def mark_acked(self, alert_id: str, ack_token: str, *, now_wall: float | None = None) -> bool:
+        """Record an integrator's acknowledgement; see ``mark_acked_many``."""
+        return self.mark_acked_many([(alert_id, ack_token)], now_wall=now_wall) == 1
 
-    def mark_acked_many(self, alert_ids: Sequence[str], *, now_wall: float | None = None) -> int:
-        """``mark_acked`` for several ids in one transaction (one fsync); returns how many rows it newly
-        acknowledged (unknown and already acknowledged ids count 0)."""
+    def mark_acked_many(self, claims: Sequence[tuple[str, str]], *, now_wall: float | None = None) -> int:
+        """Record ``(alert_id, ack_token)`` acknowledgements in one transaction (one fsync); returns how many
+        rows it newly acknowledged.
+
+        An ack counts only for an alert that was already published (an ack cannot arrive before the alert
+        unless someone predicted its id) and whose stored payload carries the same ``ack_token`` (a secret that
+        appears only in that alert's payload). Everything else counts 0: unknown ids (another host's, or
+        cleaned up), already acknowledged ones, unpublished ones, wrong tokens.
+        """
         when = time.time() if now_wall is None else now_wall
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                updated = sum(
-                    self._conn.execute(
-                        "UPDATE outbox SET acked_wall = ?, published_wall = COALESCE(published_wall, ?) "
-                        "WHERE alert_id = ? AND acked_wall IS NULL",
-                        (when, when, a),
+                updated = 0
+                for alert_id, token in claims:
+                    row = self._conn.execute(
+                        "SELECT seq, payload FROM outbox "
+                        "WHERE alert_id = ? AND acked_wall IS NULL AND published_wall IS NOT NULL",
+                        (alert_id,),
+                    ).fetchone()
+                    stored = ack_token_of(bytes(row[1])) if row is not None else None
+                    if stored is None or not hmac.compare_digest(stored.encode(), token.encode()):
+                        continue
+                    updated += self._conn.execute(
+                        "UPDATE outbox SET acked_wall = ? WHERE seq = ?", (when, int(row[0]))
                     ).rowcount
-                    for a in alert_ids
-                )
                 self._conn.execute("COMMIT")
                 return int(updated)
             except sqlite3.Error as exc:

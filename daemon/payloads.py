@@ -58,7 +58,10 @@ GAIT_SCHEMA: Final = "gaitwatch.gait/1"
 STATUS_SCHEMA: Final = "gaitwatch.status/1"
 CAMERA_STATUS_SCHEMA: Final = "gaitwatch.camera-status/1"
 ACTIVE_ALERTS_SCHEMA: Final = "gaitwatch.active-alerts/1"
-ACK_SCHEMA: Final = "gaitwatch.ack/1"
+# v2 (issue 14): an ack names each alert with its ``ack_token``, a per-alert secret that appears only in that
+# alert's payload, so only a client that received the alert can acknowledge it. v1 acks (bare alert ids, which
+# anyone could predict from the retained boot_id) are refused.
+ACK_SCHEMA: Final = "gaitwatch.ack/2"
 DEFAULT_ROOT: Final = "gaitwatch/v1"
 
 Category = Literal["clinical", "technical"]
@@ -97,6 +100,7 @@ _ALERT_KEYS: Final = (
     "quality",
     "software_version",
     "model_versions",
+    "ack_token",
 )
 
 
@@ -378,7 +382,35 @@ def _body(
         "quality": _num(quality),
         "software_version": identity.software_version,
         "model_versions": dict(sorted(identity.model_versions.items())),
+        "ack_token": new_ack_token(),
     }
+
+
+def new_ack_token() -> str:
+    """A per-alert secret for ack mode: 128 random bits, URL-safe (see ``ACK_SCHEMA``)."""
+    return secrets.token_urlsafe(16)
+
+
+def ack_token_of(body: bytes) -> str | None:
+    """The ``ack_token`` of a stored alert body (None for a body without one)."""
+    try:
+        obj = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    token = obj.get("ack_token") if isinstance(obj, dict) else None
+    return token if isinstance(token, str) else None
+
+
+def with_ack_token(body: bytes) -> bytes:
+    """An alert body stored before ack tokens existed, given one (outbox migration); others unchanged."""
+    try:
+        obj = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return body
+    if not isinstance(obj, dict) or obj.get("schema") != ALERT_SCHEMA or isinstance(obj.get("ack_token"), str):
+        return body
+    obj["ack_token"] = new_ack_token()
+    return _dumps(obj)
 
 
 def alert_body(
@@ -518,43 +550,71 @@ def active_alerts_payload(entries: Sequence[Mapping[str, Any]], identity: Publis
 
 
 class AckError(ValueError):
-    """An ack message that is not ``{"alert_id": ...}`` or ``{"alert_ids": [...]}``."""
+    """An ack message that is not a valid ``gaitwatch.ack/2`` message (the reason never echoes the payload)."""
 
 
-def parse_ack(payload: bytes) -> tuple[str, ...]:
-    """The alert ids an integrator acknowledges in one ack message.
+@dataclass(frozen=True, slots=True)
+class AckClaim:
+    """One acknowledged alert: its id and the ``ack_token`` from its payload."""
 
-    Accepted: a JSON object with ``alert_id`` (a string) and/or ``alert_ids`` (a list of strings); ``schema``,
-    if present, must be ``gaitwatch.ack/1``; other keys (who acknowledged, when) are the integrator's own and
-    ignored. Anything else raises ``AckError``, whose message says what is wrong (never echoing the payload).
+    alert_id: str
+    ack_token: str
+
+
+# Bounds on what an integrator (or anyone allowed on the ack topic) can make the daemon parse.
+MAX_ACK_BYTES: Final = 64 * 1024
+MAX_ACK_FIELD_CHARS: Final = 256
+
+
+def parse_ack(payload: bytes) -> tuple[AckClaim, ...]:
+    """The alerts an integrator acknowledges in one ack message.
+
+    Accepted: a JSON object with ``schema`` ``gaitwatch.ack/2`` and ``acks``, a list of ``{"alert_id": ...,
+    "ack_token": ...}`` (or one such pair at the top level); other keys (who acknowledged, when) are the
+    integrator's own and ignored. Bounded: at most ``MAX_ACK_BYTES``, ``MAX_ACK_IDS`` acks, strings of at most
+    ``MAX_ACK_FIELD_CHARS``; nesting too deep for the parser is refused like any malformed message. Anything
+    else raises ``AckError``, whose message says what is wrong.
     """
+    if len(payload) > MAX_ACK_BYTES:
+        raise AckError(f"ack is {len(payload)} bytes; at most {MAX_ACK_BYTES}")
     try:
         obj = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise AckError("ack is not JSON") from None
+    except RecursionError:
+        raise AckError("ack is nested too deeply") from None
     if not isinstance(obj, dict):
         raise AckError("ack must be a JSON object")
-    schema = obj.get("schema", ACK_SCHEMA)
-    if schema != ACK_SCHEMA:
-        raise AckError(f"ack schema must be {ACK_SCHEMA!r}")
-    ids: list[object] = []
-    if "alert_id" in obj:
-        ids.append(obj["alert_id"])
-    many = obj.get("alert_ids", [])
+    if obj.get("schema") != ACK_SCHEMA:
+        raise AckError(
+            f"ack schema must be {ACK_SCHEMA!r} with an ack_token per alert (v1 acks by bare alert id are no longer "
+            "accepted)"
+        )
+    entries: list[object] = []
+    if "alert_id" in obj or "ack_token" in obj:
+        entries.append({"alert_id": obj.get("alert_id"), "ack_token": obj.get("ack_token")})
+    many = obj.get("acks", [])
     if not isinstance(many, list):
-        raise AckError("alert_ids must be a list of strings")
-    ids.extend(many)
-    if not ids:
-        raise AckError("ack names no alert_id")
-    if len(ids) > MAX_ACK_IDS:
-        raise AckError(f"ack names {len(ids)} alerts; at most {MAX_ACK_IDS} per message")
-    if not all(isinstance(i, str) and i for i in ids):
-        raise AckError("every alert id must be a non-empty string")
-    return tuple(dict.fromkeys(str(i) for i in ids))
+        raise AckError("acks must be a list of {alert_id, ack_token} objects")
+    if len(many) + len(entries) > MAX_ACK_IDS:
+        raise AckError(f"ack names {len(many) + len(entries)} alerts; at most {MAX_ACK_IDS} per message")
+    entries.extend(many)
+    if not entries:
+        raise AckError("ack names no alert")
+    claims: dict[str, AckClaim] = {}
+    for entry in entries:
+        alert_id = entry.get("alert_id") if isinstance(entry, dict) else None
+        token = entry.get("ack_token") if isinstance(entry, dict) else None
+        if not (isinstance(alert_id, str) and isinstance(token, str) and alert_id and token):
+            raise AckError("every ack needs a non-empty alert_id and ack_token (strings)")
+        if len(alert_id) > MAX_ACK_FIELD_CHARS or len(token) > MAX_ACK_FIELD_CHARS:
+            raise AckError(f"alert_id and ack_token are at most {MAX_ACK_FIELD_CHARS} characters")
+        claims.setdefault(alert_id, AckClaim(alert_id, token))
+    return tuple(claims.values())
 
 
-def ack_payload(*alert_ids: str) -> bytes:
-    """What an integrator publishes to acknowledge alerts (tests, the soak benchmark, integrator examples)."""
-    if len(alert_ids) == 1:
-        return _dumps({"schema": ACK_SCHEMA, "alert_id": alert_ids[0]})
-    return _dumps({"schema": ACK_SCHEMA, "alert_ids": list(alert_ids)})
+def ack_payload(*alerts: Mapping[str, Any]) -> bytes:
+    """What an integrator publishes to acknowledge alerts it received (``alerts``: the decoded payloads): their
+    ``alert_id`` and ``ack_token``. For tests, the soak benchmark and integrator examples."""
+    acks = [{"alert_id": str(a["alert_id"]), "ack_token": str(a["ack_token"])} for a in alerts]
+    return _dumps({"schema": ACK_SCHEMA, "acks": acks})

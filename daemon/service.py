@@ -55,6 +55,7 @@ from gaitwatch.daemon.payloads import (
     ACTIVE_ALERTS_DELIVERY,
     CAMERA_STATUS_DELIVERY,
     GAIT_DELIVERY,
+    AckClaim,
     AckError,
     AlertIds,
     CameraStatusState,
@@ -102,8 +103,10 @@ WATCHDOG_CHECK_S = 0.5
 SHUTDOWN_FLUSH_S = 5.0
 # The retained active-alerts snapshot is republished at most this often during an alert burst.
 ACTIVE_ALERTS_MIN_INTERVAL_S = 0.5
-# Integrator acks are recorded in batches of at most this many ids (one fsync per batch).
+# Integrator acks are recorded in batches of at most this many ids (one fsync per batch), and at most this
+# many wait to be recorded.
 ACK_BATCH = 500
+ACK_BACKLOG = 10_000
 # Repeated identical per-frame errors are logged at most once per this many seconds.
 FRAME_ERROR_LOG_INTERVAL_S = 60.0
 
@@ -220,7 +223,9 @@ class Service:
         self._active: dict[str, dict[str, Any]] = {}
         self._active_changed = asyncio.Event()
         self._outbox_full_incident: str | None = None
-        self._acks: asyncio.Queue[str] = asyncio.Queue()
+        # Bounded: acks arriving faster than the disk records them are counted and dropped, not buffered
+        # without limit (a dropped ack only means the alert is re-sent after mqtt.ack_timeout_s).
+        self._acks: asyncio.Queue[AckClaim] = asyncio.Queue(maxsize=ACK_BACKLOG)
         # Each camera has at most one frame in flight, so these threads run different cameras side by side and
         # every camera's tracker and trajectories still see its frames in order.
         self._inference = ThreadPoolExecutor(
@@ -920,7 +925,7 @@ class Service:
         if topic != self.settings.mqtt.ack_topic:
             return
         try:
-            ids = parse_ack(payload)
+            claims = parse_ack(payload)
         except AckError as exc:
             self.metrics.ack_received("invalid")
             # A broken or hostile client can send these by the thousand: the metric counts every one.
@@ -928,28 +933,31 @@ class Service:
                 log, logging.WARNING, "ack", "ignoring an invalid ack message topic=%s error=%s", topic, exc
             )
             return
-        for alert_id in ids:
-            self._acks.put_nowait(alert_id)
+        for claim in claims:
+            try:
+                self._acks.put_nowait(claim)
+            except asyncio.QueueFull:
+                self.metrics.ack_received("ignored")
+                self._throttle.log(log, logging.WARNING, "ack-backlog", "ack backlog full; dropping acks")
 
     async def _ack_loop(self) -> None:
         while True:
             first = await self._acks.get()
-            self._acks.put_nowait(first)
-            await self._record_acks()
+            await self._record_acks(first)
 
-    async def _record_acks(self) -> None:
-        ids: list[str] = []
-        while not self._acks.empty() and len(ids) < ACK_BATCH:
-            ids.append(self._acks.get_nowait())
-        if not ids or self._outbox is None:
+    async def _record_acks(self, first: AckClaim | None = None) -> None:
+        claims: list[AckClaim] = [] if first is None else [first]
+        while not self._acks.empty() and len(claims) < ACK_BATCH:
+            claims.append(self._acks.get_nowait())
+        if not claims or self._outbox is None:
             return
         try:
-            acked = await asyncio.to_thread(self._outbox.mark_acked_many, ids)
+            acked = await asyncio.to_thread(self._outbox.mark_acked_many, [(c.alert_id, c.ack_token) for c in claims])
         except OutboxError as exc:
             log.error("cannot record acks error=%s", exc)
             return
         self.metrics.ack_received("acked", acked)
-        self.metrics.ack_received("ignored", len(ids) - acked)
+        self.metrics.ack_received("ignored", len(claims) - acked)
 
     async def _cleanup_loop(self) -> None:
         o = self.settings.outbox

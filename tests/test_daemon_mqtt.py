@@ -34,7 +34,7 @@ from gaitwatch.daemon.mqtt import (
     backoff_delays,
 )
 from gaitwatch.daemon.outbox import Outbox
-from gaitwatch.daemon.payloads import ClockMap, PublisherIdentity, Topics, technical_alert_body
+from gaitwatch.daemon.payloads import ClockMap, PublisherIdentity, Topics, ack_token_of, technical_alert_body
 from gaitwatch.gait.types import AlertPhase
 
 
@@ -367,8 +367,10 @@ async def test_ack_mode_republishes_unacknowledged_alerts_with_the_same_id(
     t0 = 1_800_000_000.0
     wall = [t0]
     box = Outbox(tmp_path / "outbox.sqlite", 100, ack_required=True)
-    for i in range(3):
-        box.add(TOPICS.alert("bay1"), alert(i), f"h1:b00t:{i}", now_wall=t0)
+    bodies = [alert(i) for i in range(3)]
+    for i, body in enumerate(bodies):
+        box.add(TOPICS.alert("bay1"), body, f"h1:b00t:{i}", now_wall=t0)
+    tokens = [ack_token_of(body) or "" for body in bodies]
     async with subscriber(mosquitto) as sub, transport(config(mosquitto)) as t:
         await sub.subscribe(f"{TOPICS.base}/alert/#", qos=1)
         assert await t.wait_connected(GUARD_S)
@@ -377,7 +379,7 @@ async def test_ack_mode_republishes_unacknowledged_alerts_with_the_same_id(
         assert await drainer.drain_once() == 0  # published, not yet due for a re-send
         wall[0] = t0 + 31
         assert await drainer.drain_once() == 3  # nobody acknowledged: send again
-        assert box.mark_acked("h1:b00t:0") and box.mark_acked("h1:b00t:1")
+        assert box.mark_acked("h1:b00t:0", tokens[0]) and box.mark_acked("h1:b00t:1", tokens[1])
         wall[0] = t0 + 62
         assert await drainer.drain_once() == 1
         got = [json.loads((await next_message(sub)).payload) for _ in range(7)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sqlite3
@@ -21,6 +22,17 @@ T0 = 1_700_000_000.0  # a fixed wall time, so ages are exact
 
 def make(tmp_path: Path, max_rows: int = 100, **kwargs: bool) -> Outbox:
     return Outbox(tmp_path / "outbox.sqlite", max_rows, **kwargs)
+
+
+def body(alert_id: str) -> bytes:
+    """An alert body as the daemon stores it (``ack_token`` included)."""
+    return json.dumps(
+        {"schema": "gaitwatch.alert/1", "alert_id": alert_id, "ack_token": f"token-of-{alert_id}"}
+    ).encode()
+
+
+def token(alert_id: str) -> str:
+    return f"token-of-{alert_id}"
 
 
 def test_add_returns_increasing_seq_and_pending_lists_in_seq_order(tmp_path: Path) -> None:
@@ -113,8 +125,8 @@ def test_full_outbox_evicts_oldest_delivered_rows_first(tmp_path: Path) -> None:
 
 def test_ack_mode_keeps_unacknowledged_rows_and_lists_them_for_republishing(tmp_path: Path) -> None:
     with make(tmp_path, max_rows=2, ack_required=True) as box:
-        a = box.add("t", b"x", "a", now_wall=T0)
-        b = box.add("t", b"x", "b", now_wall=T0)
+        a = box.add("t", body("a"), "a", now_wall=T0)
+        b = box.add("t", body("b"), "b", now_wall=T0)
         box.mark_published_many([a, b], now_wall=T0 + 1)
         # Published but unacknowledged rows are not "delivered": no room, not cleaned up.
         with pytest.raises(OutboxFullError):
@@ -122,9 +134,9 @@ def test_ack_mode_keeps_unacknowledged_rows_and_lists_them_for_republishing(tmp_
         assert box.cleanup(0.0, now_wall=T0 + 1000) == 0
         assert [r.seq for r in box.unacked(T0 + 1, 10)] == [a, b]
         assert box.unacked(T0 + 0.5, 10) == []  # published after the cutoff: not due yet
-        assert box.mark_acked("a", now_wall=T0 + 2)
-        assert not box.mark_acked("a", now_wall=T0 + 3)  # already acknowledged
-        assert not box.mark_acked("unknown")
+        assert box.mark_acked("a", token("a"), now_wall=T0 + 2)
+        assert not box.mark_acked("a", token("a"), now_wall=T0 + 3)  # already acknowledged
+        assert not box.mark_acked("unknown", token("unknown"))
         assert [r.alert_id for r in box.unacked(T0 + 10, 10)] == ["b"]
         box.add("t", b"x", "c")  # the acknowledged row made room
         assert box.row_count() == 2
@@ -143,14 +155,20 @@ def test_overflow_alert_is_stored_over_the_limit(tmp_path: Path) -> None:
 
 def test_acks_in_one_transaction_and_stats(tmp_path: Path) -> None:
     with make(tmp_path, ack_required=True) as box:
-        seqs = [box.add("t", b"x", f"id-{i}", now_wall=T0 + i) for i in range(4)]
+        seqs = [box.add("t", body(f"id-{i}"), f"id-{i}", now_wall=T0 + i) for i in range(4)]
         assert box.stats(T0 + 10) == OutboxStats(pending=4, oldest_pending_age_s=10.0, unacked=0, rows=4)
         box.mark_published_many(seqs[:3], now_wall=T0 + 11)
         assert box.stats(T0 + 20) == OutboxStats(pending=1, oldest_pending_age_s=17.0, unacked=3, rows=4)
-        # id-3 was never published: an ack for it (the integrator saw it) also settles its publication.
-        assert box.mark_acked_many(["id-0", "id-0", "id-3", "other-host:b:1"], now_wall=T0 + 21) == 2
-        assert box.unacked_count() == 2 and box.pending_count() == 0
-        assert box.stats(T0 + 30) == OutboxStats(pending=0, oldest_pending_age_s=0.0, unacked=2, rows=4)
+        claims = [
+            ("id-0", token("id-0")),
+            ("id-0", token("id-0")),  # twice: counted once
+            ("id-1", "a guess"),  # wrong token
+            ("id-3", token("id-3")),  # never published: an ack cannot precede the alert
+            ("other-host:b:1", "x"),  # not ours
+        ]
+        assert box.mark_acked_many(claims, now_wall=T0 + 21) == 1
+        assert box.unacked_count() == 2 and box.pending_count() == 1
+        assert box.stats(T0 + 30) == OutboxStats(pending=1, oldest_pending_age_s=27.0, unacked=2, rows=4)
 
 
 def test_write_probe_uses_no_seq(tmp_path: Path) -> None:
@@ -300,3 +318,48 @@ def test_matches_a_simple_model(tmp_path_factory: pytest.TempPathFactory, ops: l
                 box.cleanup(0.0, now_wall=T0 + 1)
             assert [r.seq for r in box.pending(1000)] == pending
             assert box.pending_count() == len(pending)
+
+
+def test_an_ack_counts_only_for_a_published_alert_with_its_own_token(tmp_path: Path) -> None:
+    """Issue 14: alert ids are predictable (host, boot id and a counter), so an ack naming an id must not
+    suppress the alert: it needs the alert's published payload's secret token."""
+    with make(tmp_path, ack_required=True) as box:
+        seq = box.add("t", body("h:b:1"), "h:b:1", now_wall=T0)
+        assert not box.mark_acked("h:b:1", token("h:b:1")), "not published yet: nobody can have received it"
+        assert box.pending_count() == 1, "the early ack did not mark it published"
+        box.mark_published(seq, now_wall=T0 + 1)
+        assert not box.mark_acked("h:b:1", "token-of-h:b:2"), "another alert's token"
+        assert box.mark_acked("h:b:1", token("h:b:1"))
+        assert box.unacked_count() == 0
+
+
+def test_an_outbox_written_before_ack_tokens_is_migrated_in_place(tmp_path: Path) -> None:
+    """Schema 1 (before ack tokens): undelivered alerts get a token when the new version opens the file, so they
+    can still be acknowledged; delivered rows, foreign payloads and seq values stay as they were."""
+    import sqlite3
+
+    path = tmp_path / "outbox.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            CREATE TABLE outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL,
+                payload BLOB NOT NULL, created_wall REAL NOT NULL, published_wall REAL, acked_wall REAL);
+            CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_wall IS NULL;
+            CREATE TABLE write_probe (data BLOB NOT NULL);
+            PRAGMA user_version=1;
+            """
+        )
+        old = json.dumps({"schema": "gaitwatch.alert/1", "alert_id": "h:b:1"}).encode()
+        db.execute("INSERT INTO outbox VALUES (7, 'h:b:1', 't', ?, ?, ?, NULL)", (old, T0, T0 + 1))
+        db.execute("INSERT INTO outbox VALUES (8, 'other', 't', ?, ?, NULL, NULL)", (b"not an alert", T0))
+    with Outbox(path, 100, ack_required=True) as box:
+        row = box.unacked(T0 + 10, 10)[0]
+        migrated = json.loads(row.payload)
+        assert row.seq == 7 and migrated["alert_id"] == "h:b:1"
+        assert isinstance(migrated["ack_token"], str) and len(migrated["ack_token"]) >= 16
+        assert box.pending(10)[0].payload == b"not an alert"
+        assert box.mark_acked("h:b:1", migrated["ack_token"])
+        assert box.add("t", body("new"), "new") == 9, "seq continues"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -328,13 +328,37 @@ def test_active_alerts_snapshot_lists_open_incidents_oldest_first() -> None:
 
 
 def test_ack_forms_an_integrator_may_send() -> None:
-    assert parse_ack(b'{"alert_id": "h:b:1"}') == ("h:b:1",)
-    assert parse_ack(b'{"schema": "gaitwatch.ack/1", "alert_ids": ["h:b:1", "h:b:2"], "by": "desk"}') == (
-        "h:b:1",
-        "h:b:2",
+    def pairs(payload: bytes) -> list[tuple[str, str]]:
+        return [(c.alert_id, c.ack_token) for c in parse_ack(payload)]
+
+    assert pairs(b'{"schema": "gaitwatch.ack/2", "alert_id": "h:b:1", "ack_token": "t1"}') == [("h:b:1", "t1")]
+    many = b'{"schema": "gaitwatch.ack/2", "acks": [{"alert_id": "h:b:1", "ack_token": "t1"}, ' + (
+        b'{"alert_id": "h:b:2", "ack_token": "t2"}, {"alert_id": "h:b:1", "ack_token": "t1"}], "by": "desk"}'
     )
-    assert parse_ack(b'{"alert_id": "h:b:1", "alert_ids": ["h:b:1", "h:b:3"]}') == ("h:b:1", "h:b:3")
-    assert parse_ack(ack_payload("a", "b")) == ("a", "b")
+    assert pairs(many) == [("h:b:1", "t1"), ("h:b:2", "t2")]
+    alerts = [{"alert_id": "a", "ack_token": "ta", "type": "fall"}, {"alert_id": "b", "ack_token": "tb"}]
+    assert pairs(ack_payload(*alerts)) == [("a", "ta"), ("b", "tb")]
+
+
+def test_every_alert_body_carries_its_own_ack_token_and_the_snapshot_does_not() -> None:
+    bodies = [
+        technical_alert_body(
+            "test",
+            AlertPhase.START,
+            camera=None,
+            identity=IDENTITY,
+            clock=ClockMap(0.0),
+            t_start=1.0,
+            t_observed=2.0,
+            alert_id=f"h:b:{i}",
+            incident_id="i",
+        )
+        for i in range(2)
+    ]
+    tokens = [json.loads(b)["ack_token"] for b in bodies]
+    assert len(set(tokens)) == 2 and all(len(t) >= 22 for t in tokens), "128 random bits each"
+    assert json.loads(stamp_alert(bodies[0], seq=1, emitted_wall_s=3.0, delayed=False))["ack_token"] == tokens[0]
+    assert "ack_token" not in active_alert_entry(bodies[0])
 
 
 @pytest.mark.parametrize(
@@ -343,11 +367,27 @@ def test_ack_forms_an_integrator_may_send() -> None:
         (b"h:b:1", "not JSON"),
         (b'["h:b:1"]', "JSON object"),
         (b'{"schema": "gaitwatch.alert/1", "alert_id": "h:b:1"}', "schema"),
-        (b"{}", "no alert_id"),
-        (b'{"alert_ids": "h:b:1"}', "list"),
-        (b'{"alert_id": 17}', "non-empty string"),
-        (b'{"alert_id": ""}', "non-empty string"),
-        (json.dumps({"alert_ids": [f"h:b:{i}" for i in range(MAX_ACK_IDS + 1)]}).encode(), "at most"),
+        (b'{"alert_id": "h:b:1"}', "v1 acks"),
+        (b'{"schema": "gaitwatch.ack/1", "alert_ids": ["h:b:1"]}', "v1 acks"),
+        (b'{"schema": "gaitwatch.ack/2"}', "names no alert"),
+        (b'{"schema": "gaitwatch.ack/2", "acks": "h:b:1"}', "list"),
+        (b'{"schema": "gaitwatch.ack/2", "alert_id": "h:b:1"}', "ack_token"),
+        (b'{"schema": "gaitwatch.ack/2", "alert_id": 17, "ack_token": "t"}', "non-empty"),
+        (b'{"schema": "gaitwatch.ack/2", "acks": [{"alert_id": "", "ack_token": "t"}]}', "non-empty"),
+        (b'{"schema": "gaitwatch.ack/2", "acks": [["h:b:1", "t"]]}', "non-empty"),
+        (b'{"schema": "gaitwatch.ack/2", "alert_id": "h", "ack_token": "' + b"t" * 300 + b'"}', "at most 256"),
+        (
+            json.dumps(
+                {
+                    "schema": "gaitwatch.ack/2",
+                    "acks": [{"alert_id": f"h:b:{i}", "ack_token": "t"} for i in range(MAX_ACK_IDS + 1)],
+                }
+            ).encode(),
+            "at most",
+        ),
+        (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
+        (b"{\"a\": " * 9_000 + b"1" + b"}" * 9_000, "nested too deeply"),
+        (b" " * (64 * 1024 + 1), "bytes; at most"),
         (b"\xff\xfe", "not JSON"),
     ],
 )

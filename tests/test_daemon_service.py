@@ -128,7 +128,11 @@ async def test_acks_are_recorded_and_invalid_ones_counted(mosquitto: Any, tmp_pa
         await until(lambda: acked._value.get() == 5, "5 acks recorded")
         async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="rogue", timeout=5.0) as rogue:
             await rogue.publish(ack_topic, b"not json", qos=1)
-            await rogue.publish(ack_topic, ack_payload("other-host:boot:1", ids[0]), qos=1)
+            # Another host's id, and a real id with the right token again (already acknowledged).
+            first = next(a for a in integrator.alerts() if a["alert_id"] == ids[0])
+            await rogue.publish(
+                ack_topic, ack_payload({"alert_id": "other-host:boot:1", "ack_token": "x" * 22}, first), qos=1
+            )
         invalid, ignored = (service.metrics.acks.labels(result=r) for r in ("invalid", "ignored"))
         await until(lambda: invalid._value.get() == 1 and ignored._value.get() == 2, "the bad acks counted")
         assert service._outbox is not None and service._outbox.unacked_count() == 0

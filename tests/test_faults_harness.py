@@ -464,7 +464,7 @@ class Integrator:
                         self.received.append(item)
                         self._changed.set()
                         if self.ack_topic and "/alert" in item.topic:
-                            await client.publish(self.ack_topic, ack_payload(item.json()["alert_id"]), qos=1)
+                            await client.publish(self.ack_topic, ack_payload(item.json()), qos=1)
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.1)
 
@@ -575,8 +575,9 @@ def test_toml_writer_round_trips_a_daemon_config(tmp_path: Path) -> None:
 
 
 def test_ack_payloads_round_trip_and_the_active_entry_keeps_identity() -> None:
-    assert parse_ack(ack_payload("h:b:1")) == ("h:b:1",)
-    assert parse_ack(ack_payload("h:b:1", "h:b:2", "h:b:1")) == ("h:b:1", "h:b:2")
+    a1, a2 = {"alert_id": "h:b:1", "ack_token": "t1" * 11}, {"alert_id": "h:b:2", "ack_token": "t2" * 11}
+    claims = parse_ack(ack_payload(a1, a2, a1))
+    assert [(c.alert_id, c.ack_token) for c in claims] == [("h:b:1", "t1" * 11), ("h:b:2", "t2" * 11)]
     body = json.dumps({"schema": "gaitwatch.alert/1", "alert_id": "a", "incident_id": "i", "phase": "start"})
     entry = active_alert_entry(body.encode())
     assert entry["alert_id"] == "a" and entry["incident_id"] == "i" and entry["subject"] is None
