@@ -107,6 +107,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
         cmd_eval_gait,
         cmd_eval_mot,
         cmd_eval_pose,
+        cmd_outbox,
         cmd_record,
         cmd_replay,
         cmd_report,
@@ -125,6 +126,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
         cmd_eval_pose.register,
         cmd_eval_mot.register,
         cmd_distill.register,
+        cmd_outbox.register,
     ]
 
 

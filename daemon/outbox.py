@@ -266,6 +266,30 @@ class Outbox:
                 self._rollback()
                 raise
 
+    def restore(self, rows: Sequence[OutboxRow], *, last_seq: int = 0) -> None:
+        """Write rows salvaged from a damaged outbox with their original ``seq`` and delivery state, in one
+        transaction; new rows then continue above ``max(last_seq, highest restored seq)``. Only into a fresh
+        outbox (``gaitwatch outbox salvage``)."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(
+                    f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (r.seq, r.alert_id, r.topic, r.payload, r.created_wall, r.published_wall, r.acked_wall)
+                        for r in rows
+                    ],
+                )
+                top = max([last_seq, *(r.seq for r in rows)])
+                # AUTOINCREMENT's high-water mark: never hand out a seq an integrator may already have seen.
+                self._conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'outbox'", (top,))
+                if self._conn.execute("SELECT changes()").fetchone()[0] == 0:
+                    self._conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (top,))
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise _storage_error(self.path, "restore salvaged rows", exc) from exc
+
     def _rollback(self) -> None:
         """Abandon a failed transaction; the error that caused it is what the caller reports."""
         if self._conn.in_transaction:

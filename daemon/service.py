@@ -399,7 +399,10 @@ class Service:
                 ack_required=self.settings.mqtt.enabled and self.settings.mqtt.ack_topic is not None,
             )
         except OutboxError as exc:
-            raise StartupError(f"{exc}; fix service.state_dir", EX_CANTCREAT) from None
+            hint = "fix service.state_dir"
+            if "corrupt" in str(exc) or "not an SQLite database" in str(exc):
+                hint = f"recover its alerts with `gaitwatch outbox salvage --state-dir {state_dir}`"
+            raise StartupError(f"{exc}; {hint}", EX_CANTCREAT) from None
         try:
             outbox.check_writable()
         except OutboxError as exc:
