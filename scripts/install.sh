@@ -23,6 +23,8 @@ if [ "$dev" = 1 ]; then
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || apt_packages+=(mosquitto)
     # The TLS tests make a throw-away CA and certificates with openssl.
     command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
+    # The Prometheus alert rules are checked and unit-tested with promtool (Debian's prometheus package).
+    command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     SUDO=""
@@ -31,9 +33,11 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
     # The broker is started by the tests themselves; the Debian service is not needed.
-    if [[ " ${apt_packages[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null 2>&1; then
-        $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
-    fi
+    for service in mosquitto prometheus; do
+        if [[ " ${apt_packages[*]} " == *" $service "* ]] && command -v systemctl >/dev/null 2>&1; then
+            $SUDO systemctl disable --now "$service" >/dev/null 2>&1 || true
+        fi
+    done
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
