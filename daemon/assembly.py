@@ -14,6 +14,7 @@ from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
 from gaitwatch.pose.pool import PoseBackendPool
+from gaitwatch.pose.recovery import RecoverySettings
 from gaitwatch.pose.schedule import PoseScheduler, ScheduleSettings
 from gaitwatch.pose.student_backend import StudentBackend, StudentSettings
 from gaitwatch.pose.temporal import PoseTemporalFilter, TemporalSettings
@@ -138,7 +139,14 @@ class SharedModels:
 def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedModels) -> CameraPipeline:
     return CameraPipeline(
         camera_id,
-        PipelineSettings(detect_interval_s=settings.detector.interval_s, min_presence=settings.pose.min_presence),
+        PipelineSettings(
+            detect_interval_s=settings.detector.interval_s,
+            min_presence=settings.pose.min_presence,
+            recovery=RecoverySettings(
+                crops_per_frame=settings.detector.recovery_crops_per_frame,
+                min_height=settings.detector.recovery_min_height,
+            ),
+        ),
         detector=shared.detector,
         regions=SearchRegionPlanner(search_region_settings(settings)),
         tracker=Tracker(tracker_settings(settings)),

@@ -104,6 +104,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
     from gaitwatch.daemon import (
         cmd_bench,
         cmd_distill,
+        cmd_eval_detect,
         cmd_eval_gait,
         cmd_eval_mot,
         cmd_eval_pose,
@@ -125,6 +126,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
         cmd_eval_gait.register,
         cmd_eval_pose.register,
         cmd_eval_mot.register,
+        cmd_eval_detect.register,
         cmd_distill.register,
         cmd_outbox.register,
     ]

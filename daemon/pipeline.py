@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.gait.trajectory import TrajectoryBuffer
 from gaitwatch.gait.types import Alert, Assessment, GaitMetrics
 from gaitwatch.pose.backend import PoseBackend
+from gaitwatch.pose.recovery import RecoverySettings, recovered_detections, recovery_candidates
 from gaitwatch.pose.roi import box_from_keypoints
 from gaitwatch.pose.schedule import PoseScheduler
 from gaitwatch.pose.temporal import PoseTemporalFilter
@@ -28,22 +29,25 @@ from gaitwatch.pose.types import Poses
 from gaitwatch.tracking.detector import PersonDetector
 from gaitwatch.tracking.search_regions import SearchRegionPlanner, detect_in_regions
 from gaitwatch.tracking.tracker import Tracker
-from gaitwatch.tracking.types import Detections, Frame, Tracks
+from gaitwatch.tracking.types import Detections, Frame, Tracks, TrackState
 
 STAGES = ("detect", "track", "pose", "gait")
 
 # A pose-derived box is trusted as the track's observation only from landmarks the model itself believes in.
 BOX_MIN_VISIBILITY = 0.5
+NO_RECOVERY = RecoverySettings(crops_per_frame=0)
 
 
 @dataclass(frozen=True, slots=True)
 class TimedDetections:
     """A frame's detections, the seconds the detector took (run ahead of ``process``, on another thread) and
-    whether it scanned the whole frame (else only the regions that changed and those around tracked people)."""
+    whether it scanned the whole frame (else only the regions that changed and those around tracked people).
+    ``motion``: the blobs that changed since the previous detection (N, 4 xyxy), for motion-verified recovery."""
 
     detections: Detections
     seconds: float
     whole_frame: bool = True
+    motion: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,13 @@ class FrameResult:
     pose_cpu_s: float = 0.0
     # Whether the detector (when it ran) scanned the whole frame rather than its search regions.
     whole_frame: bool = False
+    # Motion-verified recovery: pose crops sent to moving regions nobody explained (included in pose_crops)
+    # and the people they found, who became detections for the tracker.
+    recovery_crops: int = 0
+    recovered: int = 0
+    # Ids of the confirmed tracks whose latest pose crop held a person: the pipeline's people, as opposed to
+    # tracks kept alive by detector boxes alone (which may hold furniture).
+    people_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +87,13 @@ class PipelineSettings:
     """``detect_interval_s``: run the detector once this much time has passed since the last detection
     (0 = every frame); between detections boxes come from pose. ``min_presence``: pose crops scored below this
     are not people and are not recorded. ``region_nms_iou``: overlap above which the weaker of two detections
-    from neighbouring search regions is dropped (see ``detect_in_regions``)."""
+    from neighbouring search regions is dropped (see ``detect_in_regions``). ``recovery``: pose crops for moving
+    regions no detection or posed track explains (``gaitwatch.pose.recovery``); off unless configured."""
 
     detect_interval_s: float
     min_presence: float
     region_nms_iou: float = 0.3
+    recovery: RecoverySettings = NO_RECOVERY
 
 
 class CameraPipeline:
@@ -114,6 +127,9 @@ class CameraPipeline:
         self._last_detect_t: float | None = None
         # The boxes of the last processed frame's tracks: the detector also searches around them.
         self._track_boxes = np.zeros((0, 4), dtype=np.float64)
+        self._track_ids = np.zeros(0, dtype=np.int64)
+        # Whether each track's latest pose crop held a person (presence >= min_presence).
+        self._present: dict[int, bool] = {}
         self._buffers: dict[int, TrajectoryBuffer] = {}
         self._last_window_t: dict[int, float] = {}
 
@@ -136,12 +152,15 @@ class CameraPipeline:
         a camera's frames go through ``detect`` and ``process`` one at a time and in order, so the region
         planner (this camera's own) and the track boxes it reads are never used by two threads at once."""
         started = self._clock()
-        regions = self._regions.plan(frame.t, frame.image, self._track_boxes)
+        plan = self._regions.plan_with_motion(
+            frame.t, frame.image, self._track_boxes, keep_motion=self._settings.recovery.crops_per_frame > 0
+        )
+        regions = plan.regions
         if regions is None:
             detections = self._detector.detect(frame.image)
         else:
             detections = detect_in_regions(self._detector, frame.image, regions, self._settings.region_nms_iou)
-        return TimedDetections(detections, self._clock() - started, whole_frame=regions is None)
+        return TimedDetections(detections, self._clock() - started, whole_frame=regions is None, motion=plan.motion)
 
     def process(self, frame: Frame, detected: TimedDetections | None = None) -> FrameResult:
         """Track, pose and analyse one frame. ``detected``: this frame's detections when the caller ran the
@@ -153,15 +172,30 @@ class CameraPipeline:
         stage_s["detect"] = detected.seconds if detected is not None else 0.0
         mark = self._clock()
 
+        recovery_crops = recovered = 0
+        recovery_cpu_s = recovery_wall_s = 0.0
         if detected is not None:
             self._last_detect_t = t
-            tracks = self._tracker.update(detected.detections, t)
+            detections = detected.detections
+            if self._settings.recovery.crops_per_frame and len(detected.motion):
+                recovery_started = self._clock()
+                found, recovery_crops, recovery_cpu_s = self._recover(frame, detected)
+                recovery_wall_s = self._clock() - recovery_started
+                recovered = len(found)
+                if recovered:
+                    detections = Detections(
+                        np.concatenate([detections.xyxy, found.xyxy]), np.concatenate([detections.score, found.score])
+                    )
+            tracks = self._tracker.update(detections, t)
         else:
             tracks = self._tracker.predict(t)
         now = self._clock()
-        stage_s["track"], mark = now - mark, now
+        # Recovery crops are pose work: their time goes to the pose stage, not to tracking.
+        stage_s["track"], mark = now - mark - recovery_wall_s, now - recovery_wall_s
 
         raw, pose_crops, pose_cpu_s = self._estimate_poses(frame, tracks)
+        pose_crops += recovery_crops
+        pose_cpu_s += recovery_cpu_s
         if detected is None and len(raw):
             # Raw landmarks, not smoothed ones: the tracker's observation must not lag the person.
             tracks = self._correct_from_poses(raw, t, tracks)
@@ -171,7 +205,10 @@ class CameraPipeline:
 
         gait, alerts = self._analyse(poses, tracks, t)
         stage_s["gait"] = self._clock() - mark
-        self._track_boxes = tracks.xyxy
+        self._track_boxes, self._track_ids = tracks.xyxy, tracks.ids
+        people = tracks.ids[
+            (tracks.state == TrackState.CONFIRMED) & np.array([self._present.get(int(i), False) for i in tracks.ids])
+        ]
         return FrameResult(
             frame,
             detected is not None,
@@ -183,6 +220,9 @@ class CameraPipeline:
             pose_crops,
             pose_cpu_s,
             whole_frame=detected is not None and detected.whole_frame,
+            recovery_crops=recovery_crops,
+            recovered=recovered,
+            people_ids=people.astype(np.int64).reshape(-1),
         )
 
     def close(self, t: float) -> list[Alert]:
@@ -206,7 +246,26 @@ class CameraPipeline:
         cpu_s = time.thread_time() - started
         found = poses.presence >= self._settings.min_presence
         self._scheduler.record_presence(poses.track_ids, found)
+        for track_id, person in zip(poses.track_ids, found, strict=True):
+            self._present[int(track_id)] = bool(person)
         return poses.select(found), crops, cpu_s
+
+    def _recover(self, frame: Frame, detected: TimedDetections) -> tuple[Detections, int, float]:
+        """Motion-verified recovery: one pose crop per moving region that no detection and no posed track
+        explains (within the per-frame budget); the crops that hold a person become detections. Returns them,
+        the crops tried and the model call's CPU seconds on this thread."""
+        posed = np.array([self._present.get(int(i), False) for i in self._track_ids], dtype=bool)
+        known = np.concatenate([detected.detections.xyxy, self._track_boxes[posed]])
+        candidates = recovery_candidates(detected.motion, known, frame.height, self._settings.recovery)
+        if not len(candidates):
+            return Detections.empty(), 0, 0.0
+        started = time.thread_time()
+        # Crops of nobody yet: negative ids never collide with the tracker's (which count up from 0 or 1).
+        ids = -np.arange(1, len(candidates) + 1, dtype=np.int64)
+        poses = self._pose.estimate(frame.image, ids, candidates)
+        cpu_s = time.thread_time() - started
+        found = recovered_detections(poses, self._settings.min_presence, BOX_MIN_VISIBILITY, known)
+        return found, len(candidates), cpu_s
 
     def _correct_from_poses(self, poses: Poses, t: float, tracks: Tracks) -> Tracks:
         ids: list[int] = []
@@ -246,6 +305,8 @@ class CameraPipeline:
         self._scheduler.prune(tracks.ids)
         self._temporal.prune(int(i) for i in tracks.ids)
         alive = {int(i) for i in tracks.ids}
+        for tid in [tid for tid in self._present if tid not in alive]:
+            del self._present[tid]
         for tid in [tid for tid in self._buffers if tid not in alive]:
             del self._buffers[tid]
             del self._last_window_t[tid]

@@ -113,6 +113,15 @@ def merge_overlapping(boxes: FloatArray) -> FloatArray:
     return np.asarray(merged, dtype=np.float64).reshape(-1, 4)
 
 
+@dataclass(frozen=True, slots=True)
+class SearchPlan:
+    """One detection's plan: ``regions`` to scan (None = the whole frame) and ``motion``, the changed blobs
+    since the previous planned frame (N, 4 xyxy frame pixels, before any margin)."""
+
+    regions: FloatArray | None
+    motion: FloatArray
+
+
 class SearchRegionPlanner:
     """Per camera: decides, for each frame the detector runs on, whether to scan it whole or which regions.
 
@@ -130,27 +139,38 @@ class SearchRegionPlanner:
 
         ``t``: the frame's time in seconds; ``track_boxes``: the boxes of the people tracked so far (N, 4).
         """
+        return self.plan_with_motion(t, image, track_boxes, keep_motion=False).regions
+
+    def plan_with_motion(
+        self, t: float, image: NDArray[np.uint8], track_boxes: FloatArray, *, keep_motion: bool = True
+    ) -> SearchPlan:
+        """``plan``, and the changed blobs it found (also on whole-frame scans, whenever a previous frame of the
+        same size exists), for callers that look at moving regions themselves (motion-verified recovery).
+        ``keep_motion=False`` keeps no reference frame when every scan is whole (no motion is wanted then)."""
         s = self.settings
-        if s.full_frame_interval_s == 0.0:
-            return None  # every scan whole: no reference frame to keep
+        no_motion = np.zeros((0, 4), dtype=np.float64)
+        if s.full_frame_interval_s == 0.0 and not keep_motion:
+            return SearchPlan(None, no_motion)  # every scan whole: no reference frame to keep
         height, width = image.shape[:2]
         grey = self._downscaled_grey(image)
         previous, self._previous = self._previous, grey
+        if previous is None or previous.shape != grey.shape:
+            self._last_full_t = t
+            return SearchPlan(None, no_motion)
+        motion = self._motion_boxes(previous, grey, width / grey.shape[1], height / grey.shape[0])
         if (
-            previous is None
-            or previous.shape != grey.shape
+            s.full_frame_interval_s == 0.0
             or self._last_full_t is None
             or t - self._last_full_t >= s.full_frame_interval_s
             or t < self._last_full_t  # the clock went back (a replay restarted): start over
         ):
             self._last_full_t = t
-            return None
-        motion = self._motion_boxes(previous, grey, width / grey.shape[1], height / grey.shape[0])
+            return SearchPlan(None, motion)
         regions = self._grow(np.concatenate([motion, track_boxes.reshape(-1, 4)]), width, height)
         if float(np.sum(area(regions))) > s.max_area_fraction * width * height:
             self._last_full_t = t
-            return None
-        return regions
+            return SearchPlan(None, motion)
+        return SearchPlan(regions, motion)
 
     def _downscaled_grey(self, image: NDArray[np.uint8]) -> NDArray[np.uint8]:
         height, width = image.shape[:2]
