@@ -444,7 +444,8 @@ class Outbox:
             except sqlite3.Error as exc:
                 raise _storage_error(self.path, "read", exc) from exc
         age = 0.0 if oldest is None else max(0.0, now_wall - float(oldest))
-        return OutboxStats(int(pending), age, int(unacked), int(rows))
+        # Without ack mode nobody acknowledges, so "unacknowledged" would just count delivered rows.
+        return OutboxStats(int(pending), age, int(unacked) if self.ack_required else 0, int(rows))
 
     def row_count(self) -> int:
         """All rows, delivered or not (bounded by ``max_rows``)."""

@@ -363,3 +363,9 @@ def test_an_outbox_written_before_ack_tokens_is_migrated_in_place(tmp_path: Path
         assert box.add("t", body("new"), "new") == 9, "seq continues"
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_without_ack_mode_nothing_counts_as_awaiting_an_ack(tmp_path: Path) -> None:
+    with make(tmp_path) as box:
+        box.mark_published(box.add("t", body("a"), "a", now_wall=T0), now_wall=T0 + 1)
+        assert box.stats(T0 + 2) == OutboxStats(pending=0, oldest_pending_age_s=0.0, unacked=0, rows=1)
