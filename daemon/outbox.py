@@ -30,7 +30,7 @@ import hmac
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -203,15 +203,9 @@ class Outbox:
         read-only disk and fail only at its first alert. Raises ``OutboxStorageError`` naming the cause. The
         probe uses its own table, so it never consumes an alert ``seq``.
         """
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute("INSERT INTO write_probe (data) VALUES (zeroblob(?))", (_PROBE_BYTES,))
-                self._conn.execute("DELETE FROM write_probe")
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise _storage_error(self.path, "write", exc) from exc
+        with self._transaction("write") as conn:
+            conn.execute("INSERT INTO write_probe (data) VALUES (zeroblob(?))", (_PROBE_BYTES,))
+            conn.execute("DELETE FROM write_probe")
 
     def add(
         self,
@@ -231,18 +225,8 @@ class Outbox:
         that reports the overflow.
         """
         created = time.time() if now_wall is None else now_wall
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                seq = self._add_locked(topic, payload, alert_id, created, over_limit)
-                self._conn.execute("COMMIT")
-                return seq
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise _storage_error(self.path, f"store alert {alert_id}", exc) from exc
-            except BaseException:
-                self._rollback()
-                raise
+        with self._transaction(f"store alert {alert_id}"):
+            return self._add_locked(topic, payload, alert_id, created, over_limit)
 
     def add_many(self, items: Sequence[tuple[str, bytes, str, float]]) -> list[int]:
         """Store ``(topic, payload, alert_id, created_wall)`` messages in one transaction (one fsync) and
@@ -250,45 +234,42 @@ class Outbox:
         in memory while the disk was full): one transaction per alert would write a WAL page per alert and
         fill a nearly full disk again before the backlog is in. Same rules as ``add`` (idempotent on
         ``alert_id``; ``OutboxFullError``, ``OutboxStorageError``)."""
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                seqs = [
-                    self._add_locked(topic, payload, alert_id, created, False)
-                    for topic, payload, alert_id, created in items
-                ]
-                self._conn.execute("COMMIT")
-                return seqs
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise _storage_error(self.path, f"store {len(items)} alerts", exc) from exc
-            except BaseException:
-                self._rollback()
-                raise
+        with self._transaction(f"store {len(items)} alerts"):
+            return [
+                self._add_locked(topic, payload, alert_id, created, False)
+                for topic, payload, alert_id, created in items
+            ]
 
     def restore(self, rows: Sequence[OutboxRow], *, last_seq: int = 0) -> None:
         """Write rows salvaged from a damaged outbox with their original ``seq`` and delivery state, in one
         transaction; new rows then continue above ``max(last_seq, highest restored seq)``. Only into a fresh
         outbox (``gaitwatch outbox salvage``)."""
+        with self._transaction("restore salvaged rows") as conn:
+            conn.executemany(
+                f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r.seq, r.alert_id, r.topic, r.payload, r.created_wall, r.published_wall, r.acked_wall) for r in rows],
+            )
+            top = max([last_seq, *(r.seq for r in rows)])
+            # AUTOINCREMENT's high-water mark: never hand out a seq an integrator may already have seen.
+            conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'outbox'", (top,))
+            if conn.execute("SELECT changes()").fetchone()[0] == 0:
+                conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (top,))
+
+    @contextlib.contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock: committed (fsync'ed) when the block ends, rolled back on any
+        error; an SQLite error becomes an ``OutboxStorageError`` that says what was being done."""
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(
-                    f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (r.seq, r.alert_id, r.topic, r.payload, r.created_wall, r.published_wall, r.acked_wall)
-                        for r in rows
-                    ],
-                )
-                top = max([last_seq, *(r.seq for r in rows)])
-                # AUTOINCREMENT's high-water mark: never hand out a seq an integrator may already have seen.
-                self._conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'outbox'", (top,))
-                if self._conn.execute("SELECT changes()").fetchone()[0] == 0:
-                    self._conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (top,))
+                yield self._conn
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise _storage_error(self.path, "restore salvaged rows", exc) from exc
+                raise _storage_error(self.path, doing, exc) from exc
+            except BaseException:
+                self._rollback()
+                raise
 
     def _rollback(self) -> None:
         """Abandon a failed transaction; the error that caused it is what the caller reports."""
@@ -330,18 +311,10 @@ class Outbox:
     def mark_published_many(self, seqs: Sequence[int], *, now_wall: float | None = None) -> int:
         """``mark_published`` for several rows in one transaction (one fsync); returns rows updated."""
         when = time.time() if now_wall is None else now_wall
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                updated = sum(
-                    self._conn.execute("UPDATE outbox SET published_wall = ? WHERE seq = ?", (when, s)).rowcount
-                    for s in seqs
-                )
-                self._conn.execute("COMMIT")
-                return int(updated)
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise _storage_error(self.path, "mark rows published", exc) from exc
+        with self._transaction("mark rows published") as conn:
+            return sum(
+                conn.execute("UPDATE outbox SET published_wall = ? WHERE seq = ?", (when, s)).rowcount for s in seqs
+            )
 
     def mark_acked(self, alert_id: str, ack_token: str, *, now_wall: float | None = None) -> bool:
         """Record an integrator's acknowledgement; see ``mark_acked_many``."""
@@ -357,27 +330,19 @@ class Outbox:
         cleaned up), already acknowledged ones, unpublished ones, wrong tokens.
         """
         when = time.time() if now_wall is None else now_wall
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                updated = 0
-                for alert_id, token in claims:
-                    row = self._conn.execute(
-                        "SELECT seq, payload FROM outbox "
-                        "WHERE alert_id = ? AND acked_wall IS NULL AND published_wall IS NOT NULL",
-                        (alert_id,),
-                    ).fetchone()
-                    stored = ack_token_of(bytes(row[1])) if row is not None else None
-                    if stored is None or not hmac.compare_digest(stored.encode(), token.encode()):
-                        continue
-                    updated += self._conn.execute(
-                        "UPDATE outbox SET acked_wall = ? WHERE seq = ?", (when, int(row[0]))
-                    ).rowcount
-                self._conn.execute("COMMIT")
-                return int(updated)
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise _storage_error(self.path, "record acknowledgements", exc) from exc
+        updated = 0
+        with self._transaction("record acknowledgements") as conn:
+            for alert_id, token in claims:
+                row = conn.execute(
+                    "SELECT seq, payload FROM outbox "
+                    "WHERE alert_id = ? AND acked_wall IS NULL AND published_wall IS NOT NULL",
+                    (alert_id,),
+                ).fetchone()
+                stored = ack_token_of(bytes(row[1])) if row is not None else None
+                if stored is None or not hmac.compare_digest(stored.encode(), token.encode()):
+                    continue
+                updated += conn.execute("UPDATE outbox SET acked_wall = ? WHERE seq = ?", (when, int(row[0]))).rowcount
+        return int(updated)
 
     def cleanup(self, older_than_s: float, *, now_wall: float | None = None) -> int:
         """Delete delivered rows older than ``older_than_s``; undelivered rows are never deleted. Returns the
