@@ -11,7 +11,7 @@ topic                    QoS   retain payload
 ``alert/<cam>``          1     no     ``gaitwatch.alert/1``: a clinical or camera technical alert
 ``alert``                1     no     ``gaitwatch.alert/1``: a host-level technical alert (e.g. outbox full)
 ``active_alerts``        1     yes    ``gaitwatch.active-alerts/1``: the incidents open right now (a snapshot)
-``ack`` (suggested)      1     no     ``gaitwatch.ack/1``: written by integrators, read by the daemon
+``ack`` (suggested)      1     no     ``gaitwatch.ack/2``: written by integrators, read by the daemon
 ======================== ===== ====== =====================================================================
 
 A subscriber to ``gaitwatch/v1/+/+/alert/#`` receives both alert topics (``#`` also matches the parent level).
@@ -22,8 +22,10 @@ camera, subject), republished on every (re)connect and whenever the set changes.
 until the daemon is back; the host ``status`` (the Will says "offline") tells integrators so.
 
 Ack mode (``mqtt.ack_topic``): an integrator acknowledges each alert it has durably taken over by
-publishing ``{"alert_id": "<id>"}`` (or ``{"alert_ids": [...]}``) to the ack topic, for every copy it
-receives, duplicates included. The daemon re-sends an alert with the same ``alert_id`` until it is
+publishing ``{"schema": "gaitwatch.ack/2", "acks": [{"alert_id": "<id>", "ack_token": "<token>"}]}`` to the
+ack topic, for every copy it receives, duplicates included. ``ack_token`` is a per-alert secret found only in
+that alert's payload: alert ids are predictable, so an ack counts only for an alert already published and only
+with its own token (checked by the outbox). The daemon re-sends an alert with the same ``alert_id`` until it is
 acknowledged.
 
 Alerts travel through the outbox in two steps. The pipeline builds an alert *body* (``alert_body`` or
