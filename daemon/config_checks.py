@@ -29,11 +29,13 @@ def check_references(settings: Settings) -> list[str]:
         except ConfigError as exc:
             problems.append(str(exc))
     if m.enabled and m.tls is not None:
-        for name in ("ca_file", "cert_file", "key_file"):
-            path: Path | None = getattr(m.tls, name)
-            if path is not None and not path.is_file():
-                problems.append(f"mqtt.tls.{name}: {path} does not exist or is not a file")
-        if not problems:
+        missing = [
+            f"mqtt.tls.{name}: {path} does not exist or is not a file"
+            for name in ("ca_file", "cert_file", "key_file")
+            if (path := getattr(m.tls, name)) is not None and not Path(path).is_file()
+        ]
+        problems += missing
+        if not missing:  # parse only when all are there: a missing file is the clearer message
             try:
                 tls_context(TlsConfig(ca_file=m.tls.ca_file, cert_file=m.tls.cert_file, key_file=m.tls.key_file))
             except MqttConfigError as exc:

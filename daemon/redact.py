@@ -18,8 +18,10 @@ MASK: Final = "***"
 _SECRET_KEY: Final = re.compile(r"pass|pwd|secret|token|key|auth|credential", re.IGNORECASE)
 # key = the one exception: a known, non-secret key name containing "key"
 _NOT_SECRET: Final = frozenset({"key_file", "keepalive_s"})
-# scheme://user:password@host -> scheme://user:***@host (the user name stays: it helps an admin).
-_URL_PASSWORD: Final = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):(?P<secret>[^@\s/]*)@")
+# scheme://user:password@host -> scheme://user:***@host (the user name stays: it helps an admin). The password
+# runs to the authority's last '@' (greedy, but never past the path, query or fragment): FFmpeg splits there,
+# so a raw '@' inside a password is still masked whole.
+_URL_PASSWORD: Final = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@?#]*):(?P<secret>[^/\s?#]*)@")
 # ?password=...&token=... in a URL's query.
 _QUERY_SECRET: Final = re.compile(
     r"(?P<head>[?&;](?:[^=&;\s#]*(?:pass|pwd|secret|token|key|auth)[^=&;\s#]*)=)(?P<secret>[^&;\s#]*)",

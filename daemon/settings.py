@@ -33,8 +33,8 @@ MAX_CONFIG_BYTES = 1024 * 1024
 # Every number has a ceiling, so that whatever check-config accepts also runs: OpenCV takes timeouts as int
 # milliseconds (2.1e6 s overflows), asyncio.timeout(inf) never fires, and a backoff of 1e10 s is a camera given
 # up for good. The ceilings are far above any sensible value and documented with each key.
-PositiveSeconds = Annotated[float, Field(gt=0.0, le=3600.0)]
-NetworkTimeout = Annotated[float, Field(gt=0.0, le=600.0)]
+PositiveSeconds = Annotated[float, Field(gt=0.0, le=3600.0, description="seconds, > 0 and <= 3600")]
+NetworkTimeout = Annotated[float, Field(gt=0.0, le=600.0, description="seconds, > 0 and <= 600")]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -172,7 +172,7 @@ class DetectorSettings(_Section):
     hog: HogSettingsModel = HogSettingsModel()
     onnx_model: Path | None = Field(None, description="person-detector .onnx file (kind = 'onnx')")
     onnx_min_score: Fraction = _default(OnnxDetectorSettings, "min_score")
-    onnx_person_class: int = Field(_default(OnnxDetectorSettings, "person_class"), ge=0)
+    onnx_person_class: int = Field(_default(OnnxDetectorSettings, "person_class"), ge=0, le=9999)
     onnx_nms_iou: Fraction = _default(OnnxDetectorSettings, "nms_iou")
 
     @model_validator(mode="after")
@@ -314,7 +314,7 @@ class OutboxSettings(_Section):
     """The SQLite alert outbox in ``service.state_dir``."""
 
     max_rows: int = Field(
-        default=100_000, ge=100, le=10_000_000, description="alerts kept undelivered before loud overflow"
+        default=100_000, ge=100, le=10_000_000, description="alerts kept undelivered before loud overflow (<= 1e7)"
     )
     memory_rows: int = Field(
         default=10_000,
@@ -327,7 +327,7 @@ class OutboxSettings(_Section):
         default=7 * 86400.0,
         ge=0.0,
         le=366 * 86400.0,
-        description="delivered alerts are deleted after this long (kept for audits)",
+        description="delivered alerts are deleted after this long (kept for audits; <= 366 days)",
     )
     cleanup_interval_s: Annotated[float, Field(gt=0.0, le=86400.0)] = Field(
         default=3600.0, description="how often delivered alerts older than keep_published_s are deleted"

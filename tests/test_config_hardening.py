@@ -51,6 +51,8 @@ def test_redaction_masks_url_passwords_secret_query_parameters_and_secret_keys()
     assert redact_text(URL) == "rtsp://admin:***@192.0.2.7:554/stream1?token=***"
     assert redact_text("http://cam/x?user=a&pwd=b&res=hd") == "http://cam/x?user=a&pwd=***&res=hd"
     assert redact_text("/dev/video0") == "/dev/video0"
+    # A raw '@' in the password: FFmpeg splits user info at the last '@' before the path, so must we.
+    assert redact_text("rtsp://admin:p@ss@10.0.0.1/a@b") == "rtsp://admin:***@10.0.0.1/a@b"
     assert redact_value({"password": "x", "key_file": "/etc/k.pem", "nested": [URL]}) == {
         "password": "***",
         "key_file": "/etc/k.pem",
@@ -106,6 +108,10 @@ HOSTILE = [
     ("tracker.max_age_s", {"tracker": {"max_age_s": 1e6}}),
     ("detector.hog.hit_threshold", {"detector": {"hog": {"hit_threshold": float("-inf")}}}),
     ("service.site", {"service": {"site": "s" * 500}}),
+    ("mqtt.port", {"mqtt": {"port": 70000}}),
+    ("mqtt.keepalive_s", {"mqtt": {"keepalive_s": 0}}),
+    ("metrics.port", {"metrics": {"port": -1}}),
+    ("detector.onnx_person_class", {"detector": {"onnx_person_class": 10**9}}),
     ("cameras", {"cameras": [{"id": f"c{i}", "source": f"rtsp://192.0.2.1/{i}"} for i in range(33)]}),
 ]
 
@@ -149,3 +155,17 @@ def test_check_config_warns_about_plaintext_credentials_and_an_exposed_metrics_p
     assert proc.returncode == 0, proc.stderr
     assert "warning: mqtt: the user name and password go to" in proc.stderr
     assert "warning: metrics.address = '0.0.0.0'" in proc.stderr
+
+
+def test_check_config_reports_every_unusable_file_not_just_the_first_kind(tmp_path: Path) -> None:
+    """A missing password file must not hide a CA file that is not a certificate."""
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("this is not a certificate\n", encoding="utf-8")
+    config = _minimal(
+        tmp_path,
+        mqtt={"enabled": True, "password_file": str(tmp_path / "no-such-password"), "tls": {"ca_file": str(garbage)}},
+    )
+    proc = _check_config(write_config(tmp_path / "refs.toml", config))
+    assert proc.returncode == EX_CONFIG, proc.stdout
+    for needle in ("mqtt.password_file", "mqtt.tls:"):
+        assert needle in proc.stderr, proc.stderr
