@@ -13,12 +13,15 @@ from gaitwatch.gait.model import MODEL_VERSION
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
+from gaitwatch.pose.landmark_refinement import LandmarkRefinedDetector, LandmarkRefinementSettings
 from gaitwatch.pose.pool import PoseBackendPool
 from gaitwatch.pose.recovery import RecoverySettings
 from gaitwatch.pose.schedule import PoseScheduler, ScheduleSettings
 from gaitwatch.pose.student_backend import StudentBackend, StudentSettings
 from gaitwatch.pose.temporal import PoseTemporalFilter, TemporalSettings
+from gaitwatch.tracking.blazepose_detector import BlazePoseDetectorSettings, BlazePosePersonDetector
 from gaitwatch.tracking.detector import PersonDetector
+from gaitwatch.tracking.detector_union import UnionDetector
 from gaitwatch.tracking.hog import HogPersonDetector, HogSettings
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings, OnnxPersonDetector
 from gaitwatch.tracking.search_regions import SearchRegionPlanner, SearchRegionSettings
@@ -42,7 +45,40 @@ def build_detector(settings: Settings) -> PersonDetector:
                 person_class=d.onnx_person_class,
             )
         )
+    if d.kind == "blazepose":
+        return build_blazepose_detector(settings)
+    if d.kind == "hog+blazepose":
+        return UnionDetector([HogPersonDetector(hog_settings(settings)), build_blazepose_detector(settings)])
     return HogPersonDetector(hog_settings(settings))
+
+
+def build_blazepose_detector(settings: Settings) -> PersonDetector:
+    """The BlazePose person detector, its finds checked and boxed by the landmark model unless configured off."""
+    b = settings.detector.blazepose
+    detector = BlazePosePersonDetector(blazepose_detector_settings(settings))
+    if not b.refine_with_landmarks:
+        return detector
+    # The crop is already aligned with the body: no second pass, no lying hypotheses.
+    landmark_settings = BlazePoseSettings(
+        model=settings.pose.model, second_pass="off", lying_hypotheses=False, model_path=settings.pose.model_path
+    )
+    return LandmarkRefinedDetector(
+        detector,
+        lambda: BlazePoseBackend(landmark_settings),
+        LandmarkRefinementSettings(min_presence=b.refine_min_presence),
+    )
+
+
+def blazepose_detector_settings(settings: Settings) -> BlazePoseDetectorSettings:
+    b = settings.detector.blazepose
+    return BlazePoseDetectorSettings(
+        min_score=b.min_score,
+        nms_iou=b.nms_iou,
+        tile_fraction=b.tile_fraction,
+        tile_overlap=b.tile_overlap,
+        min_tile_px=b.min_tile_px,
+        model_path=b.model_path,
+    )
 
 
 def hog_settings(settings: Settings) -> HogSettings:
@@ -60,8 +96,13 @@ def hog_settings(settings: Settings) -> HogSettings:
 
 def search_region_settings(settings: Settings) -> SearchRegionSettings:
     d = settings.detector
-    if d.kind == "hog":
+    if d.kind in ("hog", "hog+blazepose"):
         min_w, min_h = hog_settings(settings).smallest_window()
+        interval = SearchRegionSettings().full_frame_interval_s
+    elif d.kind == "blazepose":
+        # Tiled like HOG's pyramid, its cost grows with the area scanned; a region around one person is
+        # looked at in one pass (too small for tiles), where the person is large, as the network likes.
+        min_w = min_h = d.blazepose.min_tile_px
         interval = SearchRegionSettings().full_frame_interval_s
     else:
         # A network with a fixed input runs a whole pass per region: whole frames only, unless configured.

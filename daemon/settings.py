@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gaitwatch.daemon.redact import redact_value
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.pose.blazepose import BlazePoseSettings
+from gaitwatch.pose.landmark_refinement import LandmarkRefinementSettings
 from gaitwatch.pose.recovery import RecoverySettings
 from gaitwatch.pose.schedule import ScheduleSettings
+from gaitwatch.tracking.blazepose_detector import BlazePoseDetectorSettings
 from gaitwatch.tracking.hog import HogSettings
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings
 from gaitwatch.tracking.tracker import TrackerSettings
@@ -150,12 +152,44 @@ class HogSettingsModel(_Section):
     grayscale: bool = _default(HogSettings, "grayscale")
 
 
+class BlazePoseDetectorSettingsModel(_Section):
+    """MediaPipe's BlazePose person detector, run on the whole image and on overlapping tiles (meaning and
+    trade-off of each knob: ``gaitwatch.tracking.blazepose_detector.BlazePoseDetectorSettings``)."""
+
+    min_score: float = Field(_default(BlazePoseDetectorSettings, "min_score"), gt=0.0, le=1.0)
+    nms_iou: float = Field(_default(BlazePoseDetectorSettings, "nms_iou"), gt=0.0, le=1.0)
+    tile_fraction: float = Field(
+        _default(BlazePoseDetectorSettings, "tile_fraction"),
+        ge=0.0,
+        le=1.0,
+        description="tile side as a share of the image's shorter side; 0 = whole image only",
+    )
+    tile_overlap: float = Field(_default(BlazePoseDetectorSettings, "tile_overlap"), ge=0.0, le=0.75)
+    min_tile_px: int = Field(_default(BlazePoseDetectorSettings, "min_tile_px"), ge=16, le=4096)
+    model_path: Path | None = Field(None, description="use this pose_detection .tflite instead of the shipped one")
+    # Each find is checked and boxed by the BlazePose landmark model (pose.model) on the detector's body-aligned
+    # crop (``gaitwatch.pose.landmark_refinement``): fewer false people, tight boxes for seated and lying people,
+    # one landmark pass per find.
+    refine_with_landmarks: bool = True
+    refine_min_presence: Fraction = _default(LandmarkRefinementSettings, "min_presence")
+
+    @field_validator("tile_fraction")
+    @classmethod
+    def _tile_fraction(cls, value: float) -> float:
+        if value != 0.0 and value < 0.1:
+            raise ValueError("tile_fraction must be 0 (whole image only) or at least 0.1")
+        return value
+
+
 class DetectorSettings(_Section):
     """Person detection, run on a frame once ``interval_s`` has passed since the last detection (with
     ``interval_s = N / fps`` that is every N frames). Between detections each track's box comes from its last
     pose, which is tighter than a detector box; a longer interval saves CPU but finds newcomers later."""
 
-    kind: Literal["hog", "onnx"] = "hog"
+    # hog: OpenCV HOG (upright walkers). blazepose: MediaPipe's BlazePose person detector on the whole image and
+    # tiles (also seated, bent and lying people; ~10 passes' cost). hog+blazepose: both on every scan, boxes
+    # merged (figures in the README's detection table).
+    kind: Literal["hog", "onnx", "blazepose", "hog+blazepose"] = "hog"
     interval_s: float = Field(0.5, ge=0.0, le=10.0)
     # Between full-frame scans only the regions that changed since the last detection and those around tracked
     # people are searched (``gaitwatch.tracking.search_regions``); 0 = always the whole frame. Unset: 2 s for HOG
@@ -170,6 +204,7 @@ class DetectorSettings(_Section):
         _default(RecoverySettings, "min_height"), description="smallest moving region cropped, share of frame height"
     )
     hog: HogSettingsModel = HogSettingsModel()
+    blazepose: BlazePoseDetectorSettingsModel = BlazePoseDetectorSettingsModel()
     onnx_model: Path | None = Field(None, description="person-detector .onnx file (kind = 'onnx')")
     onnx_min_score: Fraction = _default(OnnxDetectorSettings, "min_score")
     onnx_person_class: int = Field(_default(OnnxDetectorSettings, "person_class"), ge=0, le=9999)
