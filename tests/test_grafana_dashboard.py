@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from gaitwatch.daemon.metrics import DaemonMetrics
+from metric_names import exported_metric_names
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "config" / "grafana" / "gaitwatch-dashboard.json"
 
@@ -92,14 +91,3 @@ def test_every_metric_the_dashboard_shows_is_exported_by_the_daemon() -> None:
         "gaitwatch_event_loop_lag_seconds_bucket",
     ):
         assert wanted in used, wanted
-
-
-def exported_metric_names() -> set[str]:
-    """Every sample name the daemon can export, including families with no series yet (labelled counters)."""
-    text = DaemonMetrics(version="test", cameras=["bay1"]).render().decode()
-    names = set(re.findall(r"^(gaitwatch_[a-z_]+)", text, flags=re.MULTILINE))
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",), "info": ("_info",)}
-    for family, kind in re.findall(r"^# TYPE (gaitwatch_[a-z_]+) (\w+)", text, flags=re.MULTILINE):
-        names.add(family)
-        names.update(family + s for s in suffixes.get(kind, ("",)))
-    return names

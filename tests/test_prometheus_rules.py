@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from gaitwatch.daemon.metrics import DaemonMetrics
+from metric_names import exported_metric_names
 
 RULES_DIR = Path(__file__).resolve().parents[1] / "config" / "prometheus"
 
@@ -42,14 +41,3 @@ def test_every_metric_a_rule_uses_is_exported_by_the_daemon() -> None:
     used = set(re.findall(r"\b(gaitwatch_[a-z_]+)", (RULES_DIR / "gaitwatch.rules.yml").read_text()))
     assert used, "the rules use gaitwatch metrics"
     assert used <= names, f"not exported: {sorted(used - names)}"
-
-
-def exported_metric_names() -> set[str]:
-    """Every sample name the daemon can export, including families with no series yet (labelled counters)."""
-    text = DaemonMetrics(version="test", cameras=["bay1"]).render().decode()
-    names = set(re.findall(r"^(gaitwatch_[a-z_]+)", text, flags=re.MULTILINE))
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",), "info": ("_info",)}
-    for family, kind in re.findall(r"^# TYPE (gaitwatch_[a-z_]+) (\w+)", text, flags=re.MULTILINE):
-        names.add(family)
-        names.update(family + s for s in suffixes.get(kind, ("",)))
-    return names
