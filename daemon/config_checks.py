@@ -44,6 +44,9 @@ def check_references(settings: Settings) -> list[str]:
         problems.append(f"pose.model_path: {settings.pose.model_path} does not exist or is not a file")
     if settings.pose.student_dir is not None and not settings.pose.student_dir.is_dir():
         problems.append(f"pose.student_dir: {settings.pose.student_dir} is not a directory")
+    blazepose_model = settings.detector.blazepose.model_path
+    if "blazepose" in settings.detector.kind and blazepose_model is not None and not blazepose_model.is_file():
+        problems.append(f"detector.blazepose.model_path: {blazepose_model} does not exist or is not a file")
     onnx = settings.detector.onnx_model
     if settings.detector.kind == "onnx" and onnx is not None and not onnx.is_file():
         problems.append(f"detector.onnx_model: {onnx} does not exist or is not a file")

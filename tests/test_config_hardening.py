@@ -158,14 +158,15 @@ def test_check_config_warns_about_plaintext_credentials_and_an_exposed_metrics_p
 
 
 def test_check_config_reports_every_unusable_file_not_just_the_first_kind(tmp_path: Path) -> None:
-    """A missing password file must not hide a CA file that is not a certificate."""
+    """A missing password file must not hide a CA file that is not a certificate, nor a detector model typo."""
     garbage = tmp_path / "ca.pem"
     garbage.write_text("this is not a certificate\n", encoding="utf-8")
     config = _minimal(
         tmp_path,
         mqtt={"enabled": True, "password_file": str(tmp_path / "no-such-password"), "tls": {"ca_file": str(garbage)}},
+        detector={"kind": "blazepose", "blazepose": {"model_path": str(tmp_path / "missing-detector.tflite")}},
     )
     proc = _check_config(write_config(tmp_path / "refs.toml", config))
     assert proc.returncode == EX_CONFIG, proc.stdout
-    for needle in ("mqtt.password_file", "mqtt.tls:"):
+    for needle in ("mqtt.password_file", "mqtt.tls:", "detector.blazepose.model_path", "missing-detector.tflite"):
         assert needle in proc.stderr, proc.stderr
