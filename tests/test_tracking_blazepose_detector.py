@@ -1,0 +1,211 @@
+"""The BlazePose person detector: anchors, decoding on real photos, tiles, body axis, landmark refinement."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from gaitwatch.daemon.assembly import build_detector, search_region_settings
+from gaitwatch.daemon.settings import ConfigError, Settings, parse_settings
+from gaitwatch.pose.landmark_refinement import LandmarkRefinedDetector
+from gaitwatch.tracking.blazepose_detector import (
+    BlazePoseDetectorSettings,
+    BlazePosePersonDetector,
+    PersonDetectorModelError,
+    body_axis_angle,
+    packaged_model_path,
+    plan_tiles,
+    ssd_anchors,
+)
+from gaitwatch.tracking.boxes import iou_matrix
+from gaitwatch.tracking.detector_union import UnionDetector
+from gaitwatch.tracking.hog import HogPersonDetector
+
+COCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "pose" / "coco"
+needs_photos = pytest.mark.skipif(
+    not (COCO / "test_coco.json").is_file(),
+    reason=f"shared annotated photos not found at {COCO} (the shared data folder sits beside the repository)",
+)
+SKIER = 442619  # one upright skier filling the photo
+SEATED = (198196, 230195)  # two men sitting on low stools in one street photo
+
+
+def _annotation(annotation_id: int) -> tuple[NDArray[np.uint8], NDArray[np.float64], NDArray[np.float64]]:
+    """Image, person box (xyxy) and mid-hip point of one COCO annotation."""
+    doc: dict[str, Any] = json.loads((COCO / "test_coco.json").read_text(encoding="utf-8"))
+    ann = next(a for a in doc["annotations"] if a["id"] == annotation_id)
+    name = next(i["file_name"] for i in doc["images"] if i["id"] == ann["image_id"])
+    image = np.asarray(cv2.imread(str(COCO / name)), dtype=np.uint8)
+    x, y, w, h = ann["bbox"]
+    kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(17, 3)
+    return image, np.array([x, y, x + w, y + h]), kp[[11, 12], :2].mean(axis=0)
+
+
+def _settings(**detector: Any) -> Settings:
+    return parse_settings({"cameras": [{"id": "c", "source": "video.mp4"}], "detector": detector})
+
+
+def test_anchor_grid_matches_mediapipe_pose_detection_options() -> None:
+    anchors = ssd_anchors()
+    assert anchors.shape == (2254, 2)
+    # Stride 8 (28 x 28 cells, 2 anchors each), stride 16 (14 x 14, 2 each), stride 32 (7 x 7, 6 each).
+    assert np.allclose(anchors[0], [0.5 / 28, 0.5 / 28]) and np.allclose(anchors[1], anchors[0])
+    assert np.allclose(anchors[2], [1.5 / 28, 0.5 / 28])
+    assert np.allclose(anchors[1568], [0.5 / 14, 0.5 / 14])
+    assert np.allclose(anchors[1568 + 392 : 1568 + 392 + 6], [0.5 / 7, 0.5 / 7])
+    assert np.allclose(anchors[-1], [6.5 / 7, 6.5 / 7])
+
+
+def test_body_axis_angle_turns_each_body_upright() -> None:
+    hips = np.zeros((4, 2))
+    heads = np.array([[0.0, -1.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])  # up, right, left, down (y points down)
+    assert np.allclose(body_axis_angle(hips, heads), [0.0, math.pi / 2, -math.pi / 2, math.pi])
+
+
+@needs_photos
+@pytest.mark.parametrize("annotation_id", [SKIER, *SEATED])
+def test_decoded_hip_keypoint_lands_on_the_annotated_hips(annotation_id: int) -> None:
+    image, box, mid_hip = _annotation(annotation_id)
+    found = BlazePosePersonDetector().detect_with_axis(image)
+    height = box[3] - box[1]
+    distance = np.linalg.norm(found.hip_centre - mid_hip, axis=1) / height
+    assert distance.min() < 0.2, f"no decoded hip centre near the annotated hips ({distance.min():.2f} heights)"
+    nearest = int(np.argmin(distance))
+    assert abs(found.angle[nearest]) < math.radians(35), "an upright or seated person's axis points up"
+
+
+@needs_photos
+def test_a_photo_turned_90_degrees_still_finds_the_person_with_a_lying_axis() -> None:
+    image, _, mid_hip = _annotation(SKIER)
+    upright = BlazePosePersonDetector().detect_with_axis(image)
+    height = image.shape[0]
+    turned = np.ascontiguousarray(cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE))
+    found = BlazePosePersonDetector().detect_with_axis(turned)
+    hip_turned = np.array([height - mid_hip[1], mid_hip[0]])  # (x, y) -> (H - y, x)
+    distance = np.linalg.norm(found.hip_centre - hip_turned, axis=1)
+    assert len(found.angle) and distance.min() < 0.1 * height
+    nearest = int(np.argmin(distance))
+    before = upright.angle[int(np.argmin(np.linalg.norm(upright.hip_centre - mid_hip, axis=1)))]
+    turn = math.remainder(found.angle[nearest] - before, 2 * math.pi)
+    assert abs(turn - math.pi / 2) < math.radians(15), "turning the picture clockwise turns the body axis with it"
+
+
+@needs_photos
+def test_shipped_blazepose_kind_boxes_seated_people() -> None:
+    detector = build_detector(_settings(kind="blazepose"))
+    assert isinstance(detector, LandmarkRefinedDetector)
+    for annotation_id in SEATED:
+        image, box, _ = _annotation(annotation_id)
+        found = detector.detect(image)
+        assert iou_matrix(box[None], found.xyxy).max(initial=0.0) >= 0.5, f"seated person {annotation_id} missed"
+    hog = HogPersonDetector().detect(image)
+    assert iou_matrix(np.stack([_annotation(a)[1] for a in SEATED]), hog.xyxy).max(initial=0.0) < 0.5, (
+        "HOG finds the seated men too: this photo no longer shows what BlazePose adds"
+    )
+
+
+@needs_photos
+def test_tiles_find_a_small_person_and_map_the_box_back_to_frame_pixels() -> None:
+    image, box, mid_hip = _annotation(SKIER)
+    x0, y0 = int(box[0]) - 20, int(box[1]) - 20
+    person = image[y0 : int(box[3]) + 20, x0 : int(box[2]) + 20]
+    scale = 0.35  # the person becomes ~120 px tall in a 1280 x 960 frame: too small for the whole-frame pass
+    small = cv2.resize(person, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frame = np.full((960, 1280, 3), 128, dtype=np.uint8)
+    ox, oy = 700, 500
+    frame[oy : oy + small.shape[0], ox : ox + small.shape[1]] = small
+    expected_hip = (mid_hip - [x0, y0]) * scale + [ox, oy]
+    expected_box = (box - [x0, y0, x0, y0]) * scale + [ox, oy, ox, oy]
+
+    whole_only = BlazePosePersonDetector(BlazePoseDetectorSettings(tile_fraction=0.0)).detect_with_axis(frame)
+    assert len(whole_only.detections) == 0, "the whole-frame pass alone should not see a person this small"
+    tiled = BlazePosePersonDetector().detect_with_axis(frame)
+    assert len(tiled.detections) == 1
+    assert np.linalg.norm(tiled.hip_centre[0] - expected_hip) < 0.1 * small.shape[0]
+    assert iou_matrix(expected_box[None], tiled.detections.xyxy)[0, 0] >= 0.5
+
+
+def test_tiles_cover_the_frame_edge_to_edge_with_the_configured_overlap() -> None:
+    s = BlazePoseDetectorSettings(tile_fraction=0.4, tile_overlap=0.25)
+    tiles = plan_tiles(768, 576, s)
+    whole, grid = tiles[0], tiles[1:]
+    assert whole.side == 768 and whole.x == 0 and whole.y == (576 - 768) / 2  # letterboxed, centred
+    assert len(grid) == 5 * 3  # (768 - 230.4) / 172.8 -> 4 steps across, 2 down
+    side = 0.4 * 576
+    assert all(t.side == pytest.approx(side) for t in grid)
+    xs, ys = sorted({t.x for t in grid}), sorted({t.y for t in grid})
+    assert xs[0] == 0 and xs[-1] + side == pytest.approx(768) and ys[0] == 0 and ys[-1] + side == pytest.approx(576)
+    assert max(np.diff(xs)) <= side * 0.75 + 1e-9 and max(np.diff(ys)) <= side * 0.75 + 1e-9
+    # A small image (a search region around one person) is looked at whole only.
+    assert len(plan_tiles(200, 300, s)) == 1
+
+
+@needs_photos
+def test_threads_share_one_detector_and_get_the_same_answer() -> None:
+    image, _, _ = _annotation(SKIER)
+    detector = BlazePosePersonDetector()
+    expected = detector.detect(image)
+    results: list[NDArray[np.float64]] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(3):
+                results.append(detector.detect(image).xyxy)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 9 and all(np.array_equal(r, expected.xyxy) for r in results)
+
+
+def test_bad_model_file_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.tflite"
+    with pytest.raises(PersonDetectorModelError, match=r"not found.*nothing\.tflite.*reinstall"):
+        BlazePosePersonDetector(BlazePoseDetectorSettings(model_path=missing))
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a model" * 100)
+    with pytest.raises(PersonDetectorModelError, match=r"garbage\.tflite cannot be loaded"):
+        BlazePosePersonDetector(BlazePoseDetectorSettings(model_path=garbage))
+    landmark_model = packaged_model_path().parents[2] / "pose" / "models" / "pose_landmark_lite.tflite"
+    with pytest.raises(PersonDetectorModelError, match="has input"):
+        BlazePosePersonDetector(BlazePoseDetectorSettings(model_path=landmark_model))
+
+
+def test_settings_validate_tiling_and_kinds() -> None:
+    with pytest.raises(ValueError, match="tile_fraction"):
+        BlazePoseDetectorSettings(tile_fraction=0.05)
+    with pytest.raises(ConfigError, match="tile_fraction"):
+        _settings(kind="blazepose", blazepose={"tile_fraction": 0.05})
+    with pytest.raises(ConfigError, match="kind"):
+        _settings(kind="blazepose-xl")
+    raw = build_detector(_settings(kind="blazepose", blazepose={"refine_with_landmarks": False}))
+    assert isinstance(raw, BlazePosePersonDetector)
+    assert isinstance(build_detector(_settings(kind="hog+blazepose")), UnionDetector)
+    # Region scans between whole-frame scans: a region smaller than a tile is looked at in one pass.
+    regions = search_region_settings(_settings(kind="blazepose"))
+    assert regions.full_frame_interval_s > 0 and regions.min_region_h == BlazePoseDetectorSettings().min_tile_px
+
+
+@needs_photos
+def test_union_keeps_each_detectors_people_once() -> None:
+    image, _, _ = _annotation(SEATED[0])
+    hog, blaze = HogPersonDetector(), build_detector(_settings(kind="blazepose"))
+    union = UnionDetector([hog, blaze], nms_iou=0.4).detect(image)
+    parts = np.concatenate([hog.detect(image).xyxy, blaze.detect(image).xyxy])
+    assert 0 < len(union) <= parts.shape[0]
+    # Every part's box is either in the union or overlaps a kept box by more than the NMS threshold.
+    assert np.all(iou_matrix(parts, union.xyxy).max(axis=1) > 0.4 - 1e-9)
