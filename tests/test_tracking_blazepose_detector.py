@@ -87,7 +87,7 @@ def test_a_photo_turned_90_degrees_still_finds_the_person_with_a_lying_axis() ->
     image, _, mid_hip = _annotation(SKIER)
     upright = BlazePosePersonDetector().detect_with_axis(image)
     height = image.shape[0]
-    turned = np.ascontiguousarray(cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE))
+    turned = np.ascontiguousarray(cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE), dtype=np.uint8)
     found = BlazePosePersonDetector().detect_with_axis(turned)
     hip_turned = np.array([height - mid_hip[1], mid_hip[0]])  # (x, y) -> (H - y, x)
     distance = np.linalg.norm(found.hip_centre - hip_turned, axis=1)
