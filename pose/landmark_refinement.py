@@ -90,13 +90,15 @@ class LandmarkRefinedDetector:
         return backend
 
     def detect_with_axis(self, image: NDArray[np.uint8]) -> BodyAxisDetections:
-        """People kept by the landmark model, with landmark boxes; axes, hips and radii are the detector's."""
+        """People kept by the landmark model, with landmark boxes scored by presence; axes, hips and radii are the
+        detector's."""
         found = self.detector.detect_with_axis(image)
         s = self.settings
         height, width = image.shape[:2]
         backend = self._backend()
         keep: list[int] = []
         boxes: list[NDArray[np.float64]] = []
+        presences: list[float] = []
         for i in range(len(found.detections)):
             landmarks = backend.run_roi(image, aligned_roi(found, i, s.roi_scale))
             if landmarks.presence < s.min_presence:
@@ -104,13 +106,16 @@ class LandmarkRefinedDetector:
             box = box_from_keypoints(landmarks.keypoints.astype(np.float64))
             keep.append(i)
             boxes.append(box if box is not None else found.detections.xyxy[i])
+            presences.append(landmarks.presence)
         if not keep:
             return BodyAxisDetections(Detections.empty(), np.zeros(0), np.zeros((0, 2)), np.zeros(0))
         xyxy = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0.0, float(width))
         xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0.0, float(height))
         idx = np.asarray(keep, dtype=np.int64)
-        score = found.detections.score[idx]
+        # Scored by presence, like the pipeline's motion-recovered people: the landmark model has the last word on
+        # whether this is a person, and the tracker's score thresholds then mean the same for both sources.
+        score = np.asarray(presences, dtype=np.float64)
         kept = nms(xyxy, score, s.nms_iou)
         rows = idx[kept]
         return BodyAxisDetections(
