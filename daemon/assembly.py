@@ -187,6 +187,7 @@ def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedMode
                 crops_per_frame=settings.detector.recovery_crops_per_frame,
                 min_height=settings.detector.recovery_min_height,
             ),
+            verify_new_tracks=True,
         ),
         detector=shared.detector,
         regions=SearchRegionPlanner(search_region_settings(settings)),

@@ -88,12 +88,16 @@ class PipelineSettings:
     (0 = every frame); between detections boxes come from pose. ``min_presence``: pose crops scored below this
     are not people and are not recorded. ``region_nms_iou``: overlap above which the weaker of two detections
     from neighbouring search regions is dropped (see ``detect_in_regions``). ``recovery``: pose crops for moving
-    regions no detection or posed track explains (``gaitwatch.pose.recovery``); off unless configured."""
+    regions no detection or posed track explains (``gaitwatch.pose.recovery``); off unless configured.
+    ``verify_new_tracks``: tentative tracks are posed too (until a crop holds nobody) and a crop holding a person
+    counts as an observation, so a person is confirmed within a few frames instead of waiting for ``min_hits``
+    detections (seconds, with a detection every ``detect_interval_s``); detector false positives cost one crop."""
 
     detect_interval_s: float
     min_presence: float
     region_nms_iou: float = 0.3
     recovery: RecoverySettings = NO_RECOVERY
+    verify_new_tracks: bool = False
 
 
 class CameraPipeline:
@@ -199,6 +203,11 @@ class CameraPipeline:
         if detected is None and len(raw):
             # Raw landmarks, not smoothed ones: the tracker's observation must not lag the person.
             tracks = self._correct_from_poses(raw, t, tracks)
+        if self._settings.verify_new_tracks and len(raw):
+            # Verification crops of tracks still tentative serve the tracker only: downstream sees people once
+            # their track is confirmed (this very frame, when the crop's observation confirmed it).
+            confirmed = tracks.ids[tracks.state == TrackState.CONFIRMED]
+            raw = raw.select(np.isin(raw.track_ids, confirmed))
         poses = self._temporal.update(t, raw).poses
         now = self._clock()
         stage_s["pose"], mark = now - mark, now
@@ -236,8 +245,13 @@ class CameraPipeline:
 
     def _estimate_poses(self, frame: Frame, tracks: Tracks) -> tuple[Poses, int, float]:
         """The people posed, the crops sent to the model and the model call's CPU seconds on this thread."""
-        # Confirmed tracks only, each at most at its scheduled rate (lower for people who are not moving).
+        # Confirmed tracks, each at most at its scheduled rate (lower for people who are not moving), and new
+        # tracks to verify: posed on every frame until confirmed, unless their last crop held nobody.
         due = self._scheduler.select(frame.t, tracks)
+        if self._settings.verify_new_tracks:
+            due |= (tracks.state == TrackState.TENTATIVE) & np.array(
+                [self._present.get(int(i), True) for i in tracks.ids], dtype=bool
+            )
         crops = int(np.count_nonzero(due))
         if not crops:
             return Poses.empty(), 0, 0.0
