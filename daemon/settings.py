@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gaitwatch.daemon.redact import redact_value
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.pose.blazepose import BlazePoseSettings
-from gaitwatch.pose.recovery import RecoverySettings
 from gaitwatch.pose.landmark_refinement import LandmarkRefinementSettings
 from gaitwatch.pose.recovery import RecoverySettings
 from gaitwatch.pose.schedule import ScheduleSettings
@@ -197,13 +196,6 @@ class DetectorSettings(_Section):
     # (its cost grows with the area scanned) and 0 for ONNX (a fixed-size network input costs a whole pass per
     # region, so regions would cost more than the frame).
     full_frame_interval_s: float | None = Field(None, ge=0.0, le=600.0)
-    # Motion-verified recovery (``gaitwatch.pose.recovery``): at each detection, up to this many moving regions
-    # that no detection or posed track explains get one pose crop; a crop the pose model finds a person in
-    # becomes a detection (box from the landmarks). 0 = off.
-    recovery_crops_per_frame: int = Field(_default(RecoverySettings, "crops_per_frame"), ge=0, le=16)
-    recovery_min_height: Fraction = Field(
-        _default(RecoverySettings, "min_height"), description="smallest moving region cropped, share of frame height"
-    )
     # Motion-verified recovery (``gaitwatch.pose.recovery``): at each detection, up to this many moving regions
     # that no detection or posed track explains get one pose crop; a crop the pose model finds a person in
     # becomes a detection (box from the landmarks). 0 = off.
