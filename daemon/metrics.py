@@ -90,6 +90,20 @@ class DaemonMetrics:
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
+        # Motion-verified recovery (gaitwatch.pose.recovery): crops tried on moving regions nobody explained, and
+        # the people they found. Many crops and few people: moving background (curtains, screens, shadows).
+        self.recovery_crops = Counter(
+            "gaitwatch_recovery_crops",
+            "Pose crops sent to moving regions that no detection or posed track explained",
+            ["camera"],
+            registry=r,
+        )
+        self.recovery_people = Counter(
+            "gaitwatch_recovery_people",
+            "People found by recovery crops (pose presence), handed to the tracker as detections",
+            ["camera"],
+            registry=r,
+        )
         self.alerts = Counter(
             "gaitwatch_alerts", "Alert messages raised (all phases)", ["category", "type"], registry=r
         )
@@ -177,6 +191,8 @@ class DaemonMetrics:
             self.camera_reconnects.labels(camera=camera)
             self.tracks_active.labels(camera=camera).set(0)
             self.camera_degraded.labels(camera=camera).set(0)
+            self.recovery_crops.labels(camera=camera)
+            self.recovery_people.labels(camera=camera)
         for stage in self.stages:
             self.stage_latency.labels(stage=stage)
         for reason in PUBLISH_FAILURE_REASONS:
@@ -215,6 +231,14 @@ class DaemonMetrics:
 
     def observe_pose_batch(self, size: int) -> None:
         self.pose_batch_size.observe(size)
+
+    def recovery(self, camera: str, crops: int, people: int) -> None:
+        """One frame's motion-verified recovery: crops tried and people found."""
+        camera = self._camera(camera)
+        if crops:
+            self.recovery_crops.labels(camera=camera).inc(crops)
+        if people:
+            self.recovery_people.labels(camera=camera).inc(people)
 
     # -- alerts and delivery -----------------------------------------------------------------------------
 

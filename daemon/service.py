@@ -694,6 +694,7 @@ class Service:
             self.metrics.observe_stage(stage, seconds)
         self.metrics.observe_stage("frame", sum(result.stage_s.values()))
         self.metrics.set_tracks_active(cam, len(result.tracks.confirmed()))
+        self.metrics.recovery(cam, result.recovery_crops, result.recovered)
         if len(result.poses):
             self.metrics.observe_pose_batch(len(result.poses))
             self.counters.confirmed_tracks.update((cam, int(i)) for i in result.poses.track_ids)
