@@ -9,13 +9,21 @@ columns) is scored like the devkit: pedestrians with flag 1, tracker boxes on di
 ground truth ignores rows with flag 0. Matching at IoU >= 0.5 (py-motmetrics), HOTA over IoU 0.05..0.95.
 
 ``--tracker sort`` is plain SORT (the reference baseline); ``--tracker default`` is gaitwatch's tracker.
-``--max-gap-s`` (default 3.0 for ``default``, 0 for ``sort``) reports the tracker as a fixed-lag output
-(``gaitwatch.tracking.fixed_lag``): a confirmed track's tentative first frames are reported, tracklets that end
-and start within that many seconds are joined, and gaps up to that long are filled by interpolation, wherever
-the motion extrapolated from both sides of the gap agrees; 0 gives the plain online output. The table prints
-percentages; the JSON (one object per sequence plus "combined") holds ``mota``, ``idf1``, ``hota``,
-``recall``, ``precision`` as fractions in [0, 1] (MOTA may be negative) and ``idsw``, ``fp``, ``fn``,
-``num_gt`` as counts. Exit codes: 0 done, 1 unreadable data (named on stderr).
+One run of the tracker is scored as two outputs, by name:
+
+* ``online``: confirmed tracks' matched boxes, frame by frame; what the daemon's urgent path (falls and other
+  alerts) works from.
+* ``fixed_lag``: the same run through ``gaitwatch.tracking.fixed_lag`` with a window of ``--max-gap-s``
+  seconds (default 3.0 for ``default``, 0 for ``sort``): a confirmed track's tentative first frames are
+  reported, tracklets that end and start within that many seconds are joined, and gaps up to that long are
+  filled by interpolation, wherever the motion extrapolated from both sides of the gap agrees; what the gait
+  path works from. ``--max-gap-s 0`` reports the online output alone.
+
+The tables print percentages; the JSON has one object per output (``"online"``, ``"fixed_lag"``), each with
+one object per sequence plus "combined", holding ``mota``, ``idf1``, ``hota``, ``recall``, ``precision`` as
+fractions in [0, 1] (MOTA may be negative) and ``idsw``, ``fp``, ``fn``, ``num_gt`` as counts, and
+``"_settings"``. ``--results DIR`` writes ``DIR/<output>/<sequence>.txt``. Exit codes: 0 done, 1 unreadable
+data (named on stderr).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from gaitwatch.tracking.evaluation import MotCounts, OnlineTracker, combine, evaluate, track_sequence
+from gaitwatch.tracking.evaluation import FIXED_LAG, ONLINE, MotCounts, OnlineTracker, combine, evaluate, track_outputs
 from gaitwatch.tracking.motchallenge import MotSequence, find_sequences, read_sequence, write_results
 from gaitwatch.tracking.sort import SortTracker
 from gaitwatch.tracking.tracker import Tracker
@@ -97,28 +105,42 @@ def run(args: argparse.Namespace) -> int:
     if unscored:
         _err(f"eval-mot: no ground truth (gt/gt.txt or gt.txt) for {unscored}")
         return 1
-    if args.results is not None:
-        args.results.mkdir(parents=True, exist_ok=True)
-    _out(f"tracker={args.tracker} max_gap_s={max_gap_s:g} (percentages; fps = tracker frames per second)")
-    _out(
+    outputs = [ONLINE, FIXED_LAG] if max_gap_s > 0 else [ONLINE]
+    header = (
         f"{'sequence':24s} {'MOTA':>6s} {'IDF1':>6s} {'HOTA':>6s} {'IDsw':>5s} {'FP':>6s} {'FN':>7s} "
         f"{'Rcll':>6s} {'Prcn':>6s} {'fps':>8s}"
     )
-    results: dict[str, MotCounts] = {}
+    results: dict[str, dict[str, MotCounts]] = {name: {} for name in outputs}
+    speed: dict[str, float] = {}
     for seq in sequences:
         started = time.perf_counter()
-        rows = track_sequence(seq, make_tracker(args.tracker), max_gap_s=max_gap_s)
-        fps = seq.length / max(time.perf_counter() - started, 1e-9)
-        counts = evaluate(seq, rows)
-        results[seq.name] = counts
-        _out(_row(seq.name, counts, fps))
-        if args.results is not None:
-            write_results(args.results / f"{seq.name}.txt", rows)
-    total = combine(results.values())
-    _out(_row("combined", total, None))
+        rows = track_outputs(seq, make_tracker(args.tracker), max_gap_s if max_gap_s > 0 else None)
+        speed[seq.name] = seq.length / max(time.perf_counter() - started, 1e-9)
+        for name in outputs:
+            results[name][seq.name] = evaluate(seq, rows[name])
+            if args.results is not None:
+                (args.results / name).mkdir(parents=True, exist_ok=True)
+                write_results(args.results / name / f"{seq.name}.txt", rows[name])
+    totals = {name: combine(results[name].values()) for name in outputs}
+    for name in outputs:
+        window = f" max_gap_s={max_gap_s:g}" if name == FIXED_LAG else ""
+        _out(f"output={name} tracker={args.tracker}{window} (percentages; fps = tracker frames per second)")
+        _out(header)
+        for seq_name, counts in results[name].items():
+            _out(_row(seq_name, counts, speed[seq_name]))
+        _out(_row("combined", totals[name], None))
+        _out("")
     if args.json is not None:
-        payload: dict[str, object] = {name: counts.as_dict() for name, counts in results.items()}
-        payload["combined"] = total.as_dict()
-        payload["_settings"] = {"tracker": args.tracker, "max_gap_s": max_gap_s, "units": "fractions"}
+        payload: dict[str, object] = {}
+        for name in outputs:
+            block: dict[str, object] = {seq_name: c.as_dict() for seq_name, c in results[name].items()}
+            block["combined"] = totals[name].as_dict()
+            payload[name] = block
+        payload["_settings"] = {
+            "tracker": args.tracker,
+            "outputs": outputs,
+            "max_gap_s": max_gap_s,
+            "units": "fractions",
+        }
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -45,6 +45,11 @@ fi
 if [ "$dev" = 1 ]; then
     # strict editable mode: mypy sees the package through the gaitwatch.* package-dir mapping.
     .venv/bin/python -m pip install -q -e ".[dev]" --config-settings editable_mode=strict
+    # bench/tracker_peers.py runs roboflow `trackers` (Apache-2.0) as peers. It and supervision require
+    # opencv-python (and PyAV), which would shadow the project's OpenCV build, so they are installed without
+    # their dependencies, plus the small pure-python modules they import.
+    .venv/bin/python -m pip install -q --no-deps trackers==2.6.1 supervision==0.31.2 "pydeprecate>=0.9,<0.14"
+    .venv/bin/python -m pip install -q requests rich pyyaml defusedxml
 else
     .venv/bin/python -m pip install -q .
 fi

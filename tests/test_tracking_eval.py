@@ -168,10 +168,28 @@ def test_cli_writes_one_json_object_per_sequence_plus_combined(
     out = tmp_path / "metrics.json"
     assert run_cli([str(tmp_path / "data"), "--tracker", tracker, "--json", str(out)]) == 0
     metrics = json.loads(out.read_text())
-    for key in ("toy-seq", "combined"):
-        assert {"mota", "idf1", "hota", "idsw"} <= set(metrics[key])
-        assert 0.9 <= metrics[key]["mota"] <= 1.0 and metrics[key]["idsw"] == 0
-    assert "combined" in capsys.readouterr().out
+    outputs = ["online", "fixed_lag"] if tracker == "default" else ["online"]
+    assert metrics["_settings"]["outputs"] == outputs
+    for output in outputs:
+        for key in ("toy-seq", "combined"):
+            assert {"mota", "idf1", "hota", "idsw"} <= set(metrics[output][key])
+            assert 0.9 <= metrics[output][key]["mota"] <= 1.0 and metrics[output][key]["idsw"] == 0
+    text = capsys.readouterr().out
+    assert "combined" in text and all(f"output={name}" in text for name in outputs)
+
+
+@needs_data
+def test_cli_online_and_fixed_lag_outputs_are_the_daemon_paths(tmp_path: Path) -> None:
+    """One run, two named outputs: online == the matched confirmed boxes; fixed_lag == the 3 s lag pass."""
+    out = tmp_path / "metrics.json"
+    assert run_cli([str(MOT), "--seq", "TUD-Campus", "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    seq = read_sequence(MOT / "TUD-Campus")
+    online = evaluate(seq, track_sequence(seq, Tracker()))
+    lagged = evaluate(seq, track_sequence(seq, Tracker(), max_gap_s=cmd_eval_mot.DEFAULT_MAX_GAP_S))
+    assert metrics["online"]["TUD-Campus"] == online.as_dict()
+    assert metrics["fixed_lag"]["TUD-Campus"] == lagged.as_dict()
+    assert online.as_dict() != lagged.as_dict()
 
 
 def test_cli_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

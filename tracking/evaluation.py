@@ -39,36 +39,59 @@ class OnlineTracker(Protocol):
     def update(self, detections: Detections, t: float) -> Tracks: ...
 
 
+ONLINE = "online"
+FIXED_LAG = "fixed_lag"
+
+
 def track_sequence(sequence: MotSequence, tracker: OnlineTracker, max_gap_s: float = 0.0) -> FloatArray:
     """Run ``tracker`` over every frame of ``sequence``; rows ``frame, id, x1, y1, x2, y2`` to score.
 
-    With ``max_gap_s == 0`` (online output) a track is reported on a frame when it is CONFIRMED and was
-    matched on that very frame, the usual MOTChallenge convention (coasting boxes are not reported).
+    With ``max_gap_s == 0`` the online output (what the daemon's urgent path sees), else the fixed-lag output
+    with that window (its gait path); see ``track_outputs``.
+    """
+    outputs = track_outputs(sequence, tracker, max_gap_s if max_gap_s > 0.0 else None)
+    return outputs[FIXED_LAG] if max_gap_s > 0.0 else outputs[ONLINE]
 
-    With ``max_gap_s > 0`` (fixed-lag output, ``fixed_lag.py``): every observed box of a track that ever became
-    CONFIRMED is reported, including its tentative first frames; then tracklets that end and start within
-    ``max_gap_s`` seconds of each other are joined, and gaps up to that long are filled by interpolation,
-    wherever the motion extrapolated from both sides of the gap agrees. A consumer that waits
-    ``max_gap_s + FixedLagSettings.velocity_window_s`` seconds before using a box can produce exactly this
-    online, which is how gait windows (several seconds long) can use it; ByteTrack and OC-SORT report MOT17
-    with interpolation too.
+
+def track_outputs(sequence: MotSequence, tracker: OnlineTracker, max_gap_s: float | None) -> dict[str, FloatArray]:
+    """One run of ``tracker`` over ``sequence``, reported as ``online`` and (``max_gap_s`` given) ``fixed_lag``.
+
+    ``online``: a track is reported on a frame when it is CONFIRMED and was matched on that very frame, the usual
+    MOTChallenge convention (coasting boxes are not reported). This is what the daemon's urgent path (falls and
+    other alerts) works from.
+
+    ``fixed_lag`` (``fixed_lag.py``): every observed box of a track that ever became CONFIRMED is reported,
+    including its tentative first frames; then tracklets that end and start within ``max_gap_s`` seconds of each
+    other are joined, and gaps up to that long are filled by interpolation, wherever the motion extrapolated
+    from both sides of the gap agrees. A consumer that waits ``max_gap_s + FixedLagSettings.velocity_window_s``
+    seconds before using a box can produce exactly this online, which is how gait windows (several seconds
+    long) can use it; ByteTrack and OC-SORT report MOT17 with interpolation too.
     """
     rows: list[list[float]] = []
+    online_flags: list[bool] = []
     confirmed: set[int] = set()
     for frame, detections in sequence.detections():
         tracks = tracker.update(detections, sequence.frame_time(frame))
         fresh = tracks.since_update_s == 0.0
         for track_id, box, state in zip(tracks.ids[fresh], tracks.xyxy[fresh], tracks.state[fresh], strict=True):
-            if state == TrackState.CONFIRMED:
+            is_confirmed = bool(state == TrackState.CONFIRMED)
+            if is_confirmed:
                 confirmed.add(int(track_id))
-            elif max_gap_s <= 0.0:
-                continue
             rows.append([frame, int(track_id), *box])
+            online_flags.append(is_confirmed)
+    empty = np.zeros((0, 6), dtype=np.float64)
     if not rows:
-        return np.zeros((0, 6), dtype=np.float64)
-    out = np.array(rows, dtype=np.float64)
-    out = out[np.isin(out[:, 1], np.array(sorted(confirmed), dtype=np.float64))]
-    return fixed_lag_rows(out, sequence.frame_rate, FixedLagSettings(max_gap_s=max(max_gap_s, 0.0)))
+        outputs = {ONLINE: empty}
+        if max_gap_s is not None:
+            outputs[FIXED_LAG] = empty
+        return outputs
+    every = np.array(rows, dtype=np.float64)
+    # No joining or filling with a zero window: just the sorted rows, as the fixed-lag code orders them.
+    outputs = {ONLINE: fixed_lag_rows(every[np.array(online_flags)], sequence.frame_rate, FixedLagSettings(0.0))}
+    if max_gap_s is not None:
+        ever = every[np.isin(every[:, 1], np.array(sorted(confirmed), dtype=np.float64))]
+        outputs[FIXED_LAG] = fixed_lag_rows(ever, sequence.frame_rate, FixedLagSettings(max_gap_s=max(max_gap_s, 0.0)))
+    return outputs
 
 
 def _iou_xyxy(a: FloatArray, b: FloatArray) -> FloatArray:
