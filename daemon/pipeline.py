@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
@@ -26,6 +27,7 @@ from gaitwatch.pose.roi import box_from_keypoints
 from gaitwatch.pose.schedule import PoseScheduler
 from gaitwatch.pose.temporal import PoseTemporalFilter
 from gaitwatch.pose.types import Poses
+from gaitwatch.tracking.boxes import iou_matrix
 from gaitwatch.tracking.detector import PersonDetector
 from gaitwatch.tracking.search_regions import SearchRegionPlanner, detect_in_regions
 from gaitwatch.tracking.tracker import Tracker
@@ -89,9 +91,11 @@ class PipelineSettings:
     are not people and are not recorded. ``region_nms_iou``: overlap above which the weaker of two detections
     from neighbouring search regions is dropped (see ``detect_in_regions``). ``recovery``: pose crops for moving
     regions no detection or posed track explains (``gaitwatch.pose.recovery``); off unless configured.
-    ``verify_new_tracks``: tentative tracks are posed too (until a crop holds nobody) and a crop holding a person
-    counts as an observation, so a person is confirmed within a few frames instead of waiting for ``min_hits``
-    detections (seconds, with a detection every ``detect_interval_s``); detector false positives cost one crop."""
+    ``verify_new_tracks``: tracks that are not confirmed (new, or lost because the detector missed them) are
+    posed on every frame too, as long as their last crop held a person, and a crop holding a person counts as an
+    observation. A newcomer is confirmed within a few frames instead of waiting for ``min_hits`` detections
+    (seconds, with a detection every ``detect_interval_s``), and a person the detector misses now and then
+    (seated, bent over, close to the camera) keeps their track; a detector false positive costs one crop."""
 
     detect_interval_s: float
     min_presence: float
@@ -203,6 +207,10 @@ class CameraPipeline:
         if detected is None and len(raw):
             # Raw landmarks, not smoothed ones: the tracker's observation must not lag the person.
             tracks = self._correct_from_poses(raw, t, tracks)
+        elif self._settings.verify_new_tracks and len(raw):
+            # A detection frame: the detector observed the confirmed tracks; the others only pose can observe.
+            unconfirmed = tracks.ids[tracks.state != TrackState.CONFIRMED]
+            tracks = self._correct_from_poses(raw.select(np.isin(raw.track_ids, unconfirmed)), t, tracks)
         if self._settings.verify_new_tracks and len(raw):
             # Verification crops of tracks still tentative serve the tracker only: downstream sees people once
             # their track is confirmed (this very frame, when the crop's observation confirmed it).
@@ -216,7 +224,8 @@ class CameraPipeline:
         stage_s["gait"] = self._clock() - mark
         self._track_boxes, self._track_ids = tracks.xyxy, tracks.ids
         people = tracks.ids[
-            (tracks.state == TrackState.CONFIRMED) & np.array([self._present.get(int(i), False) for i in tracks.ids])
+            (tracks.state == TrackState.CONFIRMED)
+            & np.array([self._present.get(int(i), False) for i in tracks.ids], dtype=bool)
         ]
         return FrameResult(
             frame,
@@ -245,12 +254,14 @@ class CameraPipeline:
 
     def _estimate_poses(self, frame: Frame, tracks: Tracks) -> tuple[Poses, int, float]:
         """The people posed, the crops sent to the model and the model call's CPU seconds on this thread."""
-        # Confirmed tracks, each at most at its scheduled rate (lower for people who are not moving), and new
-        # tracks to verify: posed on every frame until confirmed, unless their last crop held nobody.
+        # Confirmed tracks, each at most at its scheduled rate (lower for people who are not moving), and tracks to
+        # verify (new or lost): posed on every frame until confirmed, unless their last crop held nobody.
         due = self._scheduler.select(frame.t, tracks)
         if self._settings.verify_new_tracks:
-            due |= (tracks.state == TrackState.TENTATIVE) & np.array(
-                [self._present.get(int(i), True) for i in tracks.ids], dtype=bool
+            due |= (
+                (tracks.state != TrackState.CONFIRMED)
+                & np.array([self._present.get(int(i), True) for i in tracks.ids], dtype=bool)
+                & self._alone(tracks)
             )
         crops = int(np.count_nonzero(due))
         if not crops:
@@ -263,6 +274,17 @@ class CameraPipeline:
         for track_id, person in zip(poses.track_ids, found, strict=True):
             self._present[int(track_id)] = bool(person)
         return poses.select(found), crops, cpu_s
+
+    @staticmethod
+    def _alone(tracks: Tracks) -> NDArray[np.bool_]:
+        """Tracks whose box overlaps no other track's (IoU <= 0.3). Where boxes overlap, a crop may pose the
+        neighbour instead, and a pose-kept track would then duplicate the neighbour's."""
+        if len(tracks) < 2:
+            return np.ones(len(tracks), dtype=bool)
+        overlap = iou_matrix(tracks.xyxy, tracks.xyxy)
+        np.fill_diagonal(overlap, 0.0)
+        alone: NDArray[np.bool_] = overlap.max(axis=1) <= 0.3
+        return alone
 
     def _recover(self, frame: Frame, detected: TimedDetections) -> tuple[Detections, int, float]:
         """Motion-verified recovery: one pose crop per moving region that no detection and no posed track
