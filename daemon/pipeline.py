@@ -22,7 +22,7 @@ from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.gait.trajectory import TrajectoryBuffer
 from gaitwatch.gait.types import Alert, Assessment, GaitMetrics
 from gaitwatch.pose.backend import PoseBackend
-from gaitwatch.pose.recovery import RecoverySettings, recovered_detections, recovery_candidates
+from gaitwatch.pose.recovery import RecoverySettings, duplicate_poses, recovered_detections, recovery_candidates
 from gaitwatch.pose.roi import box_from_keypoints
 from gaitwatch.pose.schedule import PoseScheduler
 from gaitwatch.pose.temporal import PoseTemporalFilter
@@ -261,7 +261,7 @@ class CameraPipeline:
             due |= (
                 (tracks.state != TrackState.CONFIRMED)
                 & np.array([self._present.get(int(i), True) for i in tracks.ids], dtype=bool)
-                & self._alone(tracks)
+                & self._alone(tracks, np.array([self._present.get(int(i), False) for i in tracks.ids], dtype=bool))
             )
         crops = int(np.count_nonzero(due))
         if not crops:
@@ -270,19 +270,24 @@ class CameraPipeline:
         poses = self._pose.estimate(frame.image, tracks.ids[due], tracks.xyxy[due])
         cpu_s = time.thread_time() - started
         found = poses.presence >= self._settings.min_presence
+        if self._settings.verify_new_tracks and int(found.sum()) > 1:
+            # Two tracks on one person (a second detector box on part of them): the younger holds nobody new.
+            age = tracks.age_s[due]
+            rows = np.flatnonzero(found)
+            found[rows[duplicate_poses(poses.keypoints[rows], age[rows], BOX_MIN_VISIBILITY)]] = False
         self._scheduler.record_presence(poses.track_ids, found)
         for track_id, person in zip(poses.track_ids, found, strict=True):
             self._present[int(track_id)] = bool(person)
         return poses.select(found), crops, cpu_s
 
     @staticmethod
-    def _alone(tracks: Tracks) -> NDArray[np.bool_]:
-        """Tracks whose box overlaps no other track's (IoU <= 0.3). Where boxes overlap, a crop may pose the
-        neighbour instead, and a pose-kept track would then duplicate the neighbour's."""
-        if len(tracks) < 2:
+    def _alone(tracks: Tracks, present: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Tracks whose box overlaps no other track with a person in its last crop (IoU <= 0.3). Where they
+        overlap, a crop may pose the neighbour instead, and a pose-kept track would duplicate the neighbour."""
+        if not present.any():
             return np.ones(len(tracks), dtype=bool)
-        overlap = iou_matrix(tracks.xyxy, tracks.xyxy)
-        np.fill_diagonal(overlap, 0.0)
+        overlap = iou_matrix(tracks.xyxy, tracks.xyxy[present])
+        overlap[np.flatnonzero(present), np.arange(int(present.sum()))] = 0.0  # not with itself
         alone: NDArray[np.bool_] = overlap.max(axis=1) <= 0.3
         return alone
 

@@ -126,3 +126,33 @@ def _covered_share(regions: FloatArray, known: FloatArray) -> FloatArray:
     own = np.maximum(area(regions), 1e-9)
     share: FloatArray = (inter / own[:, None]).max(axis=1)
     return share
+
+
+def duplicate_poses(
+    keypoints: NDArray[np.floating], age_s: FloatArray, min_visibility: float = 0.5, tolerance: float = 0.1
+) -> NDArray[np.bool_]:
+    """Rows of ``keypoints`` (N, 33, 3) that pose the same person as an older row (``age_s``: each row's track
+    age): their landmarks seen in both agree within ``tolerance`` x the older pose's height (median distance).
+
+    A detector box on part of a person (HOG finds an upper body) starts a second track whose crop holds the
+    same person; the pose model then returns the same landmarks for both. The younger one is the duplicate.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    n = kp.shape[0]
+    duplicate = np.zeros(n, dtype=bool)
+    order = np.argsort(-np.asarray(age_s, dtype=np.float64), kind="stable")  # oldest first
+    for a_pos, a in enumerate(order):
+        if duplicate[a]:
+            continue
+        seen_a = kp[a, :, 2] >= min_visibility
+        if not seen_a.any():
+            continue
+        height = float(np.ptp(kp[a, seen_a, 1]))
+        for b in order[a_pos + 1 :]:
+            both = seen_a & (kp[b, :, 2] >= min_visibility)
+            if duplicate[b] or int(both.sum()) < 6 or height <= 0.0:
+                continue
+            distance = np.median(np.hypot(*(kp[a, both, :2] - kp[b, both, :2]).T))
+            if distance < tolerance * height:
+                duplicate[b] = True
+    return duplicate
