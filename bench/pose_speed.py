@@ -1,17 +1,25 @@
-"""Pose cost per crop: BlazePose full and lite on one LiteRT thread, including ROI extraction, and a distilled
-student when one exists.
+"""Pose cost per crop: BlazePose full, lite and full-int8 on one LiteRT thread, including ROI extraction, and a
+distilled student when one exists; and how closely full-int8 agrees with the float full model on real people.
 
     .venv/bin/python bench/pose_speed.py [--crops 200] [--video ../shared/data/video/vtest.avi]
         [--student /tmp/gaitwatch-student]
 
 Times ``BlazePoseBackend.run_roi`` (warp + colour conversion + inference + mapping back) on person-sized
 boxes; prints the median and 90th percentile per crop, crops per second on one core, and the cost per person
-with the default second pass, then ends with ``pose_speed: full_ms=X lite_ms=Y`` (median ms per crop).
-If ``--student DIR`` holds a student (``gaitwatch distill --out DIR``) that this machine can run, the same
-boxes go one per call through ``StudentBackend.estimate`` on one thread (warp + inference + decoding +
-mapping back) and the last line gains ``student_ms=Z``; the cost per crop when four people share a batch is
-printed too. Without a video it uses a generated 768x576 frame (inference time does not depend on the
-picture). Shared machines make single runs noisy: compare medians, not best cases.
+with the default second pass. The models take turns crop by crop, so a neighbour's load on a shared machine
+hits them alike. If ``--student DIR`` holds a student (``gaitwatch distill --out DIR``) that this machine can
+run, the same boxes go one per call through ``StudentBackend.estimate`` on one thread (warp + inference +
+decoding + mapping back), with the cost per crop when four people share a batch. Without a video it uses a
+generated 768x576 frame (inference time does not depend on the picture).
+
+With the video and its detections (``vtest_PETS09-S2L1_det.txt`` beside it), full-int8 and float full run the
+whole per-person path (``estimate``: first pass, aligned second pass, lying hypotheses) on the detector boxes
+of the last 30% of the video, which ``scripts/build_pose_int8.py`` does not calibrate on, and the agreement
+is PCK of full-int8 against full at 0.05 and 0.1 of the box's longer side (people full finds, presence >= 0.5).
+
+Ends with ``pose_speed: full_ms=X lite_ms=Y [student_ms=S] default_ms=Z default_vs_full=R``: median ms per
+crop, the default model being ``BlazePoseSettings().model`` and R = full_ms / default_ms. Shared machines
+make single runs noisy: compare medians, not best cases.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, ModelVariant
+from gaitwatch.pose.keypoints import Landmark
 from gaitwatch.pose.roi import roi_from_box
 from gaitwatch.pose.student_backend import StudentBackend, StudentModelError, StudentSettings
 
@@ -54,17 +63,63 @@ def _boxes(frame: NDArray[np.uint8], n: int) -> NDArray[np.float64]:
     return np.stack([x, y, x + w, y + h], axis=1)
 
 
-def time_model(model: ModelVariant, frame: NDArray[np.uint8], boxes: NDArray[np.float64]) -> list[float]:
-    """Milliseconds per crop for each box, after a warm-up."""
-    backend = BlazePoseBackend(BlazePoseSettings(model=model, num_threads=1))
-    for box in boxes[:10]:
-        backend.run_roi(frame, roi_from_box(box))
-    out = []
+MODELS: tuple[ModelVariant, ...] = ("full", "lite", "full-int8")
+# Agreement uses the part of the video the int8 build does not calibrate on (scripts/build_pose_int8.py).
+HELD_OUT_FROM = 0.7
+AGREEMENT_EVERY = 5  # frames
+
+
+def time_models(
+    models: tuple[ModelVariant, ...], frame: NDArray[np.uint8], boxes: NDArray[np.float64]
+) -> dict[ModelVariant, list[float]]:
+    """Milliseconds per crop for each model and box, after a warm-up; the models take turns box by box."""
+    backends = {m: BlazePoseBackend(BlazePoseSettings(model=m, num_threads=1)) for m in models}
+    for backend in backends.values():
+        for box in boxes[:10]:
+            backend.run_roi(frame, roi_from_box(box))
+    out: dict[ModelVariant, list[float]] = {m: [] for m in models}
     for box in boxes:
-        start = time.perf_counter()
-        backend.run_roi(frame, roi_from_box(box))
-        out.append(1000.0 * (time.perf_counter() - start))
+        roi = roi_from_box(box)
+        for model, backend in backends.items():
+            start = time.perf_counter()
+            backend.run_roi(frame, roi)
+            out[model].append(1000.0 * (time.perf_counter() - start))
     return out
+
+
+def agreement(video: Path, detections: Path, model: ModelVariant) -> str:
+    """PCK of ``model`` against float full on the held-out part of ``video`` (see the module docstring)."""
+    det = np.loadtxt(detections, delimiter=",")
+    reference = BlazePoseBackend(BlazePoseSettings(model="full", num_threads=1))
+    candidate = BlazePoseBackend(BlazePoseSettings(model=model, num_threads=1))
+    cap = cv2.VideoCapture(str(video))
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    start = int(HELD_OUT_FROM * frames)
+    cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+    errors = []
+    for index in range(start, frames):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        rows = det[(det[:, 0] == index + 1) & (det[:, 6] > 0.5)]  # MOT frame numbers are 1-based
+        if index % AGREEMENT_EVERY or len(rows) == 0:
+            continue
+        xyxy = np.c_[rows[:, 2], rows[:, 3], rows[:, 2] + rows[:, 4], rows[:, 3] + rows[:, 5]].astype(np.float64)
+        ids = np.arange(len(rows), dtype=np.int64)
+        ref = reference.estimate(frame, ids, xyxy)
+        got = candidate.estimate(frame, ids, xyxy)
+        side = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
+        dist = np.linalg.norm(got.keypoints[:, :, :2] - ref.keypoints[:, :, :2], axis=2) / side[:, None]
+        errors.append(dist[ref.presence >= 0.5])
+    cap.release()
+    err = np.concatenate(errors)
+    ankles = err[:, [Landmark.LEFT_ANKLE, Landmark.RIGHT_ANKLE]]
+    return (
+        f"agreement: {model} vs full on {len(err)} people (last {1.0 - HELD_OUT_FROM:.0%} of {video.name}, every "
+        f"{AGREEMENT_EVERY}th frame, detector boxes, second pass as configured): PCK@0.05 {(err < 0.05).mean():.3f}, "
+        f"PCK@0.1 {(err < 0.1).mean():.3f} (ankles {(ankles < 0.1).mean():.3f}), median error "
+        f"{np.median(err):.4f} of the box's longer side"
+    )
 
 
 def time_student(
@@ -105,8 +160,7 @@ def main() -> None:
     frame = _frame(args.video)
     boxes = _boxes(frame, max(args.crops, 100))
     medians: dict[str, float] = {}
-    for model in ("full", "lite"):
-        ms = time_model(model, frame, boxes)
+    for model, ms in time_models(MODELS, frame, boxes).items():
         med = statistics.median(ms)
         p90 = float(np.percentile(ms, 90))
         medians[model] = med
@@ -117,6 +171,12 @@ def main() -> None:
             f"{1000.0 / med:.0f} crops/s on one core; default config ({passes} pass(es)) "
             f"{per_person:.1f} ms/person = {1000.0 / per_person:.0f} people/s/core"
         )
+    print(f"full-int8 vs full: {medians['full'] / medians['full-int8']:.2f}x faster per crop")
+    detections = args.video.parent / "vtest_PETS09-S2L1_det.txt"
+    if args.video.name == "vtest.avi" and args.video.is_file() and detections.is_file():
+        print(agreement(args.video, detections, "full-int8"))
+    else:
+        print(f"agreement: not measured ({args.video} or {detections} not found)")
     last = f"pose_speed: full_ms={medians['full']:.2f} lite_ms={medians['lite']:.2f}"
     if (args.student / "student.json").is_file():
         timed = time_student(args.student, frame, boxes)
@@ -130,6 +190,8 @@ def main() -> None:
                 f"{medians['full'] / med:.1f}x faster than full per crop"
             )
             last += f" student_ms={med:.2f}"
+    default = BlazePoseSettings().model
+    last += f" default_ms={medians[default]:.2f} default_vs_full={medians['full'] / medians[default]:.2f}"
     print(last)
 
 

@@ -236,7 +236,7 @@ class TrackerSettingsModel(_Section):
 class PoseSettingsModel(_Section):
     """BlazePose landmarks on each confirmed track's crop (``gaitwatch.pose.blazepose.BlazePoseSettings``)."""
 
-    model: Literal["full", "lite"] = _default(BlazePoseSettings, "model")
+    model: Literal["full", "lite", "full-int8"] = _default(BlazePoseSettings, "model")
     model_path: Path | None = Field(None, description="use this .tflite instead of the shipped model")
     num_threads: int = Field(_default(BlazePoseSettings, "num_threads"), ge=1, le=16)
     roi_scale: float = Field(_default(BlazePoseSettings, "roi_scale"), ge=1.0, le=2.5)

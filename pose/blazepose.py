@@ -35,12 +35,17 @@ from gaitwatch.pose.roi import (
 )
 from gaitwatch.pose.types import Poses
 
-ModelVariant = Literal["full", "lite"]
+ModelVariant = Literal["full", "lite", "full-int8"]
 
+# "full-int8" is derived from "full" by scripts/build_pose_int8.py (outputs gaitwatch never reads pruned,
+# post-training int8 quantization; provenance in models/NOTICE.md).
 _MODEL_FILES: dict[str, str] = {
     "full": "pose_landmark_full.tflite",
     "lite": "pose_landmark_lite.tflite",
+    "full-int8": "pose_landmark_full_int8.tflite",
 }
+# Variants of the full landmark model, for which the aligned second pass pays off.
+_FULL_VARIANTS = ("full", "full-int8")
 
 # The model emits 39 points: the 33 BlazePose landmarks, then 6 auxiliary points. Auxiliary point 0 (row 33)
 # is the body centre between the hips and point 1 (row 34) lies above the head; together they span half of
@@ -71,7 +76,9 @@ class BlazePoseSettings:
     """Knobs of the BlazePose backend.
 
     ``model``: "full" is the more accurate landmark model (about 11-15 ms per crop on one core here); "lite"
-    saves about 20% of the time and loses accuracy mostly on ankles and wrists.
+    saves about 20% of the time and loses accuracy mostly on ankles and wrists; "full-int8" is the full model
+    without its segmentation and heatmap outputs and with int8 weights and activations (built from "full"
+    by scripts/build_pose_int8.py), measured in bench/pose_speed.py and the pose README.
     ``num_threads``: LiteRT threads for one crop. Two threads were not faster on these small models on a
     2-core PC, and every thread taken here is taken from the camera readers and the tracker; keep 1 unless
     measured otherwise on the target PC.
@@ -126,7 +133,7 @@ class BlazePoseSettings:
     def uses_second_pass(self) -> bool:
         """Whether the aligned second pass runs ("auto": only for the full model, where it helps)."""
         if self.second_pass == "auto":
-            return self.model == "full"
+            return self.model in _FULL_VARIANTS
         return self.second_pass == "on"
 
 
@@ -164,6 +171,21 @@ def packaged_model_path(model: ModelVariant) -> Path:
     return Path(str(resource))
 
 
+def _input_quantization(detail: dict[str, Any], path: Path, hint: str) -> Literal["float", "pixel-128"]:
+    """How crops are fed: float RGB in [0, 1], or int8 with scale 1/255 and zero point -128 (pixel - 128)."""
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return "float"
+    scale, zero_point = detail["quantization"]
+    if dtype == np.int8 and abs(float(scale) * 255.0 - 1.0) < 1e-4 and int(zero_point) == -128:
+        return "pixel-128"
+    raise PoseModelError(
+        f"pose model file {path} takes {np.dtype(dtype).name} input with scale {scale} and zero point "
+        f"{zero_point}; gaitwatch feeds float32 RGB in [0, 1] or int8 of scale 1/255 and zero point -128 "
+        f"(as scripts/build_pose_int8.py builds); {hint}"
+    )
+
+
 def _sigmoid(x: NDArray[np.float32]) -> NDArray[np.float32]:
     # Clip so exp never overflows on extreme logits (the model emits about +-20 at most, but be safe).
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0))), dtype=np.float32)
@@ -173,7 +195,9 @@ class BlazePoseBackend:
     """BlazePose full/lite landmark model behind the ``PoseBackend`` protocol.
 
     Not thread-safe: the interpreter is reused for every crop, so one instance belongs to one inference
-    thread. Crops are processed one by one because the model's batch size is fixed at 1.
+    thread. Crops are processed one by one: the model's batch size is 1, and resizing its input to a batch
+    of 4 was slower per crop than 4 single calls on one core (measured with the pruned full model: 18 vs
+    16 ms/crop), so batching is no lever here.
     """
 
     def __init__(self, settings: BlazePoseSettings | None = None) -> None:
@@ -203,6 +227,7 @@ class BlazePoseBackend:
                 f"(1, {MODEL_INPUT_SIZE}, {MODEL_INPUT_SIZE}, 3); {hint}"
             )
         self._input_index = int(inputs[0]["index"])
+        self._input_quantization = _input_quantization(inputs[0], self.model_path, hint)
         outputs = {str(d["name"]): int(d["index"]) for d in interp.get_output_details()}
         missing = [n for n in (_OUT_LANDMARKS, _OUT_PRESENCE, _OUT_WORLD) if n not in outputs]
         if missing:
@@ -212,6 +237,12 @@ class BlazePoseBackend:
         self._out_landmarks = outputs[_OUT_LANDMARKS]
         self._out_presence = outputs[_OUT_PRESENCE]
         self._out_world = outputs[_OUT_WORLD]
+        quantized = sorted(str(d["name"]) for d in interp.get_output_details() if d["dtype"] != np.float32)
+        if quantized:
+            raise PoseModelError(
+                f"pose model file {self.model_path} has non-float outputs {quantized}; gaitwatch reads float "
+                f"landmarks (scripts/build_pose_int8.py keeps the output heads float); {hint}"
+            )
         self._model_version = f"{self.model_path.stem}@{hashlib.sha256(blob).hexdigest()[:12]}"
         self._name = f"blazepose-{self.settings.model}" if self.settings.model_path is None else "blazepose"
 
@@ -228,8 +259,13 @@ class BlazePoseBackend:
         crop = extract_crop(image, roi, MODEL_INPUT_SIZE, replicate_border=self.settings.replicate_border)
         # Colour conversion on the 256x256 crop only: converting the full frame would cost more than the warp.
         rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-        tensor = rgb.astype(np.float32)
-        tensor *= 1.0 / 255.0
+        tensor: NDArray[np.int8] | NDArray[np.float32]
+        if self._input_quantization == "pixel-128":
+            # int8 input of scale 1/255, zero point -128: pixel p is p - 128, the same bits as p XOR 0x80.
+            tensor = np.bitwise_xor(rgb, np.uint8(0x80)).view(np.int8)
+        else:
+            tensor = rgb.astype(np.float32)
+            tensor *= 1.0 / 255.0
         self._interp.set_tensor(self._input_index, tensor[None])
         self._interp.invoke()
         raw = np.asarray(self._interp.get_tensor(self._out_landmarks), dtype=np.float32)

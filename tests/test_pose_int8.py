@@ -1,0 +1,138 @@
+"""The int8 BlazePose full model (``[pose] model = "full-int8"``): it loads, agrees with the float full model on
+real people, is the file its provenance names, and the build's graph surgery loses nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import cv2
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from numpy.typing import NDArray
+from pydantic import ValidationError
+
+from gaitwatch.daemon.settings import PoseSettingsModel
+from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, packaged_model_path
+from gaitwatch.pose.keypoints import Landmark
+from gaitwatch.pose.roi import extract_crop, roi_from_box
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+VIDEO = SHARED / "video" / "vtest.avi"
+DETS = SHARED / "video" / "vtest_PETS09-S2L1_det.txt"
+# Frames from the last 30% of vtest.avi: the int8 model was not calibrated on them.
+HELD_OUT_FRAMES = (600, 650, 700, 750)
+
+
+@pytest.fixture(scope="module")
+def float_full() -> BlazePoseBackend:
+    return BlazePoseBackend(BlazePoseSettings(model="full"))
+
+
+@pytest.fixture(scope="module")
+def int8_full() -> BlazePoseBackend:
+    return BlazePoseBackend(BlazePoseSettings(model="full-int8"))
+
+
+@pytest.fixture(scope="module")
+def held_out_people() -> list[tuple[NDArray[np.uint8], NDArray[np.float64]]]:
+    """Frames the int8 build never saw and the confident detector boxes of their walking people."""
+    if not (VIDEO.is_file() and DETS.is_file()):
+        pytest.skip(f"real-person footage not found at {VIDEO} (the shared data folder sits beside the repository)")
+    det = np.loadtxt(DETS, delimiter=",")
+    cap = cv2.VideoCapture(str(VIDEO))
+    out = []
+    for index in HELD_OUT_FRAMES:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = cap.read()
+        assert ok
+        rows = det[(det[:, 0] == index + 1) & (det[:, 6] > 0.9)]  # det frame numbers are 1-based
+        xyxy = np.c_[rows[:, 2], rows[:, 3], rows[:, 2] + rows[:, 4], rows[:, 3] + rows[:, 5]]
+        out.append((np.asarray(frame, dtype=np.uint8), xyxy.astype(np.float64)))
+    cap.release()
+    return out
+
+
+def _load_build_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("build_pose_int8", REPO / "scripts" / "build_pose_int8.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_int8_model_loads_with_its_own_name_and_the_full_models_second_pass(int8_full: BlazePoseBackend) -> None:
+    assert int8_full.name == "blazepose-full-int8"
+    assert int8_full.model_version.startswith("pose_landmark_full_int8@")
+    assert int8_full.settings.uses_second_pass  # "auto" treats it as the full model it is derived from
+
+
+def test_settings_accept_the_int8_model_and_reject_unknown_names() -> None:
+    assert PoseSettingsModel(model="full-int8").model == "full-int8"
+    with pytest.raises(ValidationError, match="model"):
+        PoseSettingsModel.model_validate({"model": "full-int4"})
+    with pytest.raises(ValueError, match="full-int8"):
+        BlazePoseSettings(model="full-int4")  # type: ignore[arg-type]
+
+
+def test_shipped_file_is_the_one_its_notice_describes() -> None:
+    notice = (REPO / "pose" / "models" / "NOTICE.md").read_text(encoding="utf-8")
+    row = re.search(r"\| pose_landmark_full_int8\.tflite \| ([0-9a-f]{64}) \|", notice)
+    assert row is not None, "NOTICE.md lacks the provenance row of pose_landmark_full_int8.tflite"
+    digest = hashlib.sha256(packaged_model_path("full-int8").read_bytes()).hexdigest()
+    assert digest == row.group(1)
+
+
+def test_int8_landmarks_agree_with_the_float_model_on_real_people(
+    float_full: BlazePoseBackend,
+    int8_full: BlazePoseBackend,
+    held_out_people: list[tuple[NDArray[np.uint8], NDArray[np.float64]]],
+) -> None:
+    errors = []
+    for frame, xyxy in held_out_people:
+        ids = np.arange(len(xyxy), dtype=np.int64)
+        ref = float_full.estimate(frame, ids, xyxy)
+        got = int8_full.estimate(frame, ids, xyxy)
+        assert np.all(ref.presence > 0.5)
+        assert np.all(got.presence > 0.5)  # the int8 model finds the same people
+        side = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
+        errors.append(np.linalg.norm(got.keypoints[:, :, :2] - ref.keypoints[:, :, :2], axis=2) / side[:, None])
+        # Visibility and world landmarks stay close too (the output heads are float).
+        assert np.median(np.abs(got.keypoints[:, :, 2] - ref.keypoints[:, :, 2])) < 0.1
+        assert np.median(np.abs(got.world - ref.world)) < 0.03  # metres
+    err = np.concatenate(errors)
+    assert len(err) >= 15
+    assert float(np.mean(err < 0.1)) >= 0.95  # PCK@0.1 against the float model
+    assert float(np.median(err)) < 0.02  # of the box's longer side
+    ankles = err[:, [Landmark.LEFT_ANKLE, Landmark.RIGHT_ANKLE]]
+    assert float(np.mean(ankles < 0.1)) >= 0.9
+
+
+def test_pruning_the_unused_outputs_changes_no_landmark(
+    float_full: BlazePoseBackend, held_out_people: list[tuple[NDArray[np.uint8], NDArray[np.float64]]]
+) -> None:
+    build = _load_build_script()
+    float_bytes = packaged_model_path("full").read_bytes()
+    pruned = build.pruned_float_model(float_bytes)
+
+    frame, xyxy = held_out_people[0]
+    roi = roi_from_box(xyxy[0])
+    assert float_full.run_roi(frame, roi).presence > 0.5  # a real person's crop
+    x = cv2.cvtColor(extract_crop(frame, roi), cv2.COLOR_BGR2RGB)[None].astype(np.float32) / 255.0
+    results = []
+    for blob in (float_bytes, pruned):
+        interp = Interpreter(model_content=blob, num_threads=1)
+        interp.allocate_tensors()
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()
+        results.append({d["name"]: interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()})
+    original, kept = results
+    assert sorted(kept) == ["Identity", "Identity_1", "Identity_4"]
+    assert {"Identity_2", "Identity_3"} <= set(original)  # the segmentation and heatmap outputs are gone
+    for name, value in kept.items():
+        np.testing.assert_array_equal(value, original[name])
