@@ -75,10 +75,13 @@ class PoseModelError(RuntimeError):
 class BlazePoseSettings:
     """Knobs of the BlazePose backend.
 
-    ``model``: "full" is the more accurate landmark model (about 11-15 ms per crop on one core here); "lite"
-    saves about 20% of the time and loses accuracy mostly on ankles and wrists; "full-int8" is the full model
-    without its segmentation and heatmap outputs and with int8 weights and activations (built from "full"
-    by scripts/build_pose_int8.py), measured in bench/pose_speed.py and the pose README.
+    ``model``: "full-int8" (default) is the full model without its segmentation and heatmap outputs and with
+    int8 weights and activations except its stem, its smallest layers and its heads (built from "full" by
+    scripts/build_pose_int8.py, no retraining): about 2.5x faster per crop than "full" on one core here
+    (bench/pose_speed.py) at the same accuracy on the shared sets (COCO PCK@0.1 0.840 vs 0.834, ankles
+    0.762 both; MPII PCKh 0.964 vs 0.946) and PCK@0.1 0.99 against "full" on held-out vtest people.
+    "full" is the original float model (about 11-15 ms per crop on an idle core); "lite" saves about 20%
+    of full's time and loses accuracy mostly on ankles and wrists.
     ``num_threads``: LiteRT threads for one crop. Two threads were not faster on these small models on a
     2-core PC, and every thread taken here is taken from the camera readers and the tracker; keep 1 unless
     measured otherwise on the target PC.
@@ -107,7 +110,7 @@ class BlazePoseSettings:
     ``model_path``: use this .tflite file instead of the packaged one (e.g. a site's re-exported model).
     """
 
-    model: ModelVariant = "full"
+    model: ModelVariant = "full-int8"
     num_threads: int = 1
     roi_scale: float = DEFAULT_ROI_SCALE
     second_pass: Literal["auto", "on", "off"] = "auto"

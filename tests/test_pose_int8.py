@@ -73,6 +73,8 @@ def test_int8_model_loads_with_its_own_name_and_the_full_models_second_pass(int8
 
 
 def test_settings_accept_the_int8_model_and_reject_unknown_names() -> None:
+    assert PoseSettingsModel().model == "full-int8"  # the default: as accurate as full, faster
+    assert PoseSettingsModel(model="full").model == "full"  # the float model stays selectable
     assert PoseSettingsModel(model="full-int8").model == "full-int8"
     with pytest.raises(ValidationError, match="model"):
         PoseSettingsModel.model_validate({"model": "full-int4"})
