@@ -138,3 +138,20 @@ def test_pruning_the_unused_outputs_changes_no_landmark(
     assert {"Identity_2", "Identity_3"} <= set(original)  # the segmentation and heatmap outputs are gone
     for name, value in kept.items():
         np.testing.assert_array_equal(value, original[name])
+
+
+def test_int8_lying_people_are_found_by_the_turned_hypotheses(
+    int8_full: BlazePoseBackend, held_out_people: list[tuple[NDArray[np.uint8], NDArray[np.float64]]]
+) -> None:
+    """The frame turned by 90 degrees makes every walker lie down; the int8 model must follow them as full does."""
+    frame, xyxy = held_out_people[0]
+    h = frame.shape[0]
+    turned = np.ascontiguousarray(cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE), dtype=np.uint8)  # (x,y)->(h-y,x)
+    boxes = np.stack([h - xyxy[:, 3], xyxy[:, 0], h - xyxy[:, 1], xyxy[:, 2]], axis=1)
+    ids = np.arange(len(boxes), dtype=np.int64)
+    upright = int8_full.estimate(frame, ids, xyxy)
+    lying = int8_full.estimate(turned, ids, boxes)
+    assert np.all(lying.presence > 0.5)
+    expected = np.stack([h - upright.keypoints[:, :, 1], upright.keypoints[:, :, 0]], axis=-1)
+    heights = (xyxy[:, 3] - xyxy[:, 1])[:, None]
+    assert float(np.median(np.linalg.norm(lying.keypoints[:, :, :2] - expected, axis=-1) / heights)) < 0.05
