@@ -21,14 +21,14 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from gaitwatch.pose.backend import PoseBackend
-from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, PoseModelError
+from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, ModelVariant, PoseModelError
 from gaitwatch.pose.evaluation import (
     JOINT_GROUPS,
     KeypointDataset,
@@ -57,9 +57,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--backend",
-        choices=("full", "lite", "student"),
+        choices=(*get_args(ModelVariant), "student"),
         default=None,
-        help="BlazePose full or lite, or a distilled student (default full; student with --student)",
+        help="a BlazePose model (full-int8 is the daemon's default) or a distilled student (default full-int8; "
+        "student with --student)",
     )
     p.add_argument(
         "--student",
@@ -103,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_eval_pose(args: argparse.Namespace) -> int:
     """Entry point of ``eval-pose``; returns the process exit code."""
-    backend_kind = args.backend or ("student" if args.student is not None else "full")
+    backend_kind = args.backend or ("student" if args.student is not None else BlazePoseSettings().model)
     if backend_kind == "student" and args.student is None:
         sys.stderr.write("gaitwatch eval-pose: --backend student needs --student DIR\n")
         return 2
