@@ -92,7 +92,7 @@ def recovery_candidates(
 
 
 def recovered_detections(
-    poses: Poses, min_presence: float, min_visibility: float, known: FloatArray, duplicate_iou: float = 0.3
+    poses: Poses, min_presence: float, min_visibility: float, known: FloatArray, duplicate_iou: float = 0.5
 ) -> Detections:
     """Detections from the recovery crops' poses: crops with presence >= ``min_presence`` whose landmarks give a
     box (``box_from_keypoints``), scored by presence, and not duplicates (IoU > ``duplicate_iou``) of a known
@@ -131,16 +131,18 @@ def _covered_share(regions: FloatArray, known: FloatArray) -> FloatArray:
 def duplicate_poses(
     keypoints: NDArray[np.floating], age_s: FloatArray, min_visibility: float = 0.5, tolerance: float = 0.1
 ) -> NDArray[np.bool_]:
-    """Rows of ``keypoints`` (N, 33, 3) that pose the same person as an older row (``age_s``: each row's track
-    age): their landmarks seen in both agree within ``tolerance`` x the older pose's height (median distance).
+    """Rows of ``keypoints`` (N, 33, 3) that pose the same person as a better row: their landmarks seen in both
+    agree within ``tolerance`` x the better pose's height (median distance). The better pose sees more landmarks
+    (its crop holds the whole body), then belongs to the older track (``age_s``: each row's track age).
 
     A detector box on part of a person (HOG finds an upper body) starts a second track whose crop holds the
-    same person; the pose model then returns the same landmarks for both. The younger one is the duplicate.
+    same person; the pose model then returns the same landmarks for both, fewer of them in the partial crop.
     """
     kp = np.asarray(keypoints, dtype=np.float64)
     n = kp.shape[0]
     duplicate = np.zeros(n, dtype=bool)
-    order = np.argsort(-np.asarray(age_s, dtype=np.float64), kind="stable")  # oldest first
+    seen = (kp[:, :, 2] >= min_visibility).sum(axis=1)
+    order = np.lexsort((-np.asarray(age_s, dtype=np.float64), -seen))  # most landmarks first, then oldest
     for a_pos, a in enumerate(order):
         if duplicate[a]:
             continue

@@ -86,3 +86,31 @@ def run(frames: Iterator[NDArray[np.uint8]], fps: float, overrides: dict[str, An
     settings = parse_settings({"cameras": [{"id": "c", "source": "clip"}], **overrides})
     pipeline = build_camera_pipeline("c", settings, SharedModels(settings, inference_threads=1))
     return [pipeline.process(Frame("c", seq, seq / fps, image)) for seq, image in enumerate(frames)]
+
+
+def compose_turned(
+    background: NDArray[np.uint8], person: Cutout, feet: tuple[float, float], degrees: float
+) -> NDArray[np.uint8]:
+    """``background`` with ``person`` standing on ``feet`` (frame pixels) and tipped over ``degrees`` clockwise
+    about that point (0 = upright, 90 = lying with the head to the right): a fall, frame by frame."""
+    x1, _, x2, y2 = person.box
+    foot = np.array([(x1 + x2) / 2.0, y2])
+    rotation = cv2.getRotationMatrix2D((float(foot[0]), float(foot[1])), -degrees, 1.0)
+    rotation[:, 2] += np.asarray(feet, dtype=np.float64) - foot
+    size = (background.shape[1], background.shape[0])
+    warped = cv2.warpAffine(person.image, rotation, size, flags=cv2.INTER_LINEAR)
+    mask = cv2.warpAffine(np.full(person.image.shape[:2], 255, np.uint8), rotation, size, flags=cv2.INTER_NEAREST)
+    frame = background.copy()
+    frame[mask > 0] = warped[mask > 0]
+    return frame
+
+
+def turned_box(person: Cutout, feet: tuple[float, float], degrees: float) -> NDArray[np.float64]:
+    """The person's box after ``compose_turned`` (the bounds of their box's turned corners)."""
+    x1, y1, x2, y2 = person.box
+    foot = np.array([(x1 + x2) / 2.0, y2])
+    corners = np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]]) - foot
+    a = np.radians(degrees)
+    turn = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    points = corners @ turn.T + np.asarray(feet, dtype=np.float64)
+    return np.array([*points.min(axis=0), *points.max(axis=0)])
