@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from photo_clips import ANNOTATIONS, SKIER_UPRIGHT, backdrop, compose, cutout, run
 
+from gaitwatch.daemon.metrics import DaemonMetrics
 from gaitwatch.pose.blazepose import BlazePoseBackend
-from gaitwatch.pose.recovery import RecoverySettings, recovered_detections, recovery_candidates
+from gaitwatch.pose.recovery import RecoverySettings, duplicate_poses, recovered_detections, recovery_candidates
 from gaitwatch.tracking.boxes import iou_matrix
 from gaitwatch.tracking.hog import HogPersonDetector
 
@@ -48,6 +49,36 @@ def test_blobs_of_one_body_are_joined_into_one_crop() -> None:
     chosen = recovery_candidates(motion, NOBODY, 480, RecoverySettings(min_height=0.1))
     assert chosen.shape == (1, 4)
     assert chosen[0, 1] <= 50 and chosen[0, 3] >= 240
+
+
+def _standing(x: float, height: float, visible: int = 33) -> np.ndarray:
+    """33 landmarks of a person ``height`` px tall at ``x``, the last ``33 - visible`` unseen."""
+    kp = np.zeros((33, 3), dtype=np.float32)
+    kp[:, 0] = x + np.linspace(-0.1, 0.1, 33) * height
+    kp[:, 1] = np.linspace(0.0, height, 33)
+    kp[:visible, 2] = 0.9
+    return kp
+
+
+def test_two_tracks_posing_one_person_keep_the_pose_that_sees_most() -> None:
+    whole, upper, other = _standing(100, 200), _standing(102, 200, visible=20), _standing(300, 200)
+    upper[:, :2] += 3.0  # the same person, a few pixels apart (another crop)
+    # Row 1 is the older track on the partial box: the younger whole-body pose is kept instead.
+    duplicate = duplicate_poses(np.stack([whole, upper, other]), np.array([1.0, 5.0, 2.0]))
+    assert duplicate.tolist() == [False, True, False]
+    # Equal views: the older track keeps the person.
+    assert duplicate_poses(np.stack([whole, whole + 1.0]), np.array([1.0, 5.0])).tolist() == [True, False]
+
+
+def test_recovery_is_counted_per_camera() -> None:
+    metrics = DaemonMetrics(version="t", cameras=["bay1"])
+    metrics.recovery("bay1", crops=3, people=1)
+    metrics.recovery("bay1", crops=2, people=0)
+    sample = metrics.registry.get_sample_value
+    assert sample("gaitwatch_recovery_crops_total", {"camera": "bay1"}) == 5.0
+    assert sample("gaitwatch_recovery_people_total", {"camera": "bay1"}) == 1.0
+    with pytest.raises(ValueError, match="camera"):
+        metrics.recovery("nobody", crops=1, people=0)
 
 
 @needs_photos
