@@ -1,7 +1,7 @@
 """Soak test: the real daemon for a long time, with its broker restarted now and then.
 
     .venv/bin/python bench/soak.py [--duration-s 1200] [--speed 3] [--broker-restart-s 120]
-        [--alert-interval-s 2] [--warmup-s 120] [--model full|lite] [--clip PATH]
+        [--alert-interval-s 2] [--warmup-s 120] [--model full-int8|full|lite] [--clip PATH]
 
 Runs the real ``Service`` in this process: the shipped clip of walking people replayed as a live camera at
 ``--speed`` times real time (looping, frames dropped when the pipeline is slower, as with a real camera), the
@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import aiomqtt
 
@@ -45,6 +46,7 @@ from gaitwatch.daemon.payloads import ack_payload
 from gaitwatch.daemon.service import Service
 from gaitwatch.daemon.settings import parse_settings
 from gaitwatch.gait.types import AlertPhase
+from gaitwatch.pose.blazepose import BlazePoseSettings, ModelVariant
 
 SAMPLE_EVERY_S = 30.0
 HOST = "soak-pc"
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-restart-s", type=float, default=120.0, help="restart the broker this often")
     parser.add_argument("--alert-interval-s", type=float, default=2.0, help="a test alert this often")
     parser.add_argument("--warmup-s", type=float, default=120.0, help="RSS growth is measured from here")
-    parser.add_argument("--model", choices=("full", "lite"), default="full", help="pose model")
+    parser.add_argument("--model", choices=get_args(ModelVariant), default=BlazePoseSettings().model, help="pose model")
     parser.add_argument("--clip", type=Path, default=None, help="video to replay (default: the shipped clip)")
     args = parser.parse_args(argv)
     args.clip = args.clip or shipped_clip()

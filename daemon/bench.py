@@ -35,7 +35,7 @@ from gaitwatch.daemon.mqtt import subscription
 from gaitwatch.daemon.pipeline import STAGES, FrameResult
 from gaitwatch.daemon.service import Service
 from gaitwatch.daemon.settings import Settings, parse_settings
-from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
+from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, model_variant
 
 # Real time holds when at most this fraction of frames is dropped and the p95 capture-to-publish latency stays
 # under this bound (issue 7's definition).
@@ -183,7 +183,7 @@ def bench_settings(
 def time_pose_backend(model: str, samples: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     """Crops per second of the configured pose backend on one core, on crops of the benchmarked clip
     (crop extraction included, as the pipeline pays it)."""
-    backend = BlazePoseBackend(BlazePoseSettings(model="lite" if model == "lite" else "full", num_threads=1))
+    backend = BlazePoseBackend(BlazePoseSettings(model=model_variant(model), num_threads=1))
     crops = 0
     started = time.perf_counter()
     for image, boxes in samples:

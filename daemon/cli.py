@@ -10,10 +10,12 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 from gaitwatch.daemon import __version__
 from gaitwatch.daemon.redact import redact_text
 from gaitwatch.daemon.settings import EX_CONFIG, ConfigError, load_settings
+from gaitwatch.pose.blazepose import BlazePoseSettings, ModelVariant
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--video", type=Path, help="your own clip instead of the shipped one")
     demo.add_argument("--fps", type=float, help="the clip's real frame rate if its container misreports it")
     demo.add_argument("--render", type=Path, help="write an annotated video (boxes, ids, skeletons, cadence)")
-    demo.add_argument("--model", choices=("full", "lite"), default="full", help="pose model")
+    demo.add_argument("--model", choices=get_args(ModelVariant), default=BlazePoseSettings().model, help="pose model")
     demo.add_argument("--quiet", action="store_true", help="print only the summary line")
     demo.set_defaults(func=_cmd_demo)
 

@@ -18,11 +18,15 @@ import math
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from gaitwatch.daemon.bench import holds_realtime, run_once, time_pose_backend
 from gaitwatch.daemon.demo import shipped_clip
 from gaitwatch.daemon.logs import configure_logging
+from gaitwatch.pose.blazepose import BlazePoseSettings, ModelVariant
+
+# Every shipped pose model, the daemon's default first.
+POSE_MODELS: tuple[str, ...] = tuple(dict.fromkeys((BlazePoseSettings().model, *get_args(ModelVariant))))
 
 DEFAULT_CLIP = Path("../shared/data/video/vtest.avi")
 VTEST_FPS = 7.0  # vtest.avi's container claims 10 fps; PETS09-S2L1 was captured at 7 fps
@@ -39,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--fps", type=float, default=None, help="the clips' real frame rate (default: 7 for vtest.avi)")
     p.add_argument("--cameras", type=int, default=1, help="cameras in the throughput run (copies of the clips)")
     p.add_argument("--seconds", type=float, default=45.0, help="length of each run")
-    p.add_argument("--model", choices=("full", "lite"), default="full", help="pose model of the throughput run")
+    p.add_argument(
+        "--model", choices=POSE_MODELS, default=BlazePoseSettings().model, help="pose model of the throughput run"
+    )
     p.add_argument(
         "--live", action="store_true", help="throughput run at the clips' frame rate, not as fast as possible"
     )
@@ -50,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the daemon's service.inference_threads for every run (default: the daemon's default)",
     )
     p.add_argument("--sweep", default="1,2,3,4", help="camera counts of the live real-time sweep")
+    p.add_argument(
+        "--sweep-models",
+        default=",".join(POSE_MODELS),
+        help=f"pose models of the live sweep, comma-separated (default {','.join(POSE_MODELS)})",
+    )
     p.add_argument("--no-sweep", action="store_true", help="skip the live sweep")
     p.add_argument(
         "--no-pose-alone", action="store_true", help="skip timing the pose model alone after the run (sweep runs)"
@@ -119,7 +130,7 @@ def _plot(sweep: list[dict[str, Any]], path: Path) -> str:
     except ImportError:
         return "plot skipped: matplotlib is not installed (pip install 'gaitwatch[report]')"
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for model in ("full", "lite"):
+    for model in dict.fromkeys(r["model"] for r in sweep):
         runs = [r for r in sweep if r["model"] == model]
         cams = [r["cameras"] for r in runs]
         ax1.plot(cams, [r["person_frames_per_s"] for r in runs], marker="o", label=f"{model} model")
@@ -205,14 +216,13 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "pose_share_ratio_alone": _finite(ratio_alone, 3),
         "p95_latency_ms": main["p95_latency_ms"],
         "dropped_fraction": main["dropped_fraction"],
-        "realtime_cameras_full": None,
-        "realtime_cameras_lite": None,
+        **{_realtime_key(m): None for m in POSE_MODELS},
         "sweep": [],
     }
     if args.no_sweep:
         return report
     counts = [int(c) for c in args.sweep.split(",") if c.strip()]
-    for model in ("full", "lite"):
+    for model in _sweep_models(args):
         best = 0
         for n in counts:
             run = await _run_in_own_process(videos, fps, n, model, args.seconds, threads)
@@ -222,9 +232,9 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             sys.stdout.write(f"  real time: {run['realtime']}\n")
             if run["realtime"] and best == n - 1:
                 best = n
-        report[f"realtime_cameras_{model}"] = best
+        report[_realtime_key(model)] = best
         if best == 0:
-            report[f"p95_latency_ms_{model}_1cam"] = report["sweep"][-len(counts)]["p95_latency_ms"]
+            report[f"p95_latency_ms_{model.replace('-', '_')}_1cam"] = report["sweep"][-len(counts)]["p95_latency_ms"]
     if main["mode"] == "replay":
         live_default = [r for r in report["sweep"] if r["model"] == args.model and r["cameras"] == args.cameras]
         if live_default:
@@ -234,9 +244,22 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _realtime_key(model: str) -> str:
+    return f"realtime_cameras_{model.replace('-', '_')}"
+
+
+def _sweep_models(args: argparse.Namespace) -> list[str]:
+    models = [m.strip() for m in args.sweep_models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in POSE_MODELS]
+    if unknown:
+        raise ValueError(f"--sweep-models: unknown model(s) {', '.join(unknown)}; choose from {', '.join(POSE_MODELS)}")
+    return models
+
+
 def run(args: argparse.Namespace) -> int:
     configure_logging("warning")
     try:
+        _sweep_models(args)  # a typo fails now, not after the throughput run
         report = asyncio.run(_bench(args))
     except (FileNotFoundError, RuntimeError, ValueError) as exc:
         sys.stderr.write(f"gaitwatch bench: {exc}\n")
@@ -247,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
         f"bench: person_frames_per_s={report['person_frames_per_s']} "
         f"pose_crops_per_s_per_core={report['pose_crops_per_s_per_core']} cores_used={report['cores_used']} "
         f"p95_latency_ms={report['p95_latency_ms']} dropped_fraction={report['dropped_fraction']} "
-        f"realtime_cameras_full={report['realtime_cameras_full']} "
-        f"realtime_cameras_lite={report['realtime_cameras_lite']}\n"
+        + " ".join(f"{_realtime_key(m)}={report[_realtime_key(m)]}" for m in POSE_MODELS)
+        + "\n"
     )
     return 0

@@ -33,6 +33,7 @@ from gaitwatch.daemon.settings import (
     ServiceSettings,
     Settings,
 )
+from gaitwatch.pose.blazepose import BlazePoseSettings, model_variant
 
 # The shipped clip was captured at 7 fps and its container says so; other clips may need --fps.
 SHIPPED_CLIP = "data/demo_walkers.mp4"
@@ -45,7 +46,7 @@ class DemoOptions:
     video: Path | None = None
     fps: float | None = None
     render: Path | None = None
-    model: str = "full"
+    model: str = BlazePoseSettings().model
     quiet: bool = False
 
 
@@ -112,7 +113,7 @@ async def _demo(options: DemoOptions, out: TextIO) -> int:
             settings = Settings(
                 service=ServiceSettings(site="demo", host="demo-pc", state_dir=Path(state_dir), log_level="warning"),
                 cameras=[CameraSettings(id="demo", source=str(video), playback="replay", fps=options.fps, zone="demo")],
-                pose=PoseSettingsModel(model="lite" if options.model == "lite" else "full"),
+                pose=PoseSettingsModel(model=model_variant(options.model)),
                 mqtt=MqttSettings(host=broker.host, port=broker.port, protocol="3.1.1"),
                 metrics=MetricsSettings(enabled=False),
             )

@@ -16,7 +16,7 @@ import importlib.resources
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 import cv2
 import numpy as np
@@ -166,6 +166,14 @@ def misalignment(current: Roi, aligned: Roi) -> float:
     offset = math.hypot(aligned.cx - current.cx, aligned.cy - current.cy) / current.side
     turn = abs(math.remainder(aligned.angle - current.angle, 2.0 * math.pi)) / (0.5 * math.pi)
     return offset + turn + abs(math.log(aligned.side / current.side))
+
+
+def model_variant(name: str) -> ModelVariant:
+    """``name`` as a model variant; ValueError naming the choices when it is none (command-line input)."""
+    for variant in get_args(ModelVariant):
+        if name == variant:
+            return cast(ModelVariant, variant)
+    raise ValueError(f"unknown pose model {name!r}; choose from {', '.join(get_args(ModelVariant))}")
 
 
 def packaged_model_path(model: ModelVariant) -> Path:

@@ -18,6 +18,7 @@ REQUIRED = (
     "cores_used",
     "p95_latency_ms",
     "dropped_fraction",
+    "realtime_cameras_full_int8",
     "realtime_cameras_full",
     "realtime_cameras_lite",
 )
@@ -66,18 +67,19 @@ def test_live_sweep_runs_each_camera_count_and_model_in_its_own_process(tmp_path
     plot = tmp_path / "scaling.png"
     proc = _bench(
         "--video", str(shipped_clip()), "--fps", "7", "--seconds", "5", "--sweep", "1",
-        "--json", str(out), "--plot", str(plot),
+        "--sweep-models", "full-int8,lite", "--json", str(out), "--plot", str(plot),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     sweep = report["sweep"]
-    assert [(r["model"], r["cameras"], r["mode"]) for r in sweep] == [("full", 1, "live"), ("lite", 1, "live")]
+    assert [(r["model"], r["cameras"], r["mode"]) for r in sweep] == [("full-int8", 1, "live"), ("lite", 1, "live")]
     for run in sweep:
         assert run["frames"] > 0 and 0.0 <= run["dropped_fraction"] <= 1.0
         assert run["peak_rss_mb"] > 50.0  # the sweep run's own process: models loaded
         assert run["realtime"] == (run["dropped_fraction"] <= 0.05 and (run["p95_latency_ms"] or 1e9) < 500.0)
     # Counted from 1 upwards: 0 or 1 here, never more than the counts tried.
-    assert report["realtime_cameras_full"] in (0, 1) and report["realtime_cameras_lite"] in (0, 1)
+    assert report["realtime_cameras_full_int8"] in (0, 1) and report["realtime_cameras_lite"] in (0, 1)
+    assert report["realtime_cameras_full"] is None, "not in this sweep"
     assert plot.stat().st_size > 0 or "plot skipped" in proc.stdout
 
 
@@ -88,3 +90,9 @@ def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
     threads = _bench("--video", str(shipped_clip()), "--no-sweep", "--inference-threads", "0")
     assert threads.returncode == 1
     assert "--inference-threads must be between 1 and 16" in threads.stderr
+
+
+def test_an_unknown_sweep_model_fails_before_any_run() -> None:
+    proc = _bench("--video", str(shipped_clip()), "--sweep-models", "full,huge")
+    assert proc.returncode == 1
+    assert "unknown model(s) huge" in proc.stderr
