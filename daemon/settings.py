@@ -187,8 +187,8 @@ class DetectorSettings(_Section):
     pose, which is tighter than a detector box; a longer interval saves CPU but finds newcomers later."""
 
     # hog: OpenCV HOG (upright walkers). blazepose: MediaPipe's BlazePose person detector on the whole image and
-    # tiles (also seated, bent and lying people; ~10 passes' cost). hog+blazepose: both on every scan, boxes
-    # merged (figures in the README's detection table).
+    # tiles, each find checked by the pose landmark model (also seated, bent and lying people; ~5x HOG's CPU time
+    # on a whole 768x576 frame). hog+blazepose: both on every scan, boxes merged (figures: README).
     kind: Literal["hog", "onnx", "blazepose", "hog+blazepose"] = "hog"
     interval_s: float = Field(0.5, ge=0.0, le=10.0)
     # Between full-frame scans only the regions that changed since the last detection and those around tracked
