@@ -231,6 +231,16 @@ class TrackerSettingsModel(_Section):
     new_track_score: Fraction = Field(
         0.75, description="score an unmatched detection needs to start a track (CNN detectors: 0.9)"
     )
+    score_noise_floor: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        _default(TrackerSettings, "score_noise_floor"),
+        description="confidence-aware updates: a box's measurement variance is scaled by 1 - score, not below "
+        "this (1 = off)",
+    )
+    recovery_iou_threshold: Fraction = Field(
+        _default(TrackerSettings, "recovery_iou_threshold"),
+        description="IoU gate of matching lost tracks on their last-seen box (0 = off; 0.3 keeps people who "
+        "step out at the picture's edge, but hands tracks to passers-by)",
+    )
 
 
 class PoseSettingsModel(_Section):
