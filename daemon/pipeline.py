@@ -138,6 +138,8 @@ class CameraPipeline:
         self._track_ids = np.zeros(0, dtype=np.int64)
         # Whether each track's latest pose crop held a person (presence >= min_presence).
         self._present: dict[int, bool] = {}
+        # Each track's latest landmarks that held a person: two tracks on one person are told apart by them.
+        self._last_keypoints: dict[int, np.ndarray] = {}
         self._buffers: dict[int, TrajectoryBuffer] = {}
         self._last_window_t: dict[int, float] = {}
 
@@ -270,15 +272,35 @@ class CameraPipeline:
         poses = self._pose.estimate(frame.image, tracks.ids[due], tracks.xyxy[due])
         cpu_s = time.thread_time() - started
         found = poses.presence >= self._settings.min_presence
-        if self._settings.verify_new_tracks and int(found.sum()) > 1:
-            # Two tracks on one person (a second detector box on part of them): the younger holds nobody new.
-            age = tracks.age_s[due]
-            rows = np.flatnonzero(found)
-            found[rows[duplicate_poses(poses.keypoints[rows], age[rows], BOX_MIN_VISIBILITY)]] = False
+        if self._settings.verify_new_tracks and found.any():
+            self._drop_duplicates(poses, found, tracks)
         self._scheduler.record_presence(poses.track_ids, found)
         for track_id, person in zip(poses.track_ids, found, strict=True):
             self._present[int(track_id)] = bool(person)
         return poses.select(found), crops, cpu_s
+
+    def _drop_duplicates(self, poses: Poses, found: NDArray[np.bool_], tracks: Tracks) -> None:
+        """Two tracks on one person (a second detector box on part of them) pose the same landmarks: the pose
+        that sees fewer of them (else the younger track's) holds nobody new. Compared with this frame's poses
+        and with the latest pose of every other track holding a person (posed a frame or a few ago)."""
+        rows = np.flatnonzero(found)
+        posed = {int(i) for i in poses.track_ids}
+        age_of = {int(i): float(a) for i, a in zip(tracks.ids, tracks.age_s, strict=True)}
+        others = [tid for tid in self._last_keypoints if tid not in posed and self._present.get(tid) and tid in age_of]
+        keypoints = np.concatenate(
+            [
+                poses.keypoints[rows],
+                np.asarray([self._last_keypoints[o] for o in others], dtype=np.float32).reshape(-1, 33, 3),
+            ]
+        )
+        ages = np.array([age_of.get(int(i), 0.0) for i in poses.track_ids[rows]] + [age_of[o] for o in others])
+        duplicate = duplicate_poses(keypoints, ages, BOX_MIN_VISIBILITY)
+        found[rows[duplicate[: len(rows)]]] = False
+        for other, dup in zip(others, duplicate[len(rows) :], strict=True):
+            if dup:
+                self._present[other] = False
+        for row in rows[~duplicate[: len(rows)]]:
+            self._last_keypoints[int(poses.track_ids[row])] = poses.keypoints[row]
 
     @staticmethod
     def _alone(tracks: Tracks, present: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -348,6 +370,8 @@ class CameraPipeline:
         alive = {int(i) for i in tracks.ids}
         for tid in [tid for tid in self._present if tid not in alive]:
             del self._present[tid]
+        for tid in [tid for tid in self._last_keypoints if tid not in alive]:
+            del self._last_keypoints[tid]
         for tid in [tid for tid in self._buffers if tid not in alive]:
             del self._buffers[tid]
             del self._last_window_t[tid]
