@@ -132,21 +132,28 @@ class BoxFilterBank:
 
     def predict(self, dt: FloatArray, rows: IntArray | None = None) -> None:
         """Advance rows (all by default) by ``dt`` seconds (scalar or one per row); ``dt <= 0`` is a no-op."""
-        sel = slice(None) if rows is None else rows
-        dt = np.maximum(np.broadcast_to(np.asarray(dt, dtype=np.float64), self.x[sel].shape[:1]), 0.0)[:, None]
-        x, v = self.x[sel], self.v[sel]
+        # Whole-array arithmetic with as few numpy calls as possible: this runs on every frame for every track.
+        dt = np.maximum(np.asarray(dt, dtype=np.float64).reshape(-1, 1), 0.0)  # (N, 1) or (1, 1)
+        if rows is None:
+            x, v, p_pp, p_pv, p_vv = self.x, self.v, self.p_pp, self.p_pv, self.p_vv
+        else:
+            x, v, p_pp, p_pv, p_vv = self.x[rows], self.v[rows], self.p_pp[rows], self.p_pv[rows], self.p_vv[rows]
         # A box cannot shrink through zero: if coasting would do that, the size rate was noise; stop it.
-        v[:, 2:] = np.where(x[:, 2:] + dt * v[:, 2:] < _MIN_SIZE_PX, 0.0, v[:, 2:])
+        size_rate = v[:, 2:]
+        size_rate[x[:, 2:] + dt * size_rate < _MIN_SIZE_PX] = 0.0
         h2 = np.maximum(x[:, 3:4], _MIN_SIZE_PX) ** 2
-        q_pos, q_rate = self._q_pos * h2, self._q_rate * h2
-        p_pp, p_pv, p_vv = self.p_pp[sel], self.p_pv[sel], self.p_vv[sel]
+        q_rate_dt = self._q_rate * h2 * dt
         # F = [[1, dt], [0, 1]] per coordinate; Q = continuous white-noise acceleration (exact for any dt,
         # so irregular gaps compose) plus a random walk of the position.
-        self.p_pp[sel] = p_pp + 2.0 * dt * p_pv + dt * dt * p_vv + q_pos * dt + q_rate * dt**3 / 3.0
-        self.p_pv[sel] = p_pv + dt * p_vv + q_rate * dt * dt / 2.0
-        self.p_vv[sel] = p_vv + q_rate * dt
-        self.x[sel] = x + dt * v
-        self.v[sel] = v
+        new_pp = p_pp + dt * (2.0 * p_pv + dt * p_vv) + self._q_pos * h2 * dt + q_rate_dt * (dt * dt / 3.0)
+        new_pv = p_pv + dt * p_vv + q_rate_dt * (dt / 2.0)
+        new_vv = p_vv + q_rate_dt
+        new_x = x + dt * v
+        if rows is None:
+            self.p_pp, self.p_pv, self.p_vv, self.x = new_pp, new_pv, new_vv, new_x
+        else:
+            self.p_pp[rows], self.p_pv[rows], self.p_vv[rows], self.x[rows] = new_pp, new_pv, new_vv, new_x
+            self.v[rows] = v
 
     def update(self, rows: IntArray, xyxy: FloatArray, noise_scale: FloatArray | None = None) -> None:
         """Fuse observed boxes ``xyxy`` (K, 4) into ``rows`` (K,), taken at the filters' current time.

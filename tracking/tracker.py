@@ -60,6 +60,8 @@ IntArray = NDArray[np.int64]
 _TIME_EPS = 1e-6
 # Prediction times kept per track for the re-update replay (a longer gap is replayed in fewer, longer steps).
 _MAX_COAST_STEPS = 256
+# At most this many virtual observations when replaying a gap (see ``Tracker._replay_gap``).
+_MAX_REPLAY_STEPS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +185,11 @@ class _Track:
         self.last_obs_t = t
         self.last_obs_xyxy = xyxy.copy()
         # Recent observations (time, centre) to measure the heading over ``direction_horizon_s``.
-        self.recent: list[tuple[float, FloatArray]] = [(t, _centre(xyxy))]
-        self.heading: FloatArray | None = None  # unit vector of the observed motion, None while unknown
+        # Plain floats, not arrays: this runs for every matched track on every frame, where numpy's per-call
+        # overhead on 2-vectors cost more than the arithmetic.
+        x1, y1, x2, y2 = xyxy.tolist()
+        self.recent: list[tuple[float, float, float]] = [(t, 0.5 * (x1 + x2), 0.5 * (y1 + y2))]
+        self.heading: tuple[float, float] | None = None  # unit vector of the observed motion, None while unknown
         self.coast_times: list[float] = []  # times the filter was advanced to since the last observation
         self.hits = 1
         self.state = TrackState.CONFIRMED if min_hits <= 1 else TrackState.TENTATIVE
@@ -197,23 +202,20 @@ class _Track:
         self.hits += 1
         if self.state == TrackState.LOST or self.hits >= min_hits:
             self.state = TrackState.CONFIRMED
-        centre = _centre(xyxy)
-        self.recent.append((t, centre))
+        x1, y1, x2, y2 = xyxy.tolist()
+        cx, cy = 0.5 * (x1 + x2), 0.5 * (y1 + y2)
+        self.recent.append((t, cx, cy))
         # Keep just enough history: the newest observation at least ``horizon_s`` older than this one.
         while len(self.recent) > 2 and t - self.recent[1][0] >= horizon_s - _TIME_EPS:
             self.recent.pop(0)
-        then, origin = self.recent[0]
+        then, ox, oy = self.recent[0]
         self.heading = None
         if t - then >= horizon_s - _TIME_EPS and then < t:
-            step = centre - origin
-            norm = float(np.hypot(step[0], step[1]))
+            dx, dy = cx - ox, cy - oy
+            norm = math.hypot(dx, dy)
             # Below 2 % of the height the "motion" is detector jitter, not a heading.
-            if norm >= 0.02 * max(float(xyxy[3] - xyxy[1]), 1.0):
-                self.heading = step / norm
-
-
-def _centre(xyxy: FloatArray) -> FloatArray:
-    return np.array([0.5 * (xyxy[0] + xyxy[2]), 0.5 * (xyxy[1] + xyxy[3])])
+            if norm >= 0.02 * max(y2 - y1, 1.0):
+                self.heading = (dx / norm, dy / norm)
 
 
 class Tracker:
@@ -259,9 +261,11 @@ class Tracker:
         matched += pairs
         # 2. doubtful detections vs the confirmed and lost tracks left: ByteTrack's second round (rest_t holds
         #    no tentative track: a doubtful box never confirms a track that may itself be a false detection)
-        cost = 1.0 - iou_matrix(predicted[rest_t], xyxy[low])
-        pairs, _, _ = _solve(cost, rest_t, low, 1.0 - s.low_iou_threshold)
-        matched += pairs
+        pairs = []
+        if len(rest_t) and len(low):
+            cost = 1.0 - iou_matrix(predicted[rest_t], xyxy[low])
+            pairs, _, _ = _solve(cost, rest_t, low, 1.0 - s.low_iou_threshold)
+            matched += pairs
         # 3. recovery on the last observed box (OC-SORT's OCR), when enabled
         if s.recovery_iou_threshold > 0.0 and len(rest_t) and len(rest_d):
             taken = np.array([ti for ti, _ in pairs], dtype=np.int64)
@@ -273,17 +277,18 @@ class Tracker:
         # 4. tentative tracks vs the confident detections left. Their velocity is still unknown, so both boxes
         #    are buffered by how far a person may have walked since the last observation (init_vel_std):
         #    with the detector running every few frames a new walker would otherwise never get a second hit.
-        margin = np.array(
-            [
-                s.kalman.init_vel_std
-                * (tracks[i].last_obs_xyxy[3] - tracks[i].last_obs_xyxy[1])
-                * (t - tracks[i].last_obs_t)
-                for i in tentative
-            ]
-        )
-        cost = 1.0 - _buffered_iou(predicted[tentative], xyxy[rest_d], margin)
-        pairs, _, rest_d = _solve(cost, tentative, rest_d, 1.0 - s.iou_threshold)
-        matched += pairs
+        if len(tentative) and len(rest_d):
+            margin = np.array(
+                [
+                    s.kalman.init_vel_std
+                    * (tracks[i].last_obs_xyxy[3] - tracks[i].last_obs_xyxy[1])
+                    * (t - tracks[i].last_obs_t)
+                    for i in tentative
+                ]
+            )
+            cost = 1.0 - _buffered_iou(predicted[tentative], xyxy[rest_d], margin)
+            pairs, _, rest_d = _solve(cost, tentative, rest_d, 1.0 - s.iou_threshold)
+            matched += pairs
 
         if matched:
             rows = np.array([ti for ti, _ in matched], dtype=np.int64)
@@ -367,9 +372,13 @@ class Tracker:
         bank.rewind(row)
         one = np.array([row], dtype=np.int64)
         previous = t0
-        for ti in track.coast_times:
-            if ti >= t - _TIME_EPS:
-                break
+        times = [ti for ti in track.coast_times if ti < t - _TIME_EPS]
+        if len(times) > _MAX_REPLAY_STEPS:
+            # A long gap at a high frame rate is replayed at evenly spread times: the straight path is the same
+            # and the replay (one predict and update per step) stays a small share of a frame's work.
+            step = len(times) / _MAX_REPLAY_STEPS
+            times = [times[int((k + 1) * step) - 1] for k in range(_MAX_REPLAY_STEPS)]
+        for ti in times:
             bank.predict(np.array([ti - previous]), one)
             bank.update(one, (start + (xyxy - start) * ((ti - t0) / span)).reshape(1, 4))
             previous = ti
@@ -384,7 +393,7 @@ class Tracker:
             return out
         index = np.array([k for k, _ in known])
         heading = np.array([tr.heading for _, tr in known])  # (K, 2)
-        origin = np.array([_centre(tr.last_obs_xyxy) for _, tr in known])  # (K, 2)
+        origin = np.array([tr.recent[-1][1:] for _, tr in known])  # (K, 2): centre of the last observation
         centres = 0.5 * (det_xyxy[:, :2] + det_xyxy[:, 2:])  # (M, 2)
         step = centres[None, :, :] - origin[:, None, :]  # (K, M, 2)
         norm = np.hypot(step[..., 0], step[..., 1])
@@ -464,6 +473,8 @@ def _solve(
     Returns matched (track index, detection index) pairs and the unmatched track and detection indices.
     With ``overlap`` given, pairs whose IoU is below ``min_overlap`` are also rejected after solving.
     """
+    if cost.size == 0:
+        return [], rows, cols
     matches, _, _ = assign(cost, max_cost)
     if overlap is not None and len(matches):
         matches = matches[overlap[matches[:, 0], matches[:, 1]] >= min_overlap]
