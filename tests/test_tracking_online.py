@@ -127,9 +127,9 @@ GROUPS = {
 # Committed online-output figures (MOTA, IDF1, HOTA in %) of the default tracker, measured with
 # `gaitwatch eval-mot` (output=online); the best roboflow `trackers` peer per group is in the README table.
 ONLINE_BASELINE = {
-    "MOT15": (64.4, 77.0, 50.6),
-    "MOT17": (49.3, 59.4, 50.5),
-    "KITTI": (52.6, 72.5, 45.1),
+    "MOT15": (65.0, 77.0, 50.8),
+    "MOT17": (49.4, 60.0, 50.9),
+    "KITTI": (52.4, 72.2, 45.0),
 }
 
 

@@ -75,7 +75,8 @@ class TrackerSettings:
     max_age_s:
         How long a track coasts on its motion model without any observation before it is deleted. Raising it
         keeps IDs through longer occlusions (a person behind a pillar) but hands IDs over when another person
-        walks into the coasting box, and keeps ghost boxes alive longer after someone leaves.
+        walks into the coasting box, and keeps ghost boxes alive longer after someone leaves. On the online
+        output 2 s beat 1.5 s (MOT17 IDF1 +0.3, HOTA +0.2, MOT15 MOTA +0.4; KITTI unchanged).
     iou_threshold:
         Minimum IoU between a track box and a confident detection for them to be matched (SORT uses 0.3).
         Lower matches fast or jumpy people across larger displacements but allows ID swaps between people
@@ -99,7 +100,8 @@ class TrackerSettings:
     direction_weight:
         Weight of OC-SORT's direction-consistency term: the cost of a match grows by this much times the
         angle (as a fraction of 180 degrees) between the track's observed heading and the heading towards
-        the detection. Helps two people crossing keep their IDs; 0 disables it.
+        the detection. Helps two people crossing keep their IDs; 0 disables it. On the online output 0.3 beat
+        OC-SORT's 0.2 (MOT17 IDF1 +0.3, HOTA +0.2, MOT15 HOTA +0.2) and 0.5 (MOT17 IDF1 -1.5).
     direction_horizon_s:
         How far back (seconds) the heading is measured between two of the track's observations. Longer is
         steadier against box jitter but slower to follow a turn.
@@ -120,13 +122,13 @@ class TrackerSettings:
     """
 
     min_hits: int = 2
-    max_age_s: float = 1.5
+    max_age_s: float = 2.0
     iou_threshold: float = 0.3
     high_score: float = 0.6
     min_score: float = 0.1
     new_track_score: float = 0.9
     low_iou_threshold: float = 0.5
-    direction_weight: float = 0.2
+    direction_weight: float = 0.3
     direction_horizon_s: float = 0.1
     recovery_iou_threshold: float = 0.0
     score_noise_floor: float = 0.3
