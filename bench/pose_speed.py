@@ -98,9 +98,10 @@ def agreement(video: Path, detections: Path, model: ModelVariant) -> str:
     cap.set(cv2.CAP_PROP_POS_FRAMES, start)
     errors = []
     for index in range(start, frames):
-        ok, frame = cap.read()
+        ok, raw = cap.read()
         if not ok:
             break
+        frame = np.asarray(raw, dtype=np.uint8)
         rows = det[(det[:, 0] == index + 1) & (det[:, 6] > 0.5)]  # MOT frame numbers are 1-based
         if index % AGREEMENT_EVERY or len(rows) == 0:
             continue

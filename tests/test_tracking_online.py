@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_tracking_scenarios import SEEDS, id_switches, reentry
 
 from gaitwatch.tracking.evaluation import combine, evaluate, track_sequence
 from gaitwatch.tracking.motchallenge import MotSequence, read_sequence
 from gaitwatch.tracking.tracker import Tracker, TrackerSettings
 from gaitwatch.tracking.types import Detections
-from tests.test_tracking_scenarios import SEEDS, id_switches, reentry
 
 FPS = 10.0
 MOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mot"
