@@ -154,6 +154,8 @@ def tracker_settings(settings: Settings) -> TrackerSettings:
         min_score=t.min_score,
         high_score=t.high_score,
         new_track_score=t.new_track_score,
+        score_noise_floor=t.score_noise_floor,
+        recovery_iou_threshold=t.recovery_iou_threshold,
     )
 
 

@@ -124,3 +124,16 @@ def test_a_huge_config_file_is_refused_without_reading_it_all(tmp_path: Path) ->
     path = _write(tmp_path, '[[cameras]]\nid = "a"\nsource = "x.mp4"\n' + "# padding\n" * 200_000)
     with pytest.raises(ConfigError, match="larger than 1024 KiB"):
         load_settings(path)
+
+
+def test_every_tracker_key_reaches_the_tracker() -> None:
+    """A key declared in [tracker] but not passed on would be accepted and silently ignored."""
+    from gaitwatch.daemon.assembly import tracker_settings
+    from gaitwatch.daemon.settings import TrackerSettingsModel
+
+    changed = {"min_hits": 4, "max_age_s": 3.5, "iou_threshold": 0.21, "min_score": 0.11, "high_score": 0.61,
+               "new_track_score": 0.66, "score_noise_floor": 0.45, "recovery_iou_threshold": 0.33}  # fmt: skip
+    assert set(changed) == set(TrackerSettingsModel.model_fields), "every key is exercised here"
+    settings = parse_settings({"cameras": [{"id": "a", "source": "x.mp4"}], "tracker": changed})
+    library = tracker_settings(settings)
+    assert {k: getattr(library, k) for k in changed} == changed
