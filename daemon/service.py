@@ -179,8 +179,6 @@ class _Camera:
     reported_reconnects: int = 0
     state: CameraState | None = None  # as last judged (logged on change)
     published_state: CameraState | None = None  # as last published (retained); None: publish again
-    offline_incident: str | None = None
-    degraded_incident: str | None = None
     last_error: str | None = None
     last_error_logged: float = float("-inf")
 
@@ -243,7 +241,9 @@ class Service:
         self._state_lock: StateDirLock | None = None
         self._outbox: Outbox | None = None
         self._intake: AlertIntake | None = None
-        self._outbox_unavailable_incident: str | None = None
+        # Technical conditions that are an incident while they last (camera offline or degraded, outbox
+        # unavailable): the open incident id by (type, camera), claimed before any await (see _condition).
+        self._conditions: dict[tuple[TechnicalAlertType, str | None], str] = {}
         self._throttle = LogThrottle(FRAME_ERROR_LOG_INTERVAL_S)
         self._reload_task: asyncio.Task[None] | None = None
         self._mqtt_config: MqttConfig | None = None
@@ -837,17 +837,36 @@ class Service:
         """The outbox stopped committing alerts (disk full, locked, I/O errors), or is back: a technical
         alert for the integrators (it travels like every alert: held and published directly while the disk
         is down), the STATUS line at once."""
-        if not available and self._outbox_unavailable_incident is None:
-            self._outbox_unavailable_incident = incident = self._incident_ids.next()
-            await self.emit_technical_alert(
-                TechnicalAlertType.OUTBOX_UNAVAILABLE,
-                incident_id=incident,
-                evidence={"memory_rows": float(self.settings.outbox.memory_rows)},
-            )
-        elif available and self._outbox_unavailable_incident is not None:
-            incident, self._outbox_unavailable_incident = self._outbox_unavailable_incident, None
-            await self.emit_technical_alert(TechnicalAlertType.OUTBOX_UNAVAILABLE, AlertPhase.END, incident_id=incident)
+        await self._condition(
+            TechnicalAlertType.OUTBOX_UNAVAILABLE,
+            not available,
+            evidence={"memory_rows": float(self.settings.outbox.memory_rows)},
+        )
         self._update_status_line()
+
+    async def _condition(
+        self,
+        type_: TechnicalAlertType,
+        holds: bool,
+        *,
+        camera: str | None = None,
+        since: float | None = None,
+        priority: str = "high",
+        evidence: Mapping[str, float] | None = None,
+    ) -> None:
+        """A technical condition is one incident while it holds: started the first time ``holds`` is seen,
+        ended the first time it is not. The incident id is claimed before the await, because the on-connect
+        hook and the health loop may report the same condition concurrently."""
+        key = (type_, camera)
+        open_id = self._conditions.get(key)
+        if holds and open_id is None:
+            self._conditions[key] = incident = self._incident_ids.next()
+            await self.emit_technical_alert(
+                type_, camera=camera, incident_id=incident, since=since, priority=priority, evidence=evidence
+            )
+        elif not holds and open_id is not None:
+            del self._conditions[key]
+            await self.emit_technical_alert(type_, AlertPhase.END, camera=camera, incident_id=open_id)
 
     def _track_active(self, body: bytes) -> None:
         """Keep the set of open incidents (for the retained snapshot), whether or not the outbox took the
@@ -876,11 +895,8 @@ class Service:
                 continue
             for alert in alerts:
                 await self._store_clinical_alert(camera, alert)
-            if camera.offline_incident is not None:
-                incident, camera.offline_incident = camera.offline_incident, None
-                await self.emit_technical_alert(
-                    TechnicalAlertType.CAMERA_OFFLINE, AlertPhase.END, camera=camera.settings.id, incident_id=incident
-                )
+        for type_, cam in list(self._conditions):
+            await self._condition(type_, False, camera=cam)
         if self._outbox_full_incident is not None:
             incident, self._outbox_full_incident = self._outbox_full_incident, None
             await self.emit_technical_alert(TechnicalAlertType.OUTBOX_FULL, AlertPhase.END, incident_id=incident)
@@ -1044,39 +1060,24 @@ class Service:
         """A camera that stops delivering (not one that finished its file) is a technical alert until it
         recovers; so is one whose frames arrive faster than this PC can process them."""
         cam = camera.settings.id
-        if state is CameraState.OFFLINE and camera.offline_incident is None:
-            # Claimed before the await: the on-connect hook runs this concurrently with the health loop.
-            camera.offline_incident = incident = self._incident_ids.next()
-            await self.emit_technical_alert(
-                TechnicalAlertType.CAMERA_OFFLINE,
-                camera=cam,
-                incident_id=incident,
-                since=silent_since,
-                evidence={"stale_after_s": camera.settings.stale_after_s},
-            )
-        elif state is not CameraState.OFFLINE and camera.offline_incident is not None:
-            incident, camera.offline_incident = camera.offline_incident, None
-            await self.emit_technical_alert(
-                TechnicalAlertType.CAMERA_OFFLINE, AlertPhase.END, camera=cam, incident_id=incident
-            )
-        if state is CameraState.DEGRADED and camera.degraded_incident is None:
-            camera.degraded_incident = incident = self._incident_ids.next()
-            await self.emit_technical_alert(
-                TechnicalAlertType.CAMERA_DEGRADED,
-                camera=cam,
-                incident_id=incident,
-                priority="medium",
-                evidence={
-                    "processed_fps": round(processed_fps, 2),
-                    "min_processed_fps": camera.settings.min_processed_fps,
-                    "camera_fps": float(camera.source.stats.fps or 0.0),
-                },
-            )
-        elif state is not CameraState.DEGRADED and camera.degraded_incident is not None:
-            incident, camera.degraded_incident = camera.degraded_incident, None
-            await self.emit_technical_alert(
-                TechnicalAlertType.CAMERA_DEGRADED, AlertPhase.END, camera=cam, incident_id=incident
-            )
+        await self._condition(
+            TechnicalAlertType.CAMERA_OFFLINE,
+            state is CameraState.OFFLINE,
+            camera=cam,
+            since=silent_since,
+            evidence={"stale_after_s": camera.settings.stale_after_s},
+        )
+        await self._condition(
+            TechnicalAlertType.CAMERA_DEGRADED,
+            state is CameraState.DEGRADED,
+            camera=cam,
+            priority="medium",
+            evidence={
+                "processed_fps": round(processed_fps, 2),
+                "min_processed_fps": camera.settings.min_processed_fps,
+                "camera_fps": float(camera.source.stats.fps or 0.0),
+            },
+        )
 
     async def _publish_status(self, topic: str, payload: bytes) -> bool:
         """Publish a retained status; False when it could not be sent now (it is sent on reconnect)."""
