@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_tracking_scenarios import SEEDS, id_switches, reentry
+from test_tracking_scenarios import SEEDS, generated_sequence, id_switches, reentry
 
 from gaitwatch.tracking.evaluation import combine, evaluate, track_sequence
 from gaitwatch.tracking.motchallenge import MotSequence, read_sequence
@@ -32,15 +32,7 @@ def _scene(name: str, truth: list[np.ndarray], seed: int, score: float = 0.95) -
             gt_rows.append([k + 1, person + 1, box[0], box[1], box[2] - box[0], box[3] - box[1], 1, -1, -1, -1])
             noisy = box + rng.normal(0.0, 0.02 * (box[3] - box[1]), size=4)
             det_rows.append([k + 1, -1, noisy[0], noisy[1], noisy[2] - noisy[0], noisy[3] - noisy[1], score])
-    return MotSequence(
-        name=name,
-        path=Path(f"<generated {name}>"),
-        frame_rate=FPS,
-        length=len(truth),
-        det=np.array(det_rows, dtype=np.float64).reshape(-1, 7),
-        gt=np.array(gt_rows, dtype=np.float64).reshape(-1, 10),
-        gt_format="mot15",
-    )
+    return generated_sequence(name, len(truth), det_rows, gt_rows, FPS)
 
 
 def sit_to_stand(seed: int) -> MotSequence:

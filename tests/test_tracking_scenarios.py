@@ -49,11 +49,18 @@ def _sequence(name: str, truth: list[np.ndarray], visible: list[np.ndarray], see
                 noisy = box + rng.normal(0.0, 0.03 * HEIGHT, size=4)
                 det_rows.append([frame, -1, noisy[0], noisy[1], noisy[2] - noisy[0], noisy[3] - noisy[1],
                                  rng.uniform(0.9, 1.0)])  # fmt: skip
+    return generated_sequence(name, len(truth), det_rows, gt_rows)
+
+
+def generated_sequence(
+    name: str, length: int, det_rows: list[list[float]], gt_rows: list[list[float]], frame_rate: float = FPS
+) -> MotSequence:
+    """A MOTChallenge sequence (MOT15 columns) from generated detection and ground-truth rows."""
     return MotSequence(
         name=name,
         path=Path(f"<generated {name}>"),
-        frame_rate=FPS,
-        length=len(truth),
+        frame_rate=frame_rate,
+        length=length,
         det=np.array(det_rows, dtype=np.float64).reshape(-1, 7),
         gt=np.array(gt_rows, dtype=np.float64).reshape(-1, 10),
         gt_format="mot15",
