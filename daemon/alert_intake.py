@@ -107,9 +107,6 @@ class AlertIntake:
         """Why the outbox last refused an alert (None while it works)."""
         return self._last_error
 
-    def oldest_held_age_s(self) -> float:
-        return self._held.oldest_age_s(self._wall())
-
     # -- storing ---------------------------------------------------------------------------------------------
 
     async def store(self, topic: str, body: bytes, alert_id: str, *, over_limit: bool = False) -> StoreResult:

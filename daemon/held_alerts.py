@@ -72,6 +72,3 @@ class HeldAlerts:
         """Remove the ``n`` oldest alerts once they are committed."""
         for _ in range(n):
             self._queue.popleft()
-
-    def oldest_age_s(self, now_wall: float) -> float:
-        return max(0.0, now_wall - self._queue[0].created_wall) if self._queue else 0.0
