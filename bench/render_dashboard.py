@@ -99,10 +99,10 @@ def start_prometheus(workdir: Path, target_port: int) -> tuple[subprocess.Popen[
 
 
 async def run_daemon(seconds: float, outage_s: float, workdir: Path, metrics_port: int) -> None:
-    from gaitwatch.daemon.demo import shipped_clip
     from gaitwatch.daemon.service import Service
     from gaitwatch.daemon.settings import parse_settings
     from gaitwatch.gait.types import AlertPhase
+    from gaitwatch.tools.demo import shipped_clip
 
     broker = Mosquitto(workdir)
     await broker.start()

@@ -39,14 +39,14 @@ from typing import get_args
 
 import aiomqtt
 
-from gaitwatch.daemon.demo import shipped_clip
-from gaitwatch.daemon.local_broker import find_mosquitto, free_port, wait_for_port
 from gaitwatch.daemon.logs import configure_logging
 from gaitwatch.daemon.payloads import ack_payload
 from gaitwatch.daemon.service import Service
 from gaitwatch.daemon.settings import parse_settings
 from gaitwatch.gait.types import AlertPhase
 from gaitwatch.pose.blazepose import BlazePoseSettings, ModelVariant
+from gaitwatch.tools.demo import shipped_clip
+from gaitwatch.tools.local_broker import find_mosquitto, free_port, wait_for_port
 
 SAMPLE_EVERY_S = 30.0
 HOST = "soak-pc"

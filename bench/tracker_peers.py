@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from gaitwatch.tracking.evaluation import MotCounts, OnlineTracker, combine, evaluate, track_sequence
-from gaitwatch.tracking.motchallenge import MotSequence, find_sequences, read_sequence
+from gaitwatch.tracking.offline.mot_eval import MotCounts, OnlineTracker, combine, evaluate, track_sequence
+from gaitwatch.tracking.offline.motchallenge import MotSequence, find_sequences, read_sequence
 from gaitwatch.tracking.tracker import Tracker
 from gaitwatch.tracking.types import Detections, Tracks, TrackState
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gaitwatch.tracking.evaluation import OnlineTracker
-from gaitwatch.tracking.motchallenge import read_sequence
+from gaitwatch.tracking.offline.mot_eval import OnlineTracker
+from gaitwatch.tracking.offline.motchallenge import read_sequence
 from gaitwatch.tracking.sort import SortTracker
 from gaitwatch.tracking.tracker import Tracker
 from gaitwatch.tracking.types import Detections

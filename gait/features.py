@@ -265,7 +265,7 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
         feats["stride_freq_hz"] = f_stride
         # Steps of a walker heading towards or away from the camera are foreshortened by the camera's
         # unknown tilt, and a pose model's world depth barely helps (see the measurements above
-        # gaitwatch.gait.synthetic.realistic_noise): step length is only measured for walkers crossing the
+        # gaitwatch.gait.offline.synthetic.realistic_noise): step length is only measured for walkers crossing the
         # view, i.e. whose pelvis moves mostly sideways in the image.
         heading = _heading_deg(vel, settings.walk_speed_min_bh_s)
         feats["heading_deg"] = heading

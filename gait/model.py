@@ -1,6 +1,6 @@
 """A fitted gait classifier as plain numbers: a versioned JSON file, never a pickle.
 
-Training uses scikit-learn pipelines (``gaitwatch.gait.training``); what is saved is only their fitted
+Training uses scikit-learn pipelines (``gaitwatch.gait.offline.training``); what is saved is only their fitted
 parameters (scaler means and scales, support vectors and dual coefficients, the sigmoid calibration, naive
 Bayes means and variances), and inference is re-done here in numpy. Loading a model can therefore never run
 code, and the file says which features, in which order, it expects. Tests check that this inference equals

@@ -21,8 +21,8 @@ from typing import IO
 
 import pytest
 
-from gaitwatch.daemon.local_broker import find_mosquitto as find_mosquitto_binary
-from gaitwatch.daemon.local_broker import free_port
+from gaitwatch.tools.local_broker import find_mosquitto as find_mosquitto_binary
+from gaitwatch.tools.local_broker import free_port
 
 # How long a starting broker may take to accept connections before the test fails (it takes ~10 ms).
 _START_DEADLINE_S = 10.0

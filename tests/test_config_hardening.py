@@ -17,9 +17,9 @@ import pytest
 from test_faults_harness import base_config, daemon, to_toml, write_config
 from videogen import write_numbered_video
 
-from gaitwatch.daemon.local_broker import free_port
 from gaitwatch.daemon.redact import redact_text, redact_value
 from gaitwatch.daemon.settings import EX_CONFIG, ConfigError, parse_settings
+from gaitwatch.tools.local_broker import free_port
 
 SECRET = "S3cretPW"
 TOKEN = "T0kenXYZ"
@@ -28,7 +28,7 @@ URL = f"rtsp://admin:{SECRET}@192.0.2.7:554/stream1?token={TOKEN}"
 
 def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gaitwatch.daemon.cli", "check-config", str(path)],
+        [sys.executable, "-m", "gaitwatch.tools.cli", "check-config", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gaitwatch.daemon.demo import shipped_clip
+from gaitwatch.tools.demo import shipped_clip
 
 REQUIRED = (
     "person_frames_per_s",
@@ -26,7 +26,7 @@ REQUIRED = (
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gaitwatch.daemon.cli", "bench", *args],
+        [sys.executable, "-m", "gaitwatch.tools.cli", "bench", *args],
         capture_output=True,
         text=True,
         timeout=600,

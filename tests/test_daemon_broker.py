@@ -11,9 +11,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from gaitwatch.daemon.embedded_broker import EmbeddedBroker, topic_matches, valid_filter
 from gaitwatch.daemon.mqtt import MqttConfig, MqttTransport, OutboxDrainer
 from gaitwatch.daemon.outbox import Outbox
+from gaitwatch.tools.embedded_broker import EmbeddedBroker, topic_matches, valid_filter
 
 # Upper bound on any single wait, so a broken broker fails the test instead of hanging it.
 GUARD_S = 10.0

@@ -14,10 +14,10 @@ import cv2
 import jsonschema
 import pytest
 
-from gaitwatch.daemon.demo import shipped_clip
 from gaitwatch.daemon.mqtt import subscription
 from gaitwatch.daemon.service import Service
 from gaitwatch.daemon.settings import parse_settings
+from gaitwatch.tools.demo import shipped_clip
 
 REPO = Path(__file__).resolve().parents[1]
 # 22 s of the shipped clip at its real 7 fps: long enough for people to be tracked through full 8 s windows.
@@ -96,7 +96,7 @@ async def test_daemon_publishes_per_person_gait_metrics_to_mosquitto(
 
 def test_demo_command_prints_the_summary_line(short_clip: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gaitwatch.daemon.cli", "demo", "--video", str(short_clip), "--fps", "7", "--quiet"],
+        [sys.executable, "-m", "gaitwatch.tools.cli", "demo", "--video", str(short_clip), "--fps", "7", "--quiet"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -118,7 +118,7 @@ def test_demo_command_prints_the_summary_line(short_clip: Path) -> None:
 
 def test_demo_with_a_missing_video_fails_clearly(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gaitwatch.daemon.cli", "demo", "--video", str(tmp_path / "none.mp4")],
+        [sys.executable, "-m", "gaitwatch.tools.cli", "demo", "--video", str(tmp_path / "none.mp4")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from gaitwatch.daemon.assembly import SharedModels, build_camera_pipeline
-from gaitwatch.daemon.demo import shipped_clip
 from gaitwatch.daemon.pipeline import FrameResult
 from gaitwatch.daemon.settings import parse_settings
+from gaitwatch.tools.demo import shipped_clip
 from gaitwatch.tracking.types import Frame, TrackState
 
 

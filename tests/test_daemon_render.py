@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 
 from gaitwatch.daemon.pipeline import FrameResult, GaitResult
-from gaitwatch.daemon.render import VideoRenderer, annotate
 from gaitwatch.gait.types import ActivityState, Assessment, GaitLabel, GaitMetrics
 from gaitwatch.pose.keypoints import Landmark
 from gaitwatch.pose.types import Poses
+from gaitwatch.tools.render import VideoRenderer, annotate
 from gaitwatch.tracking.types import Frame, Tracks, TrackState
 
 

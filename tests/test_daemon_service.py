@@ -15,11 +15,11 @@ import jsonschema
 import pytest
 from test_faults_harness import ALERT_FILTER, GUARD_S, Integrator, base_config, check_alerts
 
-from gaitwatch.daemon.local_broker import free_port
 from gaitwatch.daemon.payloads import ack_payload
 from gaitwatch.daemon.service import Service
 from gaitwatch.daemon.settings import parse_settings
 from gaitwatch.gait.types import AlertPhase
+from gaitwatch.tools.local_broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 STATUS_SCHEMA = json.loads((REPO / "config" / "status.schema.json").read_text())

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gaitwatch.daemon.cli import main
 from gaitwatch.daemon.settings import EX_CONFIG, ConfigError, load_settings, parse_settings, read_secret
+from gaitwatch.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config" / "gaitwatch.example.toml"
@@ -90,7 +90,7 @@ def test_console_script_exits_78_on_a_misspelled_key(tmp_path: Path) -> None:
     bad = _write(tmp_path, '[[cameras]]\nid = "a"\nsource = "x.mp4"\n[mqtt]\nhots = "broker"\n')
     for command in (["check-config", str(bad)], ["run", "--config", str(bad)]):
         proc = subprocess.run(
-            [sys.executable, "-m", "gaitwatch.daemon.cli", *command], capture_output=True, text=True, check=False
+            [sys.executable, "-m", "gaitwatch.tools.cli", *command], capture_output=True, text=True, check=False
         )
         assert proc.returncode == EX_CONFIG, proc.stderr
         assert "mqtt.hots" in proc.stderr

@@ -187,7 +187,7 @@ def base_config(
     reconnects, short timeouts, metrics on a free loopback port. ``sections`` are merged over it."""
     from videogen import write_numbered_video
 
-    from gaitwatch.daemon.local_broker import free_port
+    from gaitwatch.tools.local_broker import free_port
 
     if camera is None:
         clip = tmp / "clip.avi"
@@ -229,7 +229,7 @@ class DaemonProcess:
 
     config: Path
     workdir: Path
-    cli: bool = False  # True: `python -m gaitwatch.daemon.cli run`, no command channel
+    cli: bool = False  # True: `python -m gaitwatch.tools.cli run`, no command channel
     env: dict[str, str] = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
     stored: list[str] = field(default_factory=list)
@@ -265,7 +265,7 @@ class DaemonProcess:
         env = {**os.environ, "NOTIFY_SOCKET": str(notify), **self.env, **dict(extra_env)}
         env.pop("JOURNAL_STREAM", None)
         if self.cli:
-            args = ["-m", "gaitwatch.daemon.cli", "run", "--config", str(self.config)]
+            args = ["-m", "gaitwatch.tools.cli", "run", "--config", str(self.config)]
         else:
             args = [str(HARNESS), "--config", str(self.config)]
         self._log = self.log_path.open("ab")

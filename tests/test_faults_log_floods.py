@@ -14,7 +14,7 @@ import aiomqtt
 import pytest
 from test_faults_harness import base_config, daemon, scrape, until_metric, write_config
 
-from gaitwatch.daemon.local_broker import free_port
+from gaitwatch.tools.local_broker import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Start-up failures and graceful shutdown of the real daemon (``python -m gaitwatch.daemon.cli run``).
+"""Start-up failures and graceful shutdown of the real daemon (``python -m gaitwatch.tools.cli run``).
 
 Every start-up failure must name the problem, exit non-zero with its sysexits code (78 config, 69 model,
 66 video, 73 state directory) and leave nothing half-started: no READY=1 to systemd, no retained "online"
@@ -22,7 +22,7 @@ import aiomqtt
 import pytest
 from test_faults_harness import GUARD_S, Integrator, base_config, check_alerts, daemon, write_config
 
-from gaitwatch.daemon.local_broker import free_port
+from gaitwatch.tools.local_broker import free_port
 
 # Each case starts a real daemon process (~2 s of imports and model loading on a 2-core PC).
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def run_cli(config: Path, notify: Path, *, env: dict[str, str] | None = None) ->
     sock.bind(str(notify))
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "gaitwatch.daemon.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "gaitwatch.tools.cli", "run", "--config", str(config)],
             capture_output=True,
             text=True,
             timeout=GUARD_S,
@@ -171,7 +171,7 @@ def test_full_state_directory_is_named_and_exits_73(tmp_path: Path) -> None:
     script = (
         f"mount -t tmpfs -o size=256k gaitwatch-test {mnt} || exit 77; mkdir {mnt}/state; "
         f"cat /dev/zero > {mnt}/fill 2>/dev/null; "
-        f'exec {sys.executable} -m gaitwatch.daemon.cli run --config "$0"'
+        f'exec {sys.executable} -m gaitwatch.tools.cli run --config "$0"'
     )
     proc = subprocess.run(
         [unshare, "--map-root-user", "--mount", "sh", "-c", script, str(path)],

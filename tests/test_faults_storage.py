@@ -136,7 +136,7 @@ async def _run_cli(config: Path) -> Any:
 
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "gaitwatch.daemon.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "gaitwatch.tools.cli", "run", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=GUARD_S,

@@ -8,11 +8,11 @@ import pytest
 from gaitwatch.gait.alerts import FALL, SLOW_SIT_TO_STAND, AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
 from gaitwatch.gait.features import analyze_window
-from gaitwatch.gait.offline import analyze_recording
+from gaitwatch.gait.offline.replay import analyze_recording
+from gaitwatch.gait.offline.synthetic import CameraView, SyntheticWalk, generate_activity
+from gaitwatch.gait.offline.training import sliding_windows
 from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
-from gaitwatch.gait.synthetic import CameraView, SyntheticWalk, generate_activity
-from gaitwatch.gait.training import sliding_windows
 from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, GaitMetrics, GaitWindow
 
 Script = tuple[tuple[str, float], ...]

@@ -7,7 +7,7 @@ import pytest
 
 from gaitwatch.gait.classifier import GaitClassifier, Rule, RuleClassifier
 from gaitwatch.gait.features import analyze_window
-from gaitwatch.gait.synthetic import CameraView, PoseNoise, generate_walk, sample_walker
+from gaitwatch.gait.offline.synthetic import CameraView, PoseNoise, generate_walk, sample_walker
 from gaitwatch.gait.types import ActivityState, Assessment, GaitLabel, GaitMetrics, GaitWindow
 
 

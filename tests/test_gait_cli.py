@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from gaitwatch.daemon import cmd_eval_gait, cmd_replay, cmd_report, cmd_synth, cmd_train_gait
+from gaitwatch.tools import cmd_eval_gait, cmd_replay, cmd_report, cmd_synth, cmd_train_gait
 from gaitwatch.gait.model import GaitModel
 
 

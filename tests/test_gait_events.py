@@ -7,7 +7,7 @@ import pytest
 
 from gaitwatch.gait.events import GaitEvents, step_metrics
 from gaitwatch.gait.features import analyze_window
-from gaitwatch.gait.synthetic import CameraView, SyntheticWalk, WalkerParams, generate_walk
+from gaitwatch.gait.offline.synthetic import CameraView, SyntheticWalk, WalkerParams, generate_walk
 from gaitwatch.gait.types import GaitWindow
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from gaitwatch.gait.features import analyze_window
+from gaitwatch.gait.offline.synthetic import CameraView, PoseNoise, SyntheticWalk, WalkerParams, generate_walk
 from gaitwatch.gait.settings import GaitSettings
-from gaitwatch.gait.synthetic import CameraView, PoseNoise, SyntheticWalk, WalkerParams, generate_walk
 from gaitwatch.gait.types import ActivityState, GaitWindow
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gaitwatch.gait.model import MODEL_FEATURES, GaitModel, SvmParams
-from gaitwatch.gait.training import WindowSet, fit_model
+from gaitwatch.gait.offline.training import WindowSet, fit_model
 
 
 def _random_set(seed: int = 0, n_subjects: int = 30, per_subject: int = 6) -> WindowSet:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from gaitwatch.gait.alerts import ABNORMAL_GAIT
-from gaitwatch.gait.offline import analyze_recording
+from gaitwatch.gait.offline.replay import analyze_recording
+from gaitwatch.gait.offline.synthetic import WalkerParams, generate_walk, sample_walker
 from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import AlertPolicySettings
-from gaitwatch.gait.synthetic import WalkerParams, generate_walk, sample_walker
 from gaitwatch.gait.types import AlertPhase, GaitWindow
 
 

@@ -12,11 +12,8 @@ from numpy.typing import NDArray
 
 from gaitwatch.gait.alerts import ABNORMAL_GAIT, FREEZING, AlertPolicy
 from gaitwatch.gait.features import analyze_window
-from gaitwatch.gait.offline import analyze_recording
-from gaitwatch.gait.recording import Recording
-from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
-from gaitwatch.gait.swaps import repair_swaps
-from gaitwatch.gait.synthetic import (
+from gaitwatch.gait.offline.replay import analyze_recording
+from gaitwatch.gait.offline.synthetic import (
     CameraView,
     PoseNoise,
     SyntheticWalk,
@@ -25,10 +22,13 @@ from gaitwatch.gait.synthetic import (
     realistic_noise,
     sample_walker,
 )
+from gaitwatch.gait.recording import Recording
+from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
+from gaitwatch.gait.swaps import repair_swaps
 from gaitwatch.gait.types import ActivityState, Assessment, GaitLabel, GaitMetrics, GaitWindow
 from gaitwatch.pose.keypoints import Landmark
 
-# The medians measured on the real recording (see the comment above gaitwatch.gait.synthetic.realistic_noise).
+# The medians measured on the real recording (see the comment above gaitwatch.gait.offline.synthetic.realistic_noise).
 REAL_LIKE = PoseNoise(
     jitter=0.0075,
     limb_jitter=3.0,
@@ -177,8 +177,8 @@ def test_settings_reject_bad_robustness_knobs() -> None:
 def test_real_pedestrians_of_pets09_walk_normally() -> None:
     """The first 400 frames (57 s at the footage's true 7 fps) through the real pipeline (HOG, tracker,
     BlazePose, temporal filter): healthy pedestrians, so no alert, and a plausible cadence. About 40 s."""
-    from gaitwatch.daemon.cmd_record import offline_settings
-    from gaitwatch.daemon.recorder import record_video
+    from gaitwatch.tools.cmd_record import offline_settings
+    from gaitwatch.tools.recorder import record_video
 
     rec = record_video(VTEST, offline_settings(None, VTEST), fps=7.0, max_frames=400)
     result = analyze_recording(rec)

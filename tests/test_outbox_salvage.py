@@ -74,7 +74,7 @@ def test_salvage_recovers_the_readable_rows_with_their_seq(tmp_path: Path) -> No
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "gaitwatch.daemon.cli", *args]
+    command = [sys.executable, "-m", "gaitwatch.tools.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=GUARD_S, check=False)
 
 

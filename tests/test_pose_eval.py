@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gaitwatch.daemon.cmd_eval_pose import register
-from gaitwatch.pose.evaluation import (
+from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
+from gaitwatch.pose.offline.evaluation import (
     BLAZEPOSE_TO_COCO17,
     COCO17_NAMES,
     KeypointDataset,
@@ -20,7 +20,7 @@ from gaitwatch.pose.evaluation import (
     pck,
     to_coco17,
 )
-from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
+from gaitwatch.tools.cmd_eval_pose import register
 
 SHARED_POSE = Path(__file__).resolve().parents[2] / "shared" / "data" / "pose"
 needs_shared = pytest.mark.skipif(

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from gaitwatch.daemon.demo import shipped_clip
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
 from gaitwatch.pose.pool import PoseBackendPool
 from gaitwatch.pose.types import Poses
+from gaitwatch.tools.demo import shipped_clip
 from gaitwatch.tracking.hog import HogPersonDetector
 
 Sample = tuple[NDArray[np.uint8], NDArray[np.float64]]

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gaitwatch.pose.distill import STORE_CONTEXT, DistillData, VideoInfo, split
-from gaitwatch.pose.evaluation import pck, reference_dataset
 from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
+from gaitwatch.pose.offline.distill import STORE_CONTEXT, DistillData, VideoInfo, split
+from gaitwatch.pose.offline.evaluation import pck, reference_dataset
 from gaitwatch.pose.student import (
     STUDENT_KEYPOINTS,
     StudentSpec,
@@ -269,8 +269,8 @@ def test_everything_but_training_imports_without_torch() -> None:
     # the torch-only steps name the exact install command.
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import gaitwatch.pose.student, gaitwatch.pose.student_backend, gaitwatch.pose.distill\n"
-        "import gaitwatch.daemon.cmd_distill, gaitwatch.daemon.cmd_eval_pose\n"
+        "import gaitwatch.pose.student, gaitwatch.pose.student_backend, gaitwatch.pose.offline.distill\n"
+        "import gaitwatch.tools.cmd_distill, gaitwatch.tools.cmd_eval_pose\n"
         "from gaitwatch.pose.student import StudentUnavailableError, require_torch\n"
         "try:\n    require_torch()\nexcept StudentUnavailableError as exc:\n    print(exc)\n"
     )
@@ -288,7 +288,7 @@ def torch_module() -> object:
 
 
 def _tiny_train_settings(epochs: int) -> object:
-    from gaitwatch.pose.distill import TrainSettings
+    from gaitwatch.pose.offline.distill import TrainSettings
 
     return TrainSettings(
         epochs=epochs,
@@ -318,7 +318,7 @@ def test_fpd_loss_mixes_teacher_and_truth_by_alpha(torch_module: object) -> None
 
 
 def test_tiny_student_learns_generated_keypoints(torch_module: object) -> None:
-    from gaitwatch.pose.distill import TrainSettings, train
+    from gaitwatch.pose.offline.distill import TrainSettings, train
 
     data = _generated_data(96, TINY)
     settings = _tiny_train_settings(6)
@@ -331,7 +331,7 @@ def test_tiny_student_learns_generated_keypoints(torch_module: object) -> None:
 def test_resumed_training_equals_an_uninterrupted_run(tmp_path: Path, torch_module: object) -> None:
     import torch
 
-    from gaitwatch.pose.distill import DistillError, TrainSettings, train
+    from gaitwatch.pose.offline.distill import DistillError, TrainSettings, train
 
     data = _generated_data(32, TINY)
     rows = np.arange(len(data), dtype=np.int64)
@@ -355,7 +355,7 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path: Path, torch_modu
 def test_export_round_trip_gives_the_torch_outputs(tmp_path: Path, torch_module: object) -> None:
     import torch
 
-    from gaitwatch.pose.distill import export, torch_predict
+    from gaitwatch.pose.offline.distill import export, torch_predict
     from gaitwatch.pose.student import build_student_net
 
     torch.manual_seed(0)
@@ -377,7 +377,7 @@ def test_export_round_trip_gives_the_torch_outputs(tmp_path: Path, torch_module:
 def test_backend_maps_crop_keypoints_back_into_the_frame(tmp_path: Path, torch_module: object) -> None:
     import torch
 
-    from gaitwatch.pose.distill import export
+    from gaitwatch.pose.offline.distill import export
     from gaitwatch.pose.student import build_student_net
 
     torch.manual_seed(0)
@@ -411,7 +411,7 @@ def test_backend_maps_crop_keypoints_back_into_the_frame(tmp_path: Path, torch_m
 def _cli(argv: list[str]) -> int:
     import argparse
 
-    from gaitwatch.daemon import cmd_distill, cmd_eval_pose
+    from gaitwatch.tools import cmd_distill, cmd_eval_pose
 
     parser = argparse.ArgumentParser(prog="gaitwatch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -430,7 +430,7 @@ def test_eval_pose_runs_a_student_on_coco_format_annotations(
     import cv2
     import torch
 
-    from gaitwatch.pose.distill import export
+    from gaitwatch.pose.offline.distill import export
     from gaitwatch.pose.student import build_student_net
 
     torch.manual_seed(0)
@@ -475,7 +475,7 @@ SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
 @pytest.mark.skipif(not SHARED_VIDEO.is_file(), reason=f"real walking footage not found at {SHARED_VIDEO}")
 def test_collection_runs_the_real_pipeline_and_keeps_people_with_teacher_targets() -> None:
     from gaitwatch.pose.blazepose import BlazePoseBackend
-    from gaitwatch.pose.distill import CollectSettings, collect
+    from gaitwatch.pose.offline.distill import CollectSettings, collect
     from gaitwatch.tracking.hog import HogPersonDetector
     from gaitwatch.tracking.tracker import Tracker
 

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gaitwatch.daemon.cli import main
-from gaitwatch.tracking.detection_eval import (
+from gaitwatch.tools.cli import main
+from gaitwatch.tracking.offline.detection_eval import (
     DetectionScore,
     height_band,
     match,

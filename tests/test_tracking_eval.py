@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gaitwatch.daemon import cmd_eval_mot
-from gaitwatch.tracking.evaluation import HOTA_ALPHAS, combine, evaluate, read_results, track_sequence
-from gaitwatch.tracking.motchallenge import MotSequence, read_sequence
+from gaitwatch.tools import cmd_eval_mot
+from gaitwatch.tracking.offline.mot_eval import HOTA_ALPHAS, combine, evaluate, read_results, track_sequence
+from gaitwatch.tracking.offline.motchallenge import MotSequence, read_sequence
 from gaitwatch.tracking.sort import SortTracker
 from gaitwatch.tracking.tracker import Tracker
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from test_tracking_scenarios import SEEDS, generated_sequence, id_switches, reentry
 
-from gaitwatch.tracking.evaluation import combine, evaluate, track_sequence
-from gaitwatch.tracking.motchallenge import MotSequence, read_sequence
+from gaitwatch.tracking.offline.mot_eval import combine, evaluate, track_sequence
+from gaitwatch.tracking.offline.motchallenge import MotSequence, read_sequence
 from gaitwatch.tracking.tracker import Tracker, TrackerSettings
 from gaitwatch.tracking.types import Detections
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from gaitwatch.tracking.boxes import iou_matrix
-from gaitwatch.tracking.evaluation import OnlineTracker, evaluate, track_sequence
-from gaitwatch.tracking.motchallenge import MotSequence
+from gaitwatch.tracking.offline.mot_eval import OnlineTracker, evaluate, track_sequence
+from gaitwatch.tracking.offline.motchallenge import MotSequence
 from gaitwatch.tracking.sort import SortTracker
 from gaitwatch.tracking.tracker import Tracker
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from gaitwatch.daemon.settings import ConfigError
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, PoseModelError
-from gaitwatch.pose.distill import (
+from gaitwatch.pose.offline.distill import (
     CACHE_FILE,
     CHECKPOINT_FILE,
     CollectSettings,

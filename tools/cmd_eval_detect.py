@@ -45,7 +45,7 @@ from numpy.typing import NDArray
 
 from gaitwatch.daemon.assembly import SharedModels, build_camera_pipeline, build_detector
 from gaitwatch.daemon.settings import ConfigError, Settings, load_settings, parse_settings
-from gaitwatch.tracking.detection_eval import (
+from gaitwatch.tracking.offline.detection_eval import (
     NON_UPRIGHT,
     UNKNOWN_POSTURE,
     UPRIGHT,

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from gaitwatch.daemon.cmd_record import offline_settings
-from gaitwatch.daemon.recorder import VideoReadError, record_video
 from gaitwatch.daemon.settings import EX_CONFIG, ConfigError
 from gaitwatch.gait.classifier import GaitClassifier
 from gaitwatch.gait.model import GaitModel
-from gaitwatch.gait.offline import OfflineResult, analyze_recording
+from gaitwatch.gait.offline.replay import OfflineResult, analyze_recording
 from gaitwatch.gait.recording import Recording
+from gaitwatch.tools.cmd_record import offline_settings
+from gaitwatch.tools.recorder import VideoReadError, record_video
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from gaitwatch.daemon.local_broker import local_broker
 from gaitwatch.daemon.mqtt import subscription
 from gaitwatch.daemon.pipeline import STAGES, FrameResult
 from gaitwatch.daemon.service import Service
 from gaitwatch.daemon.settings import Settings, parse_settings
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, model_variant
+from gaitwatch.tools.local_broker import local_broker
 
 # Real time holds when at most this fraction of frames is dropped and the p95 capture-to-publish latency stays
 # under this bound (issue 7's definition).

@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from gaitwatch.daemon.cmd_replay import load_classifier, retimed
 from gaitwatch.gait.events import detect_heel_strikes
-from gaitwatch.gait.offline import OfflineResult, WindowResult, analyze_recording
+from gaitwatch.gait.offline.replay import OfflineResult, WindowResult, analyze_recording
 from gaitwatch.gait.prepare import prepare_window
 from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.gait.spectral import power_spectrum
 from gaitwatch.gait.types import GaitWindow
 from gaitwatch.pose.keypoints import Landmark
+from gaitwatch.tools.cmd_replay import load_classifier, retimed
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gaitwatch.daemon.embedded_broker import EmbeddedBroker
+from gaitwatch.tools.embedded_broker import EmbeddedBroker
 
 LOOPBACK = "127.0.0.1"
 

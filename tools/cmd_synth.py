@@ -5,7 +5,7 @@ Usage: ``gaitwatch synth --out DIR [--subjects N] [--fps F] [--duration S] [--se
 track) and a row of ``DIR/labels.csv``: recording, subject, label, pattern and the true cadence, step-time CV
 and stride-time CV over the recording. Without ``--fps`` subjects are filmed at 15 or 30 fps; cameras, views
 and pose noise (jitter, dropped-frame bursts, left/right swaps) are drawn as for training
-(``gaitwatch.gait.training.subject_specs``). Exit 0 on success, 1 when DIR cannot be written."""
+(``gaitwatch.gait.offline.training.subject_specs``). Exit 0 on success, 1 when DIR cannot be written."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitwatch.gait.labels import write_labels
+from gaitwatch.gait.offline.labels import write_labels
+from gaitwatch.gait.offline.synthetic import generate_walk, sample_walker
+from gaitwatch.gait.offline.training import subject_specs
 from gaitwatch.gait.recording import Recording
-from gaitwatch.gait.synthetic import generate_walk, sample_walker
-from gaitwatch.gait.training import subject_specs
 from gaitwatch.gait.types import GaitWindow
 
 

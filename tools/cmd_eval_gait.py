@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from gaitwatch.daemon.cmd_train_gait import load_training_data
-from gaitwatch.gait.labels import cohen_kappa, labelled_windows, read_labels
 from gaitwatch.gait.model import GaitModel
+from gaitwatch.gait.offline.labels import cohen_kappa, labelled_windows, read_labels
+from gaitwatch.gait.offline.training import Evaluation, WindowSet, binary_summary, cross_validate
 from gaitwatch.gait.settings import GaitSettings
-from gaitwatch.gait.training import Evaluation, WindowSet, binary_summary, cross_validate
+from gaitwatch.tools.cmd_train_gait import load_training_data
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

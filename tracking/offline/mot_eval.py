@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
 from gaitwatch.tracking.fixed_lag import FixedLagSettings, fixed_lag_rows
-from gaitwatch.tracking.motchallenge import DISTRACTOR_CLASSES, PEDESTRIAN_CLASS, MotSequence
+from gaitwatch.tracking.offline.motchallenge import DISTRACTOR_CLASSES, PEDESTRIAN_CLASS, MotSequence
 from gaitwatch.tracking.types import Detections, Tracks, TrackState
 
 FloatArray = NDArray[np.float64]

@@ -3,7 +3,7 @@
 Usage: ``gaitwatch train-gait LABELS.csv [--out MODEL.json] [--kind svm|gnb] [--hop S]`` trains on the
 recordings a labels file lists (columns: recording, subject, label[, rater_label, pattern, ...]); ``gaitwatch
 train-gait --synthetic N [--seed S] [--fps F,...] [--views LO,HI]`` trains on N generated subjects instead,
-filmed with pose noise drawn over the range measured on real footage (``gaitwatch.gait.synthetic.
+filmed with pose noise drawn over the range measured on real footage (``gaitwatch.gait.offline.synthetic.
 realistic_noise``) and walking in every direction by default. The shipped default model is made by
 ``gaitwatch train-gait --synthetic 300 --seed 2026 --fps 7,15,30 --out gait/models/default_gait_model.json``;
 the model's ``info.command`` records the command that made it. Exit 0 on success, 1 on unreadable data or too
@@ -18,11 +18,11 @@ from typing import Any
 
 import sklearn
 
-from gaitwatch.daemon.cmd_synth import progress
-from gaitwatch.gait.labels import labelled_windows, read_labels
 from gaitwatch.gait.model import GaitModel
+from gaitwatch.gait.offline.labels import labelled_windows, read_labels
+from gaitwatch.gait.offline.training import WindowSet, fit_model, subject_specs, synthetic_windows
 from gaitwatch.gait.settings import GaitSettings
-from gaitwatch.gait.training import WindowSet, fit_model, subject_specs, synthetic_windows
+from gaitwatch.tools.cmd_synth import progress
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

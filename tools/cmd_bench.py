@@ -20,10 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, get_args
 
-from gaitwatch.daemon.bench import holds_realtime, run_once, time_pose_backend
-from gaitwatch.daemon.demo import shipped_clip
 from gaitwatch.daemon.logs import configure_logging
 from gaitwatch.pose.blazepose import BlazePoseSettings, ModelVariant
+from gaitwatch.tools.bench import holds_realtime, run_once, time_pose_backend
+from gaitwatch.tools.demo import shipped_clip
 
 # Every shipped pose model, the daemon's default first.
 POSE_MODELS: tuple[str, ...] = tuple(dict.fromkeys((BlazePoseSettings().model, *get_args(ModelVariant))))
@@ -156,7 +156,7 @@ async def _run_in_own_process(
     an earlier run is not always handed back to the system, and would be counted again)."""
     with tempfile.TemporaryDirectory(prefix="gaitwatch-bench-") as tmp:
         out = Path(tmp) / "run.json"
-        command = [sys.executable, "-m", "gaitwatch.daemon.cli", "bench", "--no-sweep", "--live", "--no-pose-alone"]
+        command = [sys.executable, "-m", "gaitwatch.tools.cli", "bench", "--no-sweep", "--live", "--no-pose-alone"]
         for video in videos:
             command += ["--video", str(video)]
         command += ["--cameras", str(cameras), "--model", model, "--seconds", str(seconds), "--json", str(out)]

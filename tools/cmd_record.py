@@ -8,8 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from gaitwatch.daemon.recorder import VideoReadError, record_video
 from gaitwatch.daemon.settings import EX_CONFIG, ConfigError, Settings, load_settings, parse_settings
+from gaitwatch.tools.recorder import VideoReadError, record_video
 
 
 def offline_settings(config: Path | None, video: Path) -> Settings:

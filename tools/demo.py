@@ -19,11 +19,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
-from gaitwatch.daemon.local_broker import local_broker
 from gaitwatch.daemon.logs import configure_logging
 from gaitwatch.daemon.mqtt import subscription
 from gaitwatch.daemon.pipeline import FrameResult
-from gaitwatch.daemon.render import VideoRenderer
 from gaitwatch.daemon.service import Service
 from gaitwatch.daemon.settings import (
     CameraSettings,
@@ -34,6 +32,8 @@ from gaitwatch.daemon.settings import (
     Settings,
 )
 from gaitwatch.pose.blazepose import BlazePoseSettings, model_variant
+from gaitwatch.tools.local_broker import local_broker
+from gaitwatch.tools.render import VideoRenderer
 
 # The shipped clip was captured at 7 fps and its container says so; other clips may need --fps.
 SHIPPED_CLIP = "data/demo_walkers.mp4"
@@ -58,7 +58,7 @@ class _Received:
 
 
 def shipped_clip() -> Path:
-    return Path(str(resources.files("gaitwatch.daemon").joinpath(SHIPPED_CLIP)))
+    return Path(str(resources.files("gaitwatch.tools").joinpath(SHIPPED_CLIP)))
 
 
 def _describe(topic: str, payload: bytes) -> str:

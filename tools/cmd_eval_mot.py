@@ -34,8 +34,16 @@ import sys
 import time
 from pathlib import Path
 
-from gaitwatch.tracking.evaluation import FIXED_LAG, ONLINE, MotCounts, OnlineTracker, combine, evaluate, track_outputs
-from gaitwatch.tracking.motchallenge import MotSequence, find_sequences, read_sequence, write_results
+from gaitwatch.tracking.offline.mot_eval import (
+    FIXED_LAG,
+    ONLINE,
+    MotCounts,
+    OnlineTracker,
+    combine,
+    evaluate,
+    track_outputs,
+)
+from gaitwatch.tracking.offline.motchallenge import MotSequence, find_sequences, read_sequence, write_results
 from gaitwatch.tracking.sort import SortTracker
 from gaitwatch.tracking.tracker import Tracker
 

@@ -22,8 +22,7 @@ from numpy.typing import NDArray
 
 from gaitwatch.gait.features import analyze_window
 from gaitwatch.gait.model import MODEL_FEATURES, GaitModel, NaiveBayesParams, SvmParams, feature_vector
-from gaitwatch.gait.settings import GaitSettings
-from gaitwatch.gait.synthetic import (
+from gaitwatch.gait.offline.synthetic import (
     PATTERNS,
     CameraView,
     PoseNoise,
@@ -31,6 +30,7 @@ from gaitwatch.gait.synthetic import (
     realistic_noise,
     sample_walker,
 )
+from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.gait.types import GaitMetrics, GaitWindow
 
 ABNORMAL_PATTERNS: tuple[str, ...] = tuple(p for p in PATTERNS if p != "normal")
@@ -87,7 +87,7 @@ def subject_specs(
     patterns), frame rates, views (``view_range``, degrees between the walking direction and the optical axis:
     side-to-oblique 20-90 by default; 0 walks straight at the camera), cameras from eye level to high on a wall
     (1.2-8 m, looking 0-35 deg down), and pose noise over the range measured on real footage
-    (``gaitwatch.gait.synthetic.realistic_noise``: jitter, bursts of dropped frames, left/right swaps)."""
+    (``gaitwatch.gait.offline.synthetic.realistic_noise``: jitter, bursts of dropped frames, left/right swaps)."""
     rng = np.random.default_rng(seed)
     specs = []
     for i in range(n_subjects):

@@ -40,8 +40,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitwatch.pose.blazepose import BlazePoseBackend
-from gaitwatch.pose.evaluation import PckResult, pck, reference_dataset
 from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
+from gaitwatch.pose.offline.evaluation import PckResult, pck, reference_dataset
 from gaitwatch.pose.roi import box_from_keypoints
 from gaitwatch.pose.student import (
     StudentOutput,

@@ -57,7 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from gaitwatch.daemon.demo import DemoOptions, run_demo
+    from gaitwatch.tools.demo import DemoOptions, run_demo
 
     return run_demo(
         DemoOptions(
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Offline tools (evaluation, training, replay) each live in their own ``cmd_*`` module."""
-    from gaitwatch.daemon import (
+    from gaitwatch.tools import (
         cmd_bench,
         cmd_distill,
         cmd_eval_detect,

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from gaitwatch.gait.features import analyze_window
+from gaitwatch.gait.offline.training import WindowSet, sliding_windows, window_set
 from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import GaitSettings
-from gaitwatch.gait.training import WindowSet, sliding_windows, window_set
 from gaitwatch.gait.types import GaitMetrics
 
 LABEL_COLUMNS: tuple[str, ...] = (

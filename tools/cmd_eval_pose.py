@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, ModelVariant, PoseModelError
-from gaitwatch.pose.evaluation import (
+from gaitwatch.pose.offline.evaluation import (
     JOINT_GROUPS,
     KeypointDataset,
     PckResult,
@@ -164,7 +164,7 @@ def _write_json(path: Path | None, report: dict[str, Any]) -> None:
 
 def _run_agreement(args: argparse.Namespace) -> int:
     """Student vs BlazePose full on the given part of each video (see the module docstring)."""
-    from gaitwatch.pose.distill import CollectSettings, DistillError, agreement, collect
+    from gaitwatch.pose.offline.distill import CollectSettings, DistillError, agreement, collect
     from gaitwatch.tracking.hog import HogPersonDetector
     from gaitwatch.tracking.tracker import Tracker
 
