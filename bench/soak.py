@@ -24,10 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,7 +43,7 @@ from gaitwatch.daemon.settings import parse_settings
 from gaitwatch.gait.types import AlertPhase
 from gaitwatch.pose.blazepose import BlazePoseSettings, ModelVariant
 from gaitwatch.tools.demo import shipped_clip
-from gaitwatch.tools.local_broker import find_mosquitto, free_port, wait_for_port
+from gaitwatch.tools.local_broker import Mosquitto, MosquittoNotInstalledError
 
 SAMPLE_EVERY_S = 30.0
 HOST = "soak-pc"
@@ -55,44 +52,22 @@ DRAIN_S = 60.0
 
 
 class Broker:
-    """mosquitto on a free loopback port with persistence, restartable on the same port."""
+    """mosquitto with persistence on a free loopback port (``local_broker.Mosquitto``), restarted on the same
+    port alternately gracefully (SIGTERM) and as a crash (SIGKILL)."""
 
     def __init__(self, workdir: Path) -> None:
-        binary = find_mosquitto()
-        if binary is None:
-            raise SystemExit("soak: the mosquitto broker is not installed (apt-get install mosquitto)")
-        self.binary = binary
-        self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
-            "persistence true",
-            f"persistence_location {workdir}/",
-            "autosave_on_changes true",
-            "autosave_interval 1",
-            "log_dest none",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        self.conf.write_text("\n".join(lines) + "\n")
-        self.proc: subprocess.Popen[bytes] | None = None
+        try:
+            self.mosquitto = Mosquitto(workdir, persistence=True)
+        except MosquittoNotInstalledError as exc:
+            raise SystemExit(f"soak: {exc}") from None
+        self.port = self.mosquitto.port
         self.restarts = 0
 
     async def start(self) -> None:
-        self.proc = await asyncio.to_thread(
-            subprocess.Popen,
-            [str(self.binary), "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        await wait_for_port(self.port, timeout_s=10.0)
+        await asyncio.to_thread(self.mosquitto.start)
 
     async def end(self, hard: bool) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
-            await asyncio.to_thread(self.proc.wait, 10)
-        self.proc = None
+        await asyncio.to_thread(self.mosquitto.kill if hard else self.mosquitto.stop)
 
     async def restart(self) -> None:
         await self.end(hard=self.restarts % 2 == 1)

@@ -174,7 +174,8 @@ def bench_settings(
                 for i in range(cameras)
             ],
             "pose": {"model": model},
-            "mqtt": {"host": "127.0.0.1", "port": port, "protocol": "3.1.1"},
+            # The daemon's default MQTT settings (MQTT 5), as on a ward PC.
+            "mqtt": {"host": "127.0.0.1", "port": port},
             "metrics": {"enabled": False},
         }
     )
