@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Offline tools (evaluation, training, replay) each live in their own ``cmd_*`` module."""
     from gaitwatch.tools import (
+        cmd_agreement,
         cmd_bench,
         cmd_distill,
         cmd_eval_detect,
@@ -131,6 +132,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
         cmd_eval_detect.register,
         cmd_distill.register,
         cmd_outbox.register,
+        cmd_agreement.register,
     ]
 
 
