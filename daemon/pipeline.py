@@ -2,8 +2,10 @@
 
 Synchronous on purpose: it runs in the daemon's single inference thread (so crops of several cameras never fight
 over the two cores), and the same object runs offline in tests, replays and benchmarks. It owns per-camera state
-(tracker, trajectory buffers, alert policy); the detector, pose backend and classifier are shared between cameras
-because they hold no per-camera state and are only ever called from the one inference thread.
+(tracker, pose schedule, and the gait stage with its trajectory buffers and alert policy); the detector, pose
+backend and classifier are shared between cameras because they hold no per-camera state and are only ever called
+from the one inference thread. The gait stage is ``gaitwatch.gait.stage.GaitStage``, the very object a replay of
+a recording drives, so offline gait figures are the daemon's.
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ from numpy.typing import NDArray
 
 from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
-from gaitwatch.gait.features import analyze_window
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
-from gaitwatch.gait.trajectory import TrajectoryBuffer
-from gaitwatch.gait.types import Alert, Assessment, GaitMetrics
+from gaitwatch.gait.stage import GaitStage
+from gaitwatch.gait.types import Alert, GaitResult
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.recovery import RecoverySettings, duplicate_poses, recovered_detections, recovery_candidates
 from gaitwatch.pose.roi import box_from_keypoints
@@ -50,12 +51,6 @@ class TimedDetections:
     seconds: float
     whole_frame: bool = True
     motion: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float64))
-
-
-@dataclass(frozen=True, slots=True)
-class GaitResult:
-    metrics: GaitMetrics
-    assessment: Assessment
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +123,8 @@ class CameraPipeline:
         self._pose = pose
         self._scheduler = scheduler
         self._temporal = temporal
-        self._gait_settings = gait_settings
-        self._classifier = classifier
-        self._policy = policy
+        # Windows, analysis, classification and alerts: the same stage replays and evaluations run.
+        self._gait = GaitStage(gait_settings, classifier, policy)
         self._clock = clock
         self._last_detect_t: float | None = None
         # The boxes of the last processed frame's tracks: the detector also searches around them.
@@ -140,17 +134,20 @@ class CameraPipeline:
         self._present: dict[int, bool] = {}
         # Each track's latest landmarks that held a person: two tracks on one person are told apart by them.
         self._last_keypoints: dict[int, np.ndarray] = {}
-        self._buffers: dict[int, TrajectoryBuffer] = {}
-        self._last_window_t: dict[int, float] = {}
+
+    @property
+    def gait(self) -> GaitStage:
+        """This camera's gait stage (``gait.fresh()`` replays a recording of it from scratch)."""
+        return self._gait
 
     @property
     def tracked_people(self) -> int:
         """People with a keypoint history right now."""
-        return len(self._buffers)
+        return self._gait.tracked_people
 
     def update_alert_policy(self, settings: AlertPolicySettings) -> None:
         """A config reload: new thresholds apply from the next gait window; open alerts keep their state."""
-        self._policy.settings = settings
+        self._gait.policy_settings = settings
 
     def detection_due(self, t: float) -> bool:
         """Whether the frame at ``t`` should go through the person detector."""
@@ -234,8 +231,8 @@ class CameraPipeline:
             detected is not None,
             tracks,
             poses,
-            tuple(gait),
-            tuple(alerts),
+            gait,
+            alerts,
             stage_s,
             pose_crops,
             pose_cpu_s,
@@ -247,12 +244,7 @@ class CameraPipeline:
 
     def close(self, t: float) -> list[Alert]:
         """End every open alert (camera stopped): tracks that will never be seen again."""
-        alerts: list[Alert] = []
-        for track_id in list(self._buffers):
-            alerts.extend(self._policy.forget(track_id, t))
-        self._buffers.clear()
-        self._last_window_t.clear()
-        return alerts
+        return list(self._gait.close(t))
 
     def _estimate_poses(self, frame: Frame, tracks: Tracks) -> tuple[Poses, int, float]:
         """The people posed, the crops sent to the model and the model call's CPU seconds on this thread."""
@@ -344,27 +336,9 @@ class CameraPipeline:
             np.asarray(ids, dtype=np.int64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4), t
         )
 
-    def _analyse(self, poses: Poses, tracks: Tracks, t: float) -> tuple[list[GaitResult], list[Alert]]:
-        results: list[GaitResult] = []
-        alerts: list[Alert] = []
-        for track_id, keypoints, world in zip(poses.track_ids, poses.keypoints, poses.world, strict=True):
-            tid = int(track_id)
-            buffer = self._buffers.get(tid)
-            if buffer is None:
-                buffer = self._buffers[tid] = TrajectoryBuffer(self._gait_settings.buffer_s, track_id=tid)
-                # The first window is due one full window after the person was first seen.
-                self._last_window_t[tid] = t - self._gait_settings.hop_s + self._gait_settings.window_s
-            buffer.append(t, keypoints, world)
-            if t - self._last_window_t[tid] < self._gait_settings.hop_s:
-                continue
-            self._last_window_t[tid] = t
-            window = buffer.window(self._gait_settings.window_s, t)
-            if window is None:
-                continue
-            metrics = analyze_window(window, self._gait_settings)
-            assessment = self._classifier.assess(metrics)
-            results.append(GaitResult(metrics, assessment))
-            alerts.extend(self._policy.update(metrics, assessment))
+    def _analyse(self, poses: Poses, tracks: Tracks, t: float) -> tuple[tuple[GaitResult, ...], tuple[Alert, ...]]:
+        """The gait stage on this frame's people, then per-track state of tracks the tracker dropped is pruned."""
+        out = self._gait.update(t, poses.track_ids, poses.keypoints, poses.world, (int(i) for i in tracks.ids))
         self._scheduler.prune(tracks.ids)
         self._temporal.prune(int(i) for i in tracks.ids)
         alive = {int(i) for i in tracks.ids}
@@ -372,8 +346,4 @@ class CameraPipeline:
             del self._present[tid]
         for tid in [tid for tid in self._last_keypoints if tid not in alive]:
             del self._last_keypoints[tid]
-        for tid in [tid for tid in self._buffers if tid not in alive]:
-            del self._buffers[tid]
-            del self._last_window_t[tid]
-            alerts.extend(self._policy.forget(tid, t))
-        return results, alerts
+        return out.windows, out.alerts

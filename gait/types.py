@@ -84,6 +84,14 @@ class Assessment:
     pattern: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class GaitResult:
+    """One analysed window: what it measured and the classifier's verdict on it (one per track and hop)."""
+
+    metrics: GaitMetrics
+    assessment: Assessment
+
+
 class AlertPhase(StrEnum):
     START = "start"
     UPDATE = "update"

@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gaitwatch.daemon.pipeline import FrameResult, GaitResult
-from gaitwatch.gait.types import ActivityState, Assessment, GaitLabel, GaitMetrics
+from gaitwatch.daemon.pipeline import FrameResult
+from gaitwatch.gait.types import ActivityState, Assessment, GaitLabel, GaitMetrics, GaitResult
 from gaitwatch.pose.keypoints import Landmark
 from gaitwatch.pose.types import Poses
 from gaitwatch.tools.render import VideoRenderer, annotate

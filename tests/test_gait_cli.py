@@ -22,7 +22,7 @@ def _cli(*argv: str) -> int:
 
 def test_synth_train_eval_replay_report(tmp_path: Path) -> None:
     data = tmp_path / "synth"
-    assert _cli("synth", "--out", str(data), "--subjects", "12", "--duration", "14", "--seed", "1") == 0
+    assert _cli("synth", "--out", str(data), "--subjects", "12", "--duration", "18", "--seed", "1") == 0
     labels = data / "labels.csv"
     header = labels.read_text().splitlines()[0].split(",")
     assert header[:3] == ["recording", "subject", "label"] and "stride_time_cv" in header

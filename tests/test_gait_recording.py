@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +29,31 @@ def _two_people() -> Recording:
 
 
 def test_save_load_round_trip_without_pickle(tmp_path: Path) -> None:
-    rec = _two_people()
+    rec = replace(_two_people(), ended_ids=np.array([4], dtype=np.int64), ended_t=np.array([16.5]), t_end=17.25)
     path = tmp_path / "r.npz"
     rec.save(path)
     with np.load(path, allow_pickle=False) as z:  # every member is a plain array
-        assert set(z.files) == {"track_ids", "t", "keypoints", "world", "meta"}
+        assert set(z.files) == {"track_ids", "t", "keypoints", "world", "ended_ids", "ended_t", "t_end", "meta"}
     back = Recording.load(path)
+    np.testing.assert_array_equal(back.ended_ids, [4])
+    np.testing.assert_array_equal(back.ended_t, [16.5])
+    assert back.t_end == 17.25
     assert back.tracks() == [4, 9]
     np.testing.assert_array_equal(back.t, rec.t)
     np.testing.assert_array_equal(back.keypoints, rec.keypoints)
     assert back.meta["fps"] == 15.0
     track = back.track(9)
     assert isinstance(track, GaitWindow) and track.track_id == 9 and np.all(np.diff(track.t) > 0)
+
+
+def test_version_1_files_without_track_ends_still_load(tmp_path: Path) -> None:
+    rec = _two_people()
+    path = tmp_path / "v1.npz"
+    meta = '{"format": "gaitwatch-recording", "version": 1, "fps": 15.0}'
+    np.savez(path, track_ids=rec.track_ids, t=rec.t, keypoints=rec.keypoints, world=rec.world, meta=np.asarray(meta))
+    back = Recording.load(path)
+    assert back.ended_ids.shape == (0,) and back.t_end is None
+    np.testing.assert_array_equal(back.t, rec.t)
 
 
 def test_load_refuses_foreign_npz(tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ RECORDING is a ``.npz`` written by ``gaitwatch synth`` or ``gaitwatch record`` (
 pixels); any other file is taken as a video and first runs through the real pipeline (detector, tracker, pose,
 with the detector/pose settings of ``--config`` if given), exactly as ``gaitwatch record`` would.
 ``--fps F`` re-times a recording whose camera misreported its rate: times are scaled by (recorded fps / F), so
-a 7 fps camera that claimed 10 fps is replayed at its true speed. The gait stage runs exactly as in the daemon
-(buffers, windows every hop, classifier, alert policy). Prints one line per window and per alert; ``--json``
-writes ``{"windows": [{"track", "t_start", "t_end", "valid", "state", "cadence_spm", "quality", "label",
+a 7 fps camera that claimed 10 fps is replayed at its true speed. The recording is fed frame by frame through the
+daemon's own gait stage (``GaitStage``: buffers, windows every hop per person, classifier, alert policy, alerts
+ending when the tracker dropped the track), so the windows and alerts are those the daemon produced live (with
+the library's gait and alert defaults, which are also the daemon's). Prints one line per window and per alert;
+``--json`` writes ``{"windows": [{"track", "t_start", "t_end", "valid", "state", "cadence_spm", "quality", "label",
 "p_abnormal", "pattern", "features"}...], "alerts": [{"type", "phase", "track", ...}...], "summary": {...}}``.
 Exit 0, or 1 when the recording or video cannot be read, 78 for a bad config.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,9 @@ import numpy as np
 from gaitwatch.daemon.settings import EX_CONFIG, ConfigError
 from gaitwatch.gait.classifier import GaitClassifier
 from gaitwatch.gait.model import GaitModel
-from gaitwatch.gait.offline.replay import OfflineResult, analyze_recording
+from gaitwatch.gait.offline.replay import analyze_recording
 from gaitwatch.gait.recording import Recording
+from gaitwatch.gait.stage import GaitOutput
 from gaitwatch.tools.cmd_record import offline_settings
 from gaitwatch.tools.recorder import VideoReadError, record_video
 
@@ -62,12 +66,11 @@ def retimed(rec: Recording, fps: float | None) -> Recording:
     recorded = rec.meta.get("fps")
     if fps is None or not recorded:
         return rec
-    scale = float(recorded) / fps
-    t0 = float(rec.t.min()) if len(rec) else 0.0
-    return Recording(rec.track_ids, t0 + (rec.t - t0) * scale, rec.keypoints, rec.world, {**rec.meta, "fps": fps})
+    stretched = rec.retimed(float(recorded) / fps)
+    return replace(stretched, meta={**rec.meta, "fps": fps})
 
 
-def result_json(result: OfflineResult) -> dict[str, Any]:
+def result_json(result: GaitOutput) -> dict[str, Any]:
     """Windows, alerts and a summary as plain JSON-able objects."""
     windows = [
         {

@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from gaitwatch.gait.events import detect_heel_strikes
-from gaitwatch.gait.offline.replay import OfflineResult, WindowResult, analyze_recording
+from gaitwatch.gait.offline.replay import analyze_recording
 from gaitwatch.gait.prepare import prepare_window
 from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.gait.spectral import power_spectrum
-from gaitwatch.gait.types import GaitWindow
+from gaitwatch.gait.stage import GaitOutput
+from gaitwatch.gait.types import GaitResult, GaitWindow
 from gaitwatch.pose.keypoints import Landmark
 from gaitwatch.tools.cmd_replay import load_classifier, retimed
 
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _figure(plt: Any, track: GaitWindow, wins: list[WindowResult], settings: GaitSettings) -> Any:
+def _figure(plt: Any, track: GaitWindow, wins: list[GaitResult], settings: GaitSettings) -> Any:
     fig, axes = plt.subplots(3, 1, figsize=(11, 10))
     ax_tr, ax_sp, ax_m = axes
     kp = track.keypoints
@@ -127,7 +128,7 @@ def _figure(plt: Any, track: GaitWindow, wins: list[WindowResult], settings: Gai
     return fig
 
 
-def _section(tid: int, png: str, wins: list[WindowResult], result: OfflineResult) -> str:
+def _section(tid: int, png: str, wins: list[GaitResult], result: GaitOutput) -> str:
     valid = [w for w in wins if w.metrics.valid]
     cad = [w.metrics.cadence_spm for w in valid if w.metrics.cadence_spm is not None]
     states = sorted({w.metrics.state.value for w in wins})
@@ -152,7 +153,7 @@ def _section(tid: int, png: str, wins: list[WindowResult], result: OfflineResult
     )
 
 
-def _page(name: str, sections: list[str], result: OfflineResult) -> str:
+def _page(name: str, sections: list[str], result: GaitOutput) -> str:
     body = "".join(sections) if sections else "<p>No person had enough keypoints for a gait window.</p>"
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>gaitwatch report</title>"

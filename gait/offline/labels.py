@@ -1,4 +1,8 @@
-"""Label files for training and evaluation: one row per recording.
+"""Label files for training and evaluation: one row per recording, or clinicians' episode labels.
+
+Episode labels (``gaitwatch review``; ``gaitwatch.gait.offline.episodes``) are read by ``episode_windows``: each
+window takes the raters' majority gait call, ``unusable`` or tied windows are dropped, and a recording is one
+group, so its people never sit on both sides of a train/test split.
 
 Columns: ``recording`` (path, relative to the CSV's folder), ``subject`` (id; windows of one subject are never
 split between training and test), ``label`` (``normal`` / ``abnormal``), optional ``rater_label`` (a
@@ -10,13 +14,16 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from collections import Counter
 
 import numpy as np
 
-from gaitwatch.gait.features import analyze_window
-from gaitwatch.gait.offline.training import WindowSet, sliding_windows, window_set
+from gaitwatch.gait.offline.replay import analyze_recording
+from gaitwatch.gait.offline.episodes import Episode, by_person, covering_episode, majority
+from gaitwatch.gait.offline.training import WindowSet, window_set
 from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.gait.types import GaitMetrics
@@ -90,21 +97,55 @@ def write_labels(path: Path, rows: Sequence[dict[str, str | float]]) -> None:
 def labelled_windows(
     rows: Sequence[LabelRow], settings: GaitSettings | None = None, hop_s: float = 2.0
 ) -> tuple[WindowSet, list[int]]:
-    """Valid walking windows of every track of every recording, labelled by its row. Returns the set and, for
-    each window, the index of its row (to compare with per-recording truth and rater labels)."""
-    settings = settings or GaitSettings()
+    """Valid walking windows of every track of every recording, labelled by its row: the windows the daemon's
+    gait stage cuts (a replay of the recording), one every ``hop_s`` per person. Returns the set and, for each
+    window, the index of its row (to compare with per-recording truth and rater labels)."""
+    settings = replace(settings or GaitSettings(), hop_s=hop_s)
     subjects = {s: i for i, s in enumerate(sorted({r.subject for r in rows}))}
     out: list[tuple[GaitMetrics, bool, str, int, dict[str, float]]] = []
     row_of: list[int] = []
     for i, row in enumerate(rows):
-        rec = Recording.load(row.recording)
+        for result in analyze_recording(Recording.load(row.recording), settings).windows:
+            m = result.metrics
+            if m.valid:
+                truth = {k: float(v) for k, v in row.truth.items()}
+                out.append((m, row.label == "abnormal", row.pattern or row.label, subjects[row.subject], truth))
+                row_of.append(i)
+    return window_set(out), row_of
+
+
+def episode_windows(
+    episodes: Sequence[Episode], settings: GaitSettings | None = None, hop_s: float = 2.0
+) -> tuple[WindowSet, list[int]]:
+    """Valid walking windows of every labelled person (the ``subject`` column is the track id), labelled by the
+    raters' majority over the episodes covering at least half of the window; ``unusable`` and tied windows are
+    dropped; the pattern is the raters' most frequent one. Every window of one recording gets the same group id
+    (``WindowSet.subject``), so cross-validation splits by recording and therefore by person. Also returns, per
+    window, the index of its recording in sorted order."""
+    settings = settings or GaitSettings()
+    people = by_person(episodes)
+    paths = {e.recording: e.path or Path(e.recording) for e in episodes}
+    out: list[tuple[GaitMetrics, bool, str, int, dict[str, float]]] = []
+    row_of: list[int] = []
+    for group, recording in enumerate(sorted(paths)):
+        rec = Recording.load(paths[recording])
         for tid in rec.tracks():
+            per_rater = people.get((recording, str(tid)))
+            if not per_rater:
+                continue
             for win in sliding_windows(rec.track(tid), settings, hop_s):
+                t0, t1 = float(win.t[-1]) - settings.window_s, float(win.t[-1])
+                calls = [covering_episode(eps, t0, t1) for eps in per_rater.values()]
+                label = majority(c.label if c is not None else None for c in calls)
+                if label not in ("normal", "abnormal"):
+                    continue
                 m = analyze_window(win, settings)
-                if m.valid:
-                    truth = {k: float(v) for k, v in row.truth.items()}
-                    out.append((m, row.label == "abnormal", row.pattern or row.label, subjects[row.subject], truth))
-                    row_of.append(i)
+                if not m.valid:
+                    continue
+                patterns = Counter(c.pattern for c in calls if c is not None and c.label == label and c.pattern)
+                pattern = patterns.most_common(1)[0][0] if patterns else label
+                out.append((m, label == "abnormal", pattern, group, {}))
+                row_of.append(group)
     return window_set(out), row_of
 
 
