@@ -1,16 +1,19 @@
-"""Builds the pipeline's parts from validated settings: the one place where config sections meet the library
-settings dataclasses. The daemon, the demo, replays and benchmarks all assemble pipelines through here."""
+"""Builds the pipeline's parts from validated settings. The daemon, the demo, replays and benchmarks all assemble
+pipelines through here. The library's settings objects come out of the config itself (``settings.tracker`` is
+a ``TrackerSettings``; ``library_settings`` builds the ones a table shares with others): nothing here copies a
+setting field by field."""
 
 from __future__ import annotations
 
 import cv2
 
+from gaitwatch.daemon.library_settings import library_settings
 from gaitwatch.daemon.pipeline import CameraPipeline, PipelineSettings
 from gaitwatch.daemon.settings import Settings
 from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
 from gaitwatch.gait.model import MODEL_VERSION
-from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
+from gaitwatch.gait.settings import AlertPolicySettings
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
 from gaitwatch.pose.landmark_refinement import LandmarkRefinedDetector, LandmarkRefinementSettings
@@ -22,7 +25,7 @@ from gaitwatch.pose.temporal import PoseTemporalFilter, TemporalSettings
 from gaitwatch.tracking.blazepose_detector import BlazePoseDetectorSettings, BlazePosePersonDetector
 from gaitwatch.tracking.detector import PersonDetector
 from gaitwatch.tracking.detector_union import UnionDetector
-from gaitwatch.tracking.hog import HogPersonDetector, HogSettings
+from gaitwatch.tracking.hog import HogPersonDetector
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings, OnnxPersonDetector
 from gaitwatch.tracking.search_regions import SearchRegionPlanner, SearchRegionSettings
 from gaitwatch.tracking.tracker import Tracker, TrackerSettings
@@ -36,26 +39,19 @@ OPENCV_THREADS = 1
 def build_detector(settings: Settings) -> PersonDetector:
     d = settings.detector
     if d.kind == "onnx":
-        assert d.onnx_model is not None  # enforced by DetectorSettings
-        return OnnxPersonDetector(
-            OnnxDetectorSettings(
-                model_path=d.onnx_model,
-                min_score=d.onnx_min_score,
-                nms_iou=d.onnx_nms_iou,
-                person_class=d.onnx_person_class,
-            )
-        )
+        # onnx_model is set here: DetectorSettings refuses kind = 'onnx' without it.
+        return OnnxPersonDetector(library_settings(OnnxDetectorSettings, d))
     if d.kind == "blazepose":
         return build_blazepose_detector(settings)
     if d.kind == "hog+blazepose":
-        return UnionDetector([HogPersonDetector(hog_settings(settings)), build_blazepose_detector(settings)])
-    return HogPersonDetector(hog_settings(settings))
+        return UnionDetector([HogPersonDetector(d.hog), build_blazepose_detector(settings)])
+    return HogPersonDetector(d.hog)
 
 
 def build_blazepose_detector(settings: Settings) -> PersonDetector:
     """The BlazePose person detector, its finds checked and boxed by the landmark model unless configured off."""
     b = settings.detector.blazepose
-    detector = BlazePosePersonDetector(blazepose_detector_settings(settings))
+    detector = BlazePosePersonDetector(library_settings(BlazePoseDetectorSettings, b))
     if not b.refine_with_landmarks:
         return detector
     # The crop is already aligned with the body: no second pass, no lying hypotheses.
@@ -65,39 +61,14 @@ def build_blazepose_detector(settings: Settings) -> PersonDetector:
     return LandmarkRefinedDetector(
         detector,
         lambda: BlazePoseBackend(landmark_settings),
-        LandmarkRefinementSettings(min_presence=b.refine_min_presence),
-    )
-
-
-def blazepose_detector_settings(settings: Settings) -> BlazePoseDetectorSettings:
-    b = settings.detector.blazepose
-    return BlazePoseDetectorSettings(
-        min_score=b.min_score,
-        nms_iou=b.nms_iou,
-        tile_fraction=b.tile_fraction,
-        tile_overlap=b.tile_overlap,
-        min_tile_px=b.min_tile_px,
-        model_path=b.model_path,
-    )
-
-
-def hog_settings(settings: Settings) -> HogSettings:
-    h = settings.detector.hog
-    return HogSettings(
-        upscale=h.upscale,
-        hit_threshold=h.hit_threshold,
-        win_stride=h.win_stride,
-        scale=h.scale,
-        min_score=h.min_score,
-        nms_iou=h.nms_iou,
-        grayscale=h.grayscale,
+        library_settings(LandmarkRefinementSettings, b),
     )
 
 
 def search_region_settings(settings: Settings) -> SearchRegionSettings:
     d = settings.detector
     if d.kind in ("hog", "hog+blazepose"):
-        min_w, min_h = hog_settings(settings).smallest_window()
+        min_w, min_h = d.hog.smallest_window()
         interval = SearchRegionSettings().full_frame_interval_s
     elif d.kind == "blazepose":
         # Tiled like HOG's pyramid, its cost grows with the area scanned; a region around one person is
@@ -118,45 +89,17 @@ def build_pose_backend(settings: Settings) -> PoseBackend:
     if p.backend == "student":
         assert p.student_dir is not None  # enforced by PoseSettingsModel
         return StudentBackend(StudentSettings(model_dir=p.student_dir, num_threads=p.num_threads))
-    return BlazePoseBackend(
-        BlazePoseSettings(
-            model=p.model,
-            num_threads=p.num_threads,
-            roi_scale=p.roi_scale,
-            second_pass=p.second_pass,
-            model_path=p.model_path,
-        )
-    )
+    return BlazePoseBackend(library_settings(BlazePoseSettings, p))
 
 
-def gait_settings(settings: Settings) -> GaitSettings:
-    return GaitSettings(window_s=settings.gait.window_s, hop_s=settings.gait.hop_s)
-
-
+# [tracker] and [alerts] are the library's settings objects themselves (gaitwatch.daemon.library_settings); these
+# accessors stay for callers that predate that (the service, `gaitwatch distill`).
 def alert_policy_settings(settings: Settings) -> AlertPolicySettings:
-    a = settings.alerts
-    return AlertPolicySettings(
-        window_count=a.window_count,
-        k_start=a.k_start,
-        k_end=a.k_end,
-        cooldown_s=a.cooldown_s,
-        update_interval_s=a.update_interval_s,
-        min_confidence=a.min_confidence,
-    )
+    return settings.alerts
 
 
 def tracker_settings(settings: Settings) -> TrackerSettings:
-    t = settings.tracker
-    return TrackerSettings(
-        min_hits=t.min_hits,
-        max_age_s=t.max_age_s,
-        iou_threshold=t.iou_threshold,
-        min_score=t.min_score,
-        high_score=t.high_score,
-        new_track_score=t.new_track_score,
-        score_noise_floor=t.score_noise_floor,
-        recovery_iou_threshold=t.recovery_iou_threshold,
-    )
+    return settings.tracker
 
 
 class SharedModels:
@@ -185,21 +128,16 @@ def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedMode
         PipelineSettings(
             detect_interval_s=settings.detector.interval_s,
             min_presence=settings.pose.min_presence,
-            recovery=RecoverySettings(
-                crops_per_frame=settings.detector.recovery_crops_per_frame,
-                min_height=settings.detector.recovery_min_height,
-            ),
+            recovery=library_settings(RecoverySettings, settings.detector),
             verify_new_tracks=True,
         ),
         detector=shared.detector,
         regions=SearchRegionPlanner(search_region_settings(settings)),
-        tracker=Tracker(tracker_settings(settings)),
+        tracker=Tracker(settings.tracker),
         pose=shared.pose,
-        scheduler=PoseScheduler(
-            ScheduleSettings(max_rate_hz=settings.pose.max_rate_hz, stationary_rate_hz=settings.pose.stationary_rate_hz)
-        ),
+        scheduler=PoseScheduler(library_settings(ScheduleSettings, settings.pose)),
         temporal=PoseTemporalFilter(TemporalSettings()),
-        gait_settings=gait_settings(settings),
+        gait_settings=settings.gait,
         classifier=shared.classifier,
-        policy=AlertPolicy(alert_policy_settings(settings)),
+        policy=AlertPolicy(settings.alerts),
     )

@@ -4,23 +4,33 @@ Every model forbids unknown keys, so a misspelled key is an error that names its
 that silently keeps its default. Every duration is in seconds and every size in physical units, so a config
 survives a change of camera frame rate. ``load_settings`` turns every problem into a ``ConfigError`` whose
 message names the file, the key path and the bad value; the CLI maps it to exit code 78 (EX_CONFIG).
+
+The daemon's own keys (service, cameras, MQTT, metrics, outbox, and the few detector and pose keys no library
+class has) are declared here. The knobs of the library's stages are declared once, in their library settings
+dataclasses; the tables here only name the fields they expose (``gaitwatch.daemon.library_settings``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
 import socket
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from gaitwatch.daemon.library_settings import (
+    BorrowingSection,
+    ConfigSection,
+    LibrarySettingsError,
+    LibraryTable,
+    borrow,
+)
 from gaitwatch.daemon.redact import redact_value
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
-from gaitwatch.pose.blazepose import BlazePoseSettings
+from gaitwatch.pose.blazepose import BlazePoseSettings, ModelVariant
 from gaitwatch.pose.landmark_refinement import LandmarkRefinementSettings
 from gaitwatch.pose.recovery import RecoverySettings
 from gaitwatch.pose.schedule import ScheduleSettings
@@ -40,12 +50,7 @@ NetworkTimeout = Annotated[float, Field(gt=0.0, le=600.0, description="seconds, 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class _Section(BaseModel):
-    # allow_inf_nan=False: `inf` and `nan` are valid TOML floats but no valid duration, rate or threshold.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class ServiceSettings(_Section):
+class ServiceSettings(ConfigSection):
     """Who this daemon is and where it keeps its state."""
 
     site: str = Field(
@@ -72,7 +77,7 @@ class ServiceSettings(_Section):
     )
 
 
-class CameraSettings(_Section):
+class CameraSettings(ConfigSection):
     """One camera: a video file, an RTSP/HTTP URL, or a V4L2 device (``/dev/video0`` or a bare index)."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
@@ -131,57 +136,52 @@ class CameraSettings(_Section):
         return self
 
 
-def _default(cls: type, name: str) -> Any:
-    """The default of a library settings dataclass's field: the library is the single source of truth."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return f.default
-    raise KeyError(f"{cls.__name__} has no field {name}")
+# The tables below hold knobs of the library's stages. Each knob is declared once, in its library settings
+# dataclass (type, default, configurable range as Annotated metadata, meaning and trade-off in the docstring);
+# here a table only names the fields it exposes (gaitwatch.daemon.library_settings). A table that is one library
+# class is a LibraryTable: its value is the library object itself. A table that feeds several (pose, detector)
+# borrows each key.
+HOG_TABLE: Final = LibraryTable(
+    HogSettings, "upscale", "hit_threshold", "win_stride", "scale", "min_score", "nms_iou", "grayscale"
+)
+TRACKER_TABLE: Final = LibraryTable(
+    TrackerSettings,
+    "min_hits",
+    "max_age_s",
+    "iou_threshold",
+    "min_score",
+    "high_score",
+    "new_track_score",
+    "score_noise_floor",
+    "recovery_iou_threshold",
+    # The library default (0.9) suits CNN detectors, whose scores cluster near 1; HOG scores of real people
+    # sit lower: on vtest.avi 0.9 kept 4.2 of ~5.8 people tracked on average, 0.7-0.75 kept 4.8.
+    new_track_score=0.75,
+)
+GAIT_TABLE: Final = LibraryTable(GaitSettings, "window_s", "hop_s")
+ALERTS_TABLE: Final = LibraryTable(
+    AlertPolicySettings, "window_count", "k_start", "k_end", "cooldown_s", "update_interval_s", "min_confidence"
+)
 
 
-class HogSettingsModel(_Section):
-    """OpenCV's HOG people detector (meaning and trade-off of each knob:
-    ``gaitwatch.tracking.hog.HogSettings``)."""
-
-    upscale: float = Field(_default(HogSettings, "upscale"), gt=0.0, le=4.0)
-    hit_threshold: float = Field(_default(HogSettings, "hit_threshold"), ge=-10.0, le=10.0)
-    win_stride: int = Field(_default(HogSettings, "win_stride"), ge=8, le=64, multiple_of=8)
-    scale: float = Field(_default(HogSettings, "scale"), gt=1.0, le=2.0)
-    min_score: Fraction = _default(HogSettings, "min_score")
-    nms_iou: Fraction = _default(HogSettings, "nms_iou")
-    grayscale: bool = _default(HogSettings, "grayscale")
-
-
-class BlazePoseDetectorSettingsModel(_Section):
+class BlazePoseDetectorSettingsModel(BorrowingSection):
     """MediaPipe's BlazePose person detector, run on the whole image and on overlapping tiles (meaning and
     trade-off of each knob: ``gaitwatch.tracking.blazepose_detector.BlazePoseDetectorSettings``)."""
 
-    min_score: float = Field(_default(BlazePoseDetectorSettings, "min_score"), gt=0.0, le=1.0)
-    nms_iou: float = Field(_default(BlazePoseDetectorSettings, "nms_iou"), gt=0.0, le=1.0)
-    tile_fraction: float = Field(
-        _default(BlazePoseDetectorSettings, "tile_fraction"),
-        ge=0.0,
-        le=1.0,
-        description="tile side as a share of the image's shorter side; 0 = whole image only",
-    )
-    tile_overlap: float = Field(_default(BlazePoseDetectorSettings, "tile_overlap"), ge=0.0, le=0.75)
-    min_tile_px: int = Field(_default(BlazePoseDetectorSettings, "min_tile_px"), ge=16, le=4096)
-    model_path: Path | None = Field(None, description="use this pose_detection .tflite instead of the shipped one")
+    min_score: float = borrow(BlazePoseDetectorSettings, "min_score")
+    nms_iou: float = borrow(BlazePoseDetectorSettings, "nms_iou")
+    tile_fraction: float = borrow(BlazePoseDetectorSettings, "tile_fraction")
+    tile_overlap: float = borrow(BlazePoseDetectorSettings, "tile_overlap")
+    min_tile_px: int = borrow(BlazePoseDetectorSettings, "min_tile_px")
+    model_path: Path | None = borrow(BlazePoseDetectorSettings, "model_path")
     # Each find is checked and boxed by the BlazePose landmark model (pose.model) on the detector's body-aligned
     # crop (``gaitwatch.pose.landmark_refinement``): fewer false people, tight boxes for seated and lying people,
     # one landmark pass per find.
     refine_with_landmarks: bool = True
-    refine_min_presence: Fraction = _default(LandmarkRefinementSettings, "min_presence")
-
-    @field_validator("tile_fraction")
-    @classmethod
-    def _tile_fraction(cls, value: float) -> float:
-        if value != 0.0 and value < 0.1:
-            raise ValueError("tile_fraction must be 0 (whole image only) or at least 0.1")
-        return value
+    refine_min_presence: float = borrow(LandmarkRefinementSettings, "min_presence")
 
 
-class DetectorSettings(_Section):
+class DetectorSettings(BorrowingSection):
     """Person detection, run on a frame once ``interval_s`` has passed since the last detection (with
     ``interval_s = N / fps`` that is every N frames). Between detections each track's box comes from its last
     pose, which is tighter than a detector box; a longer interval saves CPU but finds newcomers later."""
@@ -199,16 +199,18 @@ class DetectorSettings(_Section):
     # Motion-verified recovery (``gaitwatch.pose.recovery``): at each detection, up to this many moving regions
     # that no detection or posed track explains get one pose crop; a crop the pose model finds a person in
     # becomes a detection (box from the landmarks). 0 = off.
-    recovery_crops_per_frame: int = Field(_default(RecoverySettings, "crops_per_frame"), ge=0, le=16)
-    recovery_min_height: Fraction = Field(
-        _default(RecoverySettings, "min_height"), description="smallest moving region cropped, share of frame height"
+    recovery_crops_per_frame: int = borrow(RecoverySettings, "crops_per_frame")
+    recovery_min_height: float = borrow(
+        RecoverySettings, "min_height", description="smallest moving region cropped, share of frame height"
     )
-    hog: HogSettingsModel = HogSettingsModel()
+    hog: Annotated[HogSettings, HOG_TABLE] = Field(default_factory=HOG_TABLE.default)
     blazepose: BlazePoseDetectorSettingsModel = BlazePoseDetectorSettingsModel()
-    onnx_model: Path | None = Field(None, description="person-detector .onnx file (kind = 'onnx')")
-    onnx_min_score: Fraction = _default(OnnxDetectorSettings, "min_score")
-    onnx_person_class: int = Field(_default(OnnxDetectorSettings, "person_class"), ge=0, le=9999)
-    onnx_nms_iou: Fraction = _default(OnnxDetectorSettings, "nms_iou")
+    onnx_model: Path | None = borrow(
+        OnnxDetectorSettings, "model_path", default=None, description="person-detector .onnx file (kind = 'onnx')"
+    )
+    onnx_min_score: float = borrow(OnnxDetectorSettings, "min_score")
+    onnx_person_class: int = borrow(OnnxDetectorSettings, "person_class")
+    onnx_nms_iou: float = borrow(OnnxDetectorSettings, "nms_iou")
 
     @model_validator(mode="after")
     def _onnx_needs_model(self) -> DetectorSettings:
@@ -217,40 +219,17 @@ class DetectorSettings(_Section):
         return self
 
 
-class TrackerSettingsModel(_Section):
-    """Kalman + Hungarian tracker; times in seconds (trade-offs:
-    ``gaitwatch.tracking.tracker.TrackerSettings``)."""
+class PoseSettingsModel(BorrowingSection):
+    """BlazePose landmarks on each confirmed track's crop (``gaitwatch.pose.blazepose.BlazePoseSettings``) and
+    how often each track is posed (``gaitwatch.pose.schedule.ScheduleSettings``)."""
 
-    min_hits: int = Field(_default(TrackerSettings, "min_hits"), ge=1, le=50)
-    max_age_s: Annotated[float, Field(gt=0.0, le=600.0)] = _default(TrackerSettings, "max_age_s")
-    iou_threshold: Fraction = _default(TrackerSettings, "iou_threshold")
-    min_score: Fraction = _default(TrackerSettings, "min_score")
-    high_score: Fraction = _default(TrackerSettings, "high_score")
-    # The library default (0.9) suits CNN detectors, whose scores cluster near 1; HOG scores of real people
-    # sit lower: on vtest.avi 0.9 kept 4.2 of ~5.8 people tracked on average, 0.7-0.75 kept 4.8.
-    new_track_score: Fraction = Field(
-        0.75, description="score an unmatched detection needs to start a track (CNN detectors: 0.9)"
+    model: ModelVariant = borrow(BlazePoseSettings, "model")
+    model_path: Path | None = borrow(
+        BlazePoseSettings, "model_path", description="use this .tflite instead of the shipped model"
     )
-    score_noise_floor: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
-        _default(TrackerSettings, "score_noise_floor"),
-        description="confidence-aware updates: a box's measurement variance is scaled by 1 - score, not below "
-        "this (1 = off)",
-    )
-    recovery_iou_threshold: Fraction = Field(
-        _default(TrackerSettings, "recovery_iou_threshold"),
-        description="IoU gate of matching lost tracks on their last-seen box (0 = off; 0.3 keeps people who "
-        "step out at the picture's edge, but hands tracks to passers-by)",
-    )
-
-
-class PoseSettingsModel(_Section):
-    """BlazePose landmarks on each confirmed track's crop (``gaitwatch.pose.blazepose.BlazePoseSettings``)."""
-
-    model: Literal["full", "lite", "full-int8"] = _default(BlazePoseSettings, "model")
-    model_path: Path | None = Field(None, description="use this .tflite instead of the shipped model")
-    num_threads: int = Field(_default(BlazePoseSettings, "num_threads"), ge=1, le=16)
-    roi_scale: float = Field(_default(BlazePoseSettings, "roi_scale"), ge=1.0, le=2.5)
-    second_pass: Literal["auto", "on", "off"] = _default(BlazePoseSettings, "second_pass")
+    num_threads: int = borrow(BlazePoseSettings, "num_threads")
+    roi_scale: float = borrow(BlazePoseSettings, "roi_scale")
+    second_pass: Literal["auto", "on", "off"] = borrow(BlazePoseSettings, "second_pass")
     backend: Literal["blazepose", "student"] = Field(
         "blazepose",
         description="blazepose: the shipped BlazePose model (`model` picks full/lite); student: a pose student "
@@ -258,14 +237,8 @@ class PoseSettingsModel(_Section):
     )
     student_dir: Path | None = Field(None, description="directory `gaitwatch distill --out` wrote")
     min_presence: Fraction = Field(0.5, description="crops the model scores below this are not people")
-    max_rate_hz: float = Field(_default(ScheduleSettings, "max_rate_hz"), gt=0.0, le=120.0)
-    stationary_rate_hz: float = Field(_default(ScheduleSettings, "stationary_rate_hz"), gt=0.0, le=120.0)
-
-    @model_validator(mode="after")
-    def _rates(self) -> PoseSettingsModel:
-        if self.stationary_rate_hz > self.max_rate_hz:
-            raise ValueError("stationary_rate_hz must not exceed max_rate_hz")
-        return self
+    max_rate_hz: float = borrow(ScheduleSettings, "max_rate_hz")
+    stationary_rate_hz: float = borrow(ScheduleSettings, "stationary_rate_hz")
 
     @model_validator(mode="after")
     def _student_needs_dir(self) -> PoseSettingsModel:
@@ -274,37 +247,13 @@ class PoseSettingsModel(_Section):
         return self
 
 
-class GaitSettingsModel(_Section):
-    """Sliding-window gait analysis per tracked person (``gaitwatch.gait.settings.GaitSettings``)."""
-
-    window_s: float = Field(_default(GaitSettings, "window_s"), ge=5.0, le=60.0)
-    hop_s: float = Field(_default(GaitSettings, "hop_s"), gt=0.0, le=60.0)
-
-
-class AlertSettings(_Section):
-    """When sustained abnormal gait becomes an alert (``gaitwatch.gait.settings.AlertPolicySettings``)."""
-
-    window_count: int = Field(_default(AlertPolicySettings, "window_count"), ge=1, le=100)
-    k_start: int = Field(_default(AlertPolicySettings, "k_start"), ge=1, le=100)
-    k_end: int = Field(_default(AlertPolicySettings, "k_end"), ge=0, le=100)
-    cooldown_s: float = Field(_default(AlertPolicySettings, "cooldown_s"), ge=0.0, le=86400.0)
-    update_interval_s: Annotated[float, Field(gt=0.0, le=86400.0)] = _default(AlertPolicySettings, "update_interval_s")
-    min_confidence: Fraction = _default(AlertPolicySettings, "min_confidence")
-
-    @model_validator(mode="after")
-    def _k_of_n(self) -> AlertSettings:
-        if not self.k_end < self.k_start <= self.window_count:
-            raise ValueError("need k_end < k_start <= window_count (hysteresis)")
-        return self
-
-
-class TlsSettings(_Section):
+class TlsSettings(ConfigSection):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
 
 
-class MqttSettings(_Section):
+class MqttSettings(ConfigSection):
     """The broker that nurse-call integrators subscribe to."""
 
     enabled: bool = True
@@ -346,7 +295,7 @@ class MqttSettings(_Section):
         return self
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(ConfigSection):
     """Prometheus endpoint. Bound to loopback unless you say otherwise: it must not face the ward network
     by accident."""
 
@@ -355,7 +304,7 @@ class MetricsSettings(_Section):
     port: int = Field(default=9810, ge=0, le=65535)
 
 
-class OutboxSettings(_Section):
+class OutboxSettings(ConfigSection):
     """The SQLite alert outbox in ``service.state_dir``."""
 
     max_rows: int = Field(
@@ -379,15 +328,15 @@ class OutboxSettings(_Section):
     )
 
 
-class Settings(_Section):
+class Settings(ConfigSection):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     # One reader thread and pipeline each: a 2-core PC runs 2-4 in real time; 32 is a typo guard, not a target.
     cameras: list[CameraSettings] = Field(min_length=1, max_length=32)
     detector: DetectorSettings = DetectorSettings()
-    tracker: TrackerSettingsModel = TrackerSettingsModel()
+    tracker: Annotated[TrackerSettings, TRACKER_TABLE] = Field(default_factory=TRACKER_TABLE.default)
     pose: PoseSettingsModel = PoseSettingsModel()
-    gait: GaitSettingsModel = GaitSettingsModel()
-    alerts: AlertSettings = AlertSettings()
+    gait: Annotated[GaitSettings, GAIT_TABLE] = Field(default_factory=GAIT_TABLE.default)
+    alerts: Annotated[AlertPolicySettings, ALERTS_TABLE] = Field(default_factory=ALERTS_TABLE.default)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
@@ -432,7 +381,9 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
             return []
         ann = field.annotation
         inner = getattr(ann, "__args__", None)
-        candidates = [ann, *(inner or ())]
+        # A library table validates against the model generated from its dataclass.
+        tables = [m.model for m in field.metadata if isinstance(m, LibraryTable)]
+        candidates = [*tables, ann, *(inner or ())]
         model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
         if model is None:
             return []
@@ -447,7 +398,11 @@ def describe_validation_error(source: str, error: ValidationError) -> str:
         # Redacted: this message goes to the journal (check-config runs as ExecStartPre=), and a misplaced
         # `password = "..."` or a camera URL with credentials must not be echoed there.
         value = redact_value(item.get("input"), str(loc[-1]) if loc else None)
-        if item["type"] == "extra_forbidden":
+        refusal = item.get("ctx", {}).get("error")
+        if isinstance(refusal, LibrarySettingsError):
+            # Its message names the keys and values (the input here is the whole table).
+            lines.append(f"  {path}.{refusal.key}: {refusal}" if refusal.key else f"  {path}: {refusal}")
+        elif item["type"] == "extra_forbidden":
             hint = difflib.get_close_matches(str(loc[-1]), _known_keys(loc), n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
             lines.append(f"  {path}: unknown key{suggestion}; value {value!r}")

@@ -1,10 +1,13 @@
 """Knobs of the gait stage, all in physical units (seconds, hertz, body heights, leg lengths), never frame
-counts, so one configuration survives a change of camera frame rate. The daemon's pydantic settings map onto
-these."""
+counts, so one configuration survives a change of camera frame rate. The daemon's [gait] and [alerts] tables
+are these classes (gaitwatch.daemon.library_settings)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Interval
 
 # Winter (2009), Biomechanics and Motor Control of Human Movement, segment lengths as fractions of body
 # height H: thigh (greater trochanter to knee) 0.245 H, shank (knee to ankle) 0.246 H. Hip-to-ankle leg length
@@ -90,8 +93,12 @@ class GaitSettings:
         step timing to mean anything. Higher rejects more small or blurred people.
     """
 
-    window_s: float = 8.0
-    hop_s: float = 1.0
+    # Annotated ranges: what an admin may configure (the daemon's config is validated against them, see
+    # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs. Annotated_types, not
+    # pydantic: plain PEP 593 metadata that pydantic reads natively, so the library imports no validation
+    # framework and stays as light in a notebook as in the daemon.
+    window_s: Annotated[float, Interval(ge=5.0, le=60.0)] = 8.0
+    hop_s: Annotated[float, Interval(gt=0.0, le=60.0)] = 1.0
     min_duration_s: float = 5.0
     resample_hz: float = 30.0
     max_gap_s: float = 0.12
@@ -178,13 +185,15 @@ class AlertPolicySettings:
     fall_priority: priority of fall alerts (a fall needs a nurse now; abnormal gait does not).
     """
 
-    window_count: int = 5
-    k_start: int = 4
-    k_end: int = 1
-    cooldown_s: float = 120.0
-    update_interval_s: float = 30.0
+    # Annotated ranges: what an admin may configure (the daemon's config is validated against them, see
+    # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs.
+    window_count: Annotated[int, Interval(ge=1, le=100)] = 5
+    k_start: Annotated[int, Interval(ge=1, le=100)] = 4
+    k_end: Annotated[int, Interval(ge=0, le=100)] = 1
+    cooldown_s: Annotated[float, Interval(ge=0.0, le=86400.0)] = 120.0
+    update_interval_s: Annotated[float, Interval(gt=0.0, le=86400.0)] = 30.0
     min_quality: float = 0.35
-    min_confidence: float = 0.5
+    min_confidence: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.5
     priority: str = "medium"
     freezing_window_count: int = 3
     freezing_k_start: int = 2
@@ -199,10 +208,11 @@ class AlertPolicySettings:
     def __post_init__(self) -> None:
         if self.window_count < 1:
             raise ValueError("AlertPolicySettings.window_count must be >= 1")
-        if not 1 <= self.k_start <= self.window_count:
-            raise ValueError("AlertPolicySettings.k_start must be in [1, window_count]")
-        if not 0 <= self.k_end < self.k_start:
-            raise ValueError("AlertPolicySettings.k_end must be in [0, k_start)")
+        if not 0 <= self.k_end < self.k_start <= self.window_count:
+            raise ValueError(
+                "AlertPolicySettings needs 0 <= k_end < k_start <= window_count (hysteresis); got "
+                f"k_end={self.k_end}, k_start={self.k_start}, window_count={self.window_count}"
+            )
         if self.cooldown_s < 0 or self.update_interval_s <= 0:
             raise ValueError("AlertPolicySettings.cooldown_s must be >= 0 and update_interval_s > 0")
         if not 0 <= self.freezing_k_end < self.freezing_k_start <= self.freezing_window_count:

@@ -16,10 +16,11 @@ import importlib.resources
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 import cv2
 import numpy as np
+from annotated_types import Interval
 from numpy.typing import NDArray
 
 from gaitwatch.pose.keypoints import NUM_LANDMARKS
@@ -110,9 +111,11 @@ class BlazePoseSettings:
     ``model_path``: use this .tflite file instead of the packaged one (e.g. a site's re-exported model).
     """
 
+    # Annotated ranges: what an admin may configure (the daemon's config is validated against them, see
+    # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs.
     model: ModelVariant = "full-int8"
-    num_threads: int = 1
-    roi_scale: float = DEFAULT_ROI_SCALE
+    num_threads: Annotated[int, Interval(ge=1, le=16)] = 1
+    roi_scale: Annotated[float, Interval(ge=1.0, le=2.5)] = DEFAULT_ROI_SCALE
     second_pass: Literal["auto", "on", "off"] = "auto"
     alignment_scale: float = DEFAULT_ROI_SCALE
     skip_aligned_below: float = 0.15

@@ -16,8 +16,10 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Interval
 from numpy.typing import NDArray
 
 from gaitwatch.pose.blazepose import BlazePoseBackend
@@ -41,7 +43,9 @@ class LandmarkRefinementSettings:
         upper body and its whole body); the better-scored one stays.
     """
 
-    min_presence: float = 0.5
+    # Annotated ranges: what an admin may configure (the daemon's config is validated against them, see
+    # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs.
+    min_presence: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.5
     roi_scale: float = DEFAULT_ROI_SCALE
     nms_iou: float = 0.5
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Interval
 from numpy.typing import NDArray
 
 from gaitwatch.pose.roi import box_from_keypoints
@@ -49,8 +51,10 @@ class RecoverySettings:
         (one person's head, arms and legs change in separate blobs when the trunk stays still).
     """
 
-    crops_per_frame: int = 2
-    min_height: float = 0.08
+    # Annotated ranges: what an admin may configure (the daemon's config is validated against them, see
+    # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs.
+    crops_per_frame: Annotated[int, Interval(ge=0, le=16)] = 2
+    min_height: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.08
     max_explained: float = 0.5
     join_margin: float = 0.15
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Interval
 from numpy.typing import NDArray
 
 from gaitwatch.tracking.types import Tracks, TrackState
@@ -43,8 +45,10 @@ class ScheduleSettings:
     view) waits up to 1 / empty_rate_hz to be posed at full rate again.
     """
 
-    max_rate_hz: float = 15.0
-    stationary_rate_hz: float = 3.0
+    # Annotated ranges: what an admin may configure (the daemon's config is validated against them, see
+    # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs.
+    max_rate_hz: Annotated[float, Interval(gt=0.0, le=120.0)] = 15.0
+    stationary_rate_hz: Annotated[float, Interval(gt=0.0, le=120.0)] = 3.0
     moving_speed: float = 0.15
     speed_time_constant_s: float = 0.5
     max_crops_per_frame: int = 0

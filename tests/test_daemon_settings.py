@@ -5,11 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gaitwatch.daemon.settings import EX_CONFIG, ConfigError, load_settings, parse_settings, read_secret
+from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.tools.cli import main
+from gaitwatch.tracking.tracker import TrackerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config" / "gaitwatch.example.toml"
@@ -129,11 +132,69 @@ def test_a_huge_config_file_is_refused_without_reading_it_all(tmp_path: Path) ->
 def test_every_tracker_key_reaches_the_tracker() -> None:
     """A key declared in [tracker] but not passed on would be accepted and silently ignored."""
     from gaitwatch.daemon.assembly import tracker_settings
-    from gaitwatch.daemon.settings import TrackerSettingsModel
+    from gaitwatch.daemon.settings import TRACKER_TABLE
 
     changed = {"min_hits": 4, "max_age_s": 3.5, "iou_threshold": 0.21, "min_score": 0.11, "high_score": 0.61,
                "new_track_score": 0.66, "score_noise_floor": 0.45, "recovery_iou_threshold": 0.33}  # fmt: skip
-    assert set(changed) == set(TrackerSettingsModel.model_fields), "every key is exercised here"
+    assert set(changed) == set(TRACKER_TABLE.keys), "every key is exercised here"
     settings = parse_settings({"cameras": [{"id": "a", "source": "x.mp4"}], "tracker": changed})
     library = tracker_settings(settings)
+    assert isinstance(library, TrackerSettings)
     assert {k: getattr(library, k) for k in changed} == changed
+
+
+def test_every_borrowed_key_reaches_its_library_object() -> None:
+    """Keys of the tables that feed several library objects ([detector], [detector.blazepose], [pose]) reach the
+    library field they name, whatever the key is called in TOML."""
+    from gaitwatch.daemon.library_settings import borrowed_keys, library_settings
+
+    settings = parse_settings(
+        {
+            "cameras": [{"id": "a", "source": "x.mp4"}],
+            "detector": {"recovery_crops_per_frame": 3, "recovery_min_height": 0.11, "onnx_model": "/m.onnx",
+                         "onnx_min_score": 0.21, "onnx_person_class": 2, "onnx_nms_iou": 0.41,
+                         "blazepose": {"min_score": 0.31, "nms_iou": 0.32, "tile_fraction": 0.33, "tile_overlap": 0.34,
+                                       "min_tile_px": 99, "model_path": "/d.tflite", "refine_min_presence": 0.36}},
+            "pose": {"model": "lite", "model_path": "/p.tflite", "num_threads": 2, "roi_scale": 1.4,
+                     "second_pass": "on", "max_rate_hz": 11.0, "stationary_rate_hz": 2.5},
+        }
+    )  # fmt: skip
+    checked = 0
+    for section in (settings.detector, settings.detector.blazepose, settings.pose):
+        defaults = type(section)()
+        for key, source in borrowed_keys(type(section)):
+            assert getattr(section, key) != getattr(defaults, key), f"{key}: give it a non-default value here"
+            assert getattr(library_settings(source.cls, section), source.name) == getattr(section, key), key
+            checked += 1
+    assert checked == 20
+
+
+def test_a_value_the_library_refuses_is_a_config_error_naming_the_key() -> None:
+    """Library invariants are checked while the config is validated: check-config refuses what would crash the
+    daemon when it builds its pipeline (before, `min_score` above `high_score` passed check-config)."""
+    camera: dict[str, Any] = {"cameras": [{"id": "a", "source": "x.mp4"}]}
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"tracker": {"min_score": 0.7}}, "  tracker.min_score: min_score (0.7) must not exceed high_score (0.6)"),
+        ({"detector": {"blazepose": {"tile_fraction": 0.05}}}, "  detector.blazepose.tile_fraction: tile_fraction"),
+        ({"pose": {"stationary_rate_hz": 20.0}}, "  pose.stationary_rate_hz: stationary_rate_hz must not exceed"),
+        ({"alerts": {"k_end": 4}}, "  alerts: needs 0 <= k_end < k_start <= window_count (hysteresis)"),
+        ({"detector": {"hog": {"upscale": 0.1}}}, "  detector.hog.upscale: Input should be greater than or equal"),
+    ]
+    for section, needle in cases:
+        with pytest.raises(ConfigError) as info:
+            parse_settings({**camera, **section})
+        assert needle in str(info.value), str(info.value)
+
+
+def test_library_tables_are_the_library_objects_and_dump_as_their_toml_table() -> None:
+    """[gait], [alerts], [tracker] and [detector.hog] validate into the library's own frozen settings; dumped
+    (the reload diff), they show exactly their TOML keys."""
+    settings = parse_settings({"cameras": [{"id": "a", "source": "x.mp4"}], "gait": {"window_s": 10.0}})
+    assert settings.gait == GaitSettings(window_s=10.0)
+    assert settings.alerts == AlertPolicySettings()
+    assert settings.tracker == TrackerSettings(new_track_score=0.75)
+    dumped = settings.model_dump(mode="json")
+    assert dumped["gait"] == {"window_s": 10.0, "hop_s": 1.0}
+    assert set(dumped["alerts"]) == {"window_count", "k_start", "k_end", "cooldown_s", "update_interval_s",
+                                     "min_confidence"}  # fmt: skip
+    assert parse_settings(settings.model_dump(mode="json")) == settings

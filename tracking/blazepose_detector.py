@@ -29,10 +29,11 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
+from annotated_types import Interval
 from numpy.typing import NDArray
 
 from gaitwatch.tracking.boxes import iou_matrix, nms
@@ -243,12 +244,14 @@ class BlazePoseDetectorSettings:
         Use this .tflite file instead of the packaged one.
     """
 
-    min_score: float = 0.5
+    # Annotated ranges: what an admin may configure (the daemon's config is validated against them, see
+    # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs.
+    min_score: Annotated[float, Interval(gt=0.0, le=1.0)] = 0.5
     head_nms_iou: float = 0.3
-    nms_iou: float = 0.4
-    tile_fraction: float = 0.3
-    tile_overlap: float = 0.25
-    min_tile_px: int = 128
+    nms_iou: Annotated[float, Interval(gt=0.0, le=1.0)] = 0.4
+    tile_fraction: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.3
+    tile_overlap: Annotated[float, Interval(ge=0.0, le=0.75)] = 0.25
+    min_tile_px: Annotated[int, Interval(ge=16, le=4096)] = 128
     weighted_nms: bool = True
     box_length: float = 2.0
     box_width: float = 1.0

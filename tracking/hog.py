@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import cv2
 import numpy as np
+from annotated_types import Interval, MultipleOf
 from numpy.typing import NDArray
 
 from gaitwatch.tracking.boxes import nms
@@ -79,12 +81,14 @@ class HogSettings:
         1.01x of colour, `bench/levers.py`), so colour stays the default.
     """
 
-    upscale: float = 1.3
-    hit_threshold: float = 0.0
-    win_stride: int = 8
-    scale: float = 1.25
-    min_score: float = 0.5
-    nms_iou: float = 0.3
+    # Annotated ranges: what an admin may configure (the daemon's config is validated against them, see
+    # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs.
+    upscale: Annotated[float, Interval(ge=0.25, le=4.0)] = 1.3
+    hit_threshold: Annotated[float, Interval(ge=-10.0, le=10.0)] = 0.0
+    win_stride: Annotated[int, Interval(ge=8, le=64), MultipleOf(8)] = 8
+    scale: Annotated[float, Interval(gt=1.0, le=2.0)] = 1.25
+    min_score: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.5
+    nms_iou: Annotated[float, Interval(gt=0.0, le=1.0)] = 0.3
     box_shrink_x: float = 0.18
     box_shrink_y: float = 0.1
     grayscale: bool = False

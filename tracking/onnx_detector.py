@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
+from annotated_types import Interval
 from numpy.typing import NDArray
 
 from gaitwatch.tracking.boxes import nms
@@ -51,10 +52,12 @@ class OnnxDetectorSettings:
         onnxruntime intra-op threads. 1 leaves the other core to pose inference and the event loop.
     """
 
+    # Annotated ranges: what an admin may configure (the daemon's config is validated against them, see
+    # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs.
     model_path: Path
-    min_score: float = 0.3
-    nms_iou: float = 0.45
-    person_class: int = 0
+    min_score: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.3
+    nms_iou: Annotated[float, Interval(gt=0.0, le=1.0)] = 0.45
+    person_class: Annotated[int, Interval(ge=0, le=9999)] = 0
     input_size: tuple[int, int] | None = None
     num_threads: int = 1
 

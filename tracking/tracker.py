@@ -43,8 +43,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Interval
 from numpy.typing import NDArray
 
 from gaitwatch.tracking.assignment import assign
@@ -121,17 +123,19 @@ class TrackerSettings:
         The motion and noise model (see ``KalmanSettings``).
     """
 
-    min_hits: int = 2
-    max_age_s: float = 2.0
-    iou_threshold: float = 0.3
-    high_score: float = 0.6
-    min_score: float = 0.1
-    new_track_score: float = 0.9
+    # Annotated ranges: what an admin may configure (the daemon's config is validated against them, see
+    # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs.
+    min_hits: Annotated[int, Interval(ge=1, le=50)] = 2
+    max_age_s: Annotated[float, Interval(gt=0.0, le=600.0)] = 2.0
+    iou_threshold: Annotated[float, Interval(gt=0.0, le=1.0)] = 0.3
+    high_score: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.6
+    min_score: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.1
+    new_track_score: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.9
     low_iou_threshold: float = 0.5
     direction_weight: float = 0.3
     direction_horizon_s: float = 0.1
-    recovery_iou_threshold: float = 0.0
-    score_noise_floor: float = 0.3
+    recovery_iou_threshold: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.0
+    score_noise_floor: Annotated[float, Interval(gt=0.0, le=1.0)] = 0.3
     kalman: KalmanSettings = field(default_factory=KalmanSettings)
 
     def __post_init__(self) -> None:
