@@ -1,9 +1,10 @@
 """Where every alert enters delivery: the outbox when the disk works, a bounded memory hold when it does not.
 
-Normal case: ``store`` commits the alert to the outbox (fsync'ed) and wakes the drainer, which publishes it.
-When the outbox cannot commit (disk full, database locked by another process, I/O error), the alert is not
-dropped: it is held in memory (``HeldAlerts``), published directly as soon as the broker is connected, and
-committed once the disk recovers (already marked published when it was). ``on_availability`` tells the
+Normal case: ``store`` commits the alert to the outbox (fsync'ed) and wakes every sink's drainer, which
+deliver it. When the outbox cannot commit (disk full, database locked by another process, I/O error), the
+alert is not dropped: it is held in memory (``HeldAlerts``), delivered directly to each sink as soon as that
+sink is available (MQTT: the broker is connected), and committed once the disk recovers, with each sink's
+delivery recorded (so no sink sends it again). ``on_availability`` tells the
 service when the outbox becomes unavailable and when it is back, so that it raises and ends an
 ``outbox_unavailable`` technical alert (which travels the same way), shows it in STATUS and metrics.
 
@@ -25,12 +26,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from enum import StrEnum
 
 from gaitwatch.daemon.backoff import backoff_delays
+from gaitwatch.daemon.drainer import SinkDrainer
 from gaitwatch.daemon.held_alerts import HeldAlert, HeldAlerts
 from gaitwatch.daemon.logs import LogThrottle
 from gaitwatch.daemon.metrics import DaemonMetrics
-from gaitwatch.daemon.mqtt import AlertTransport, OutboxDrainer, TransportError
+from gaitwatch.daemon.mqtt import AlertTransport, MqttSink
 from gaitwatch.daemon.outbox import Outbox, OutboxError, OutboxFullError
-from gaitwatch.daemon.payloads import stamp_alert
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ COMMIT_RETRY_INITIAL_S = 0.5
 COMMIT_RETRY_MAX_S = 10.0
 # Held alerts committed per transaction once the disk is back (one fsync and a few WAL pages per batch).
 COMMIT_BATCH = 500
-# A held alert published later than this after it was raised carries ``delayed: true`` (as the drainer's).
-DELAYED_AFTER_S = 5.0
+# Held alerts offered to a sink per ``deliver`` call (MQTT: published concurrently), as the drainers do.
+DELIVER_BATCH = 10
 # Storage errors and losses repeat once per alert: one line per key per this many seconds.
 LOG_INTERVAL_S = 30.0
 
@@ -71,16 +72,25 @@ class AlertIntake:
         self._on_availability = on_availability
         self._wall = wall_clock
         self._rng = rng or random.Random()
-        self._transport: AlertTransport | None = None
-        self._drainer: OutboxDrainer | None = None
+        self._drainers: list[SinkDrainer] = []
         self._available = True
         self._last_error: str | None = None
         self._wake = asyncio.Event()
         self._throttle = LogThrottle(LOG_INTERVAL_S)
 
-    def attach(self, transport: AlertTransport | None, drainer: OutboxDrainer | None) -> None:
-        self._transport = transport
-        self._drainer = drainer
+    def attach(self, transport: AlertTransport | None, drainer: SinkDrainer | None) -> None:
+        """The MQTT sink: its drainer (or, without one, the bare transport for held alerts)."""
+        if drainer is not None:
+            self.attach_sink(drainer)
+        elif transport is not None:
+            self.attach_sink(SinkDrainer(self._outbox, MqttSink(transport), metrics=self._metrics))
+
+    def attach_sink(self, drainer: SinkDrainer) -> None:
+        """One more sink (its drainer): woken by new alerts, given held alerts directly. Every sink the outbox
+        owes alerts to must be attached, or held alerts would never be delivered to it."""
+        if any(d.sink.name == drainer.sink.name for d in self._drainers):
+            raise ValueError(f"sink {drainer.sink.name!r} is attached twice")
+        self._drainers.append(drainer)
 
     async def start(self) -> None:
         """Learn the outbox's last ``seq`` (held alerts continue the sequence from there)."""
@@ -129,8 +139,7 @@ class AlertIntake:
             )
             return await self._hold(topic, body, alert_id)
         self._held.committed_up_to(seq)
-        if self._drainer is not None:
-            self._drainer.notify()
+        self._notify_drainers()
         return StoreResult.STORED
 
     async def _hold(self, topic: str, body: bytes, alert_id: str) -> StoreResult:
@@ -156,7 +165,7 @@ class AlertIntake:
     # -- the background task ---------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Publish held alerts while connected and commit them once the disk takes writes again."""
+        """Deliver held alerts to available sinks and commit them once the disk takes writes again."""
         delays: Iterator[float] | None = None
         while True:
             if not len(self._held):
@@ -176,24 +185,38 @@ class AlertIntake:
                     await self._wake.wait()
 
     async def publish_held(self) -> int:
-        """Publish every held alert the broker has not taken yet (in order); returns how many went out."""
-        transport = self._transport
+        """Deliver every held alert to each available sink that has not taken it yet (in order, stopping a
+        sink at its first failure); returns how many deliveries succeeded, over all sinks."""
         sent = 0
-        for held in self._held.unpublished():
-            if transport is None or not transport.connected:
+        for drainer in self._drainers:
+            sent += await self._deliver_held(drainer)
+        return sent
+
+    async def _deliver_held(self, drainer: SinkDrainer) -> int:
+        sink = drainer.sink
+        sent = 0
+        while sink.available and (todo := self._held.unfinished(sink.name)[:DELIVER_BATCH]):
+            try:
+                report = await sink.deliver([h.row() for h in todo])
+            except Exception:
+                log.exception("held alerts: delivery failed unexpectedly sink=%s", sink.name)
                 break
             now = self._wall()
-            payload = stamp_alert(
-                held.body, seq=held.seq, emitted_wall_s=now, delayed=now - held.created_wall > DELAYED_AFTER_S
-            )
-            try:
-                await transport.publish(held.topic, payload, qos=1, retain=False)
-            except TransportError as exc:
-                log.debug("held alert not published yet alert_id=%s error=%s", held.alert_id, exc)
+            by_seq = {h.seq: h for h in todo}
+            for seq in report.delivered:
+                by_seq[seq].delivered[sink.name] = now
+            for seq, reason in report.rejected.items():
+                by_seq[seq].rejected[sink.name] = reason
+                log.error(
+                    "held alert refused for good by a sink; still delivered by the others",
+                    extra={"sink": sink.name, "alert_id": by_seq[seq].alert_id, "error": reason},
+                )
+            sent += len(report.delivered)
+            if drainer.count_published:
+                self._metrics.outbox_published.inc(len(report.delivered))
+            if report.finished() < len(todo):
+                log.debug("held alert not delivered yet sink=%s error=%s", sink.name, report.error)
                 break
-            held.published_wall = now
-            self._metrics.outbox_published.inc()
-            sent += 1
         return sent
 
     async def commit_held(self) -> bool:
@@ -203,9 +226,9 @@ class AlertIntake:
             try:
                 await asyncio.to_thread(self._commit, batch)
             except OutboxFullError:
-                # The disk works but undelivered alerts fill the outbox. What the broker never took stays held
-                # until there is room; what it took is delivered, so only its audit copy is given up.
-                if batch[0].published_wall is None:
+                # The disk works but undelivered alerts fill the outbox. What some sink has not taken yet stays
+                # held until there is room; what every sink took is delivered, so only its audit copy is given up.
+                if not batch[0].finished_by_all(self._sink_names()):
                     return False
                 log.error("outbox full: not keeping the audit copy of a delivered alert alert_id=%s", batch[0].alert_id)
                 batch = batch[:1]
@@ -220,9 +243,15 @@ class AlertIntake:
             self._update_metrics()
             log.warning("outbox available again; every held alert is committed")
             await self._on_availability(True)
-        if self._drainer is not None:
-            self._drainer.notify()
+        self._notify_drainers()
         return True
+
+    def _sink_names(self) -> list[str]:
+        return [d.sink.name for d in self._drainers]
+
+    def _notify_drainers(self) -> None:
+        for drainer in self._drainers:
+            drainer.notify()
 
     def _commit(self, batch: list[HeldAlert]) -> None:
         seqs = self._outbox.add_many([(h.topic, h.body, h.alert_id, h.created_wall) for h in batch])
@@ -233,26 +262,33 @@ class AlertIntake:
                     "held alert stored with another seq alert_id=%s held=%d stored=%d", held.alert_id, held.seq, seq
                 )
         self._held.committed_up_to(max(seqs))
-        published = [(seq, h.published_wall) for h, seq in zip(batch, seqs, strict=True) if h.published_wall]
-        if published:
-            # The earliest publish time of the batch: in ack mode an unacknowledged one is re-sent no later.
-            self._outbox.mark_published_many([seq for seq, _ in published], now_wall=min(w for _, w in published))
+        for sink in self._sink_names():
+            delivered = [(seq, h.delivered[sink]) for h, seq in zip(batch, seqs, strict=True) if sink in h.delivered]
+            if delivered:
+                # The earliest delivery time of the batch: in ack mode an unacknowledged one is re-sent no later.
+                when = min(w for _, w in delivered)
+                self._outbox.mark_published_many([seq for seq, _ in delivered], sink=sink, now_wall=when)
+            rejected = {seq: h.rejected[sink] for h, seq in zip(batch, seqs, strict=True) if sink in h.rejected}
+            if rejected:
+                self._outbox.mark_rejected_many(rejected, sink=sink)
 
     def wake(self) -> None:
-        """The broker (re)connected: publish what is held now."""
+        """A sink became available (the broker (re)connected): deliver what is held now."""
         self._wake.set()
 
     async def flush(self) -> None:
-        """Shutdown: one attempt to publish and commit what is held; report what would be lost."""
+        """Shutdown: one attempt to deliver and commit what is held; report what would be lost."""
         if not len(self._held):
             return
         await self.publish_held()
         await self.commit_held()
-        unpublished = len(self._held.unpublished())
-        if unpublished:
-            log.critical(
-                "stopping with alerts neither committed nor published: they are lost", extra={"count": unpublished}
-            )
+        for sink in self._sink_names():
+            missed = len(self._held.unfinished(sink))
+            if missed:
+                log.critical(
+                    "stopping with alerts neither committed nor delivered: they are lost for this sink",
+                    extra={"count": missed, "sink": sink},
+                )
 
     def _update_metrics(self) -> None:
         self._metrics.set_held(len(self._held), available=self._available)

@@ -2,8 +2,9 @@
 
 Why: the outbox promises that an outage delays an alert and never loses it, but that promise rests on the
 disk. When the disk itself fails, dropping the alert (as a log line nobody reads at 3 a.m.) is the worst
-answer: the broker may be perfectly reachable. So an alert that cannot be committed is held here, published
-at once when connected, and committed (marked published if it already was) when the disk recovers.
+answer: the broker may be perfectly reachable. So an alert that cannot be committed is held here, delivered
+at once to every sink that is available, and committed (with each sink's delivery recorded) when the disk
+recovers.
 
 Order: while anything is held, every new alert is held too, behind it, so alerts reach the outbox in the
 order they were raised. Each held alert gets the sequence number the outbox would have given it (the next
@@ -16,19 +17,34 @@ and report it as lost. Not thread-safe: used from the event loop only.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gaitwatch.daemon.outbox import OutboxRow
 
 
 @dataclass(slots=True)
 class HeldAlert:
-    """One alert waiting for the disk. ``published_wall``: when the broker took it (None: not yet)."""
+    """One alert waiting for the disk. ``delivered``: sink name -> when that sink took it; ``rejected``: sink
+    name -> why that sink's receiver refused it for good."""
 
     topic: str
     body: bytes
     alert_id: str
     seq: int
     created_wall: float
-    published_wall: float | None = None
+    delivered: dict[str, float] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+    def finished_by(self, sink: str) -> bool:
+        return sink in self.delivered or sink in self.rejected
+
+    def finished_by_all(self, sinks: Iterable[str]) -> bool:
+        return all(self.finished_by(s) for s in sinks)
+
+    def row(self) -> OutboxRow:
+        """As the outbox row it will become (same ``seq``), for a sink's ``deliver``."""
+        return OutboxRow(self.seq, self.alert_id, self.topic, self.body, self.created_wall)
 
 
 class HeldAlerts:
@@ -61,8 +77,9 @@ class HeldAlerts:
         self._queue.append(held)
         return held
 
-    def unpublished(self) -> list[HeldAlert]:
-        return [h for h in self._queue if h.published_wall is None]
+    def unfinished(self, sink: str) -> list[HeldAlert]:
+        """Held alerts ``sink`` has neither delivered nor refused, oldest first."""
+        return [h for h in self._queue if not h.finished_by(sink)]
 
     def first(self, n: int) -> list[HeldAlert]:
         """The ``n`` oldest alerts (fewer if fewer are held), oldest first."""

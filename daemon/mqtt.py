@@ -6,8 +6,9 @@ configured topics, and reconnects after any failure with capped exponential back
 keeps running while the broker is down: alerts wait in the outbox, ``publish`` raises ``NotConnectedError``.
 ``close()`` publishes "offline" itself and disconnects cleanly (a clean DISCONNECT suppresses the Will).
 
-``OutboxDrainer`` moves alerts from the outbox to the broker: in ``seq`` order, QoS 1, and a row is marked
-published only after the broker's PUBACK. A PUBACK only says the broker took the message (and aiomqtt 2.x
+``MqttSink`` is the broker as an ``AlertSink`` (``gaitwatch.daemon.sinks``), and ``OutboxDrainer`` its drainer:
+it moves alerts from the outbox to the broker in ``seq`` order, QoS 1, and a row is marked published (its
+``mqtt`` delivery) only after the broker's PUBACK. A PUBACK only says the broker took the message (and aiomqtt 2.x
 reports success even for MQTT 5 "not authorized" acks, which this adapter detects and turns into
 ``PublishRejectedError``), so integrators must de-duplicate on ``alert_id`` and may close the loop with an
 ack topic (``republish_after_s``).
@@ -39,14 +40,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gaitwatch.daemon.backoff import backoff_delays
+from gaitwatch.daemon.drainer import SinkDrainer
 from gaitwatch.daemon.metrics import DaemonMetrics
-from gaitwatch.daemon.outbox import Outbox, OutboxError, OutboxRow
+from gaitwatch.daemon.outbox import MQTT_SINK, Outbox, OutboxRow
 from gaitwatch.daemon.payloads import stamp_alert
+from gaitwatch.daemon.sinks import DeliveryReport
 
 __all__ = [
     "AlertTransport",
     "MqttConfig",
     "MqttConfigError",
+    "MqttSink",
     "MqttTransport",
     "NotConnectedError",
     "OutboxDrainer",
@@ -102,7 +106,7 @@ class MqttConfigError(ValueError):
 
 
 class AlertTransport(Protocol):
-    """What the drainer and the service need from a message transport (MQTT today, anything tomorrow)."""
+    """What ``MqttSink`` and the service need from a message transport (the broker connection)."""
 
     @property
     def connected(self) -> bool: ...
@@ -465,8 +469,65 @@ class MqttTransport:
         self._last_error = reason
 
 
-class OutboxDrainer:
-    """Publishes outbox rows in ``seq`` order with QoS 1 and marks them published after the PUBACK.
+class MqttSink:
+    """The MQTT broker as an ``AlertSink``: each row is completed with ``stamp_alert`` (``seq``, ``emitted_at``,
+    ``delayed``) and published QoS 1 to its topic; the rows of one ``deliver`` call are published concurrently,
+    started in ``seq`` order on one connection (which the broker keeps), and the acknowledged prefix is what
+    counts as delivered. ``delayed_after_s``: a row sent later than this after it was stored carries
+    ``delayed: true``.
+
+    The connection belongs to the transport, which also carries status and gait messages: ``close`` leaves it
+    to its owner (the service closes it after the last flush).
+    """
+
+    def __init__(
+        self,
+        transport: AlertTransport,
+        *,
+        delayed_after_s: float = 5.0,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._transport = transport
+        self._delayed_after_s = delayed_after_s
+        self._wall = wall_clock
+
+    @property
+    def name(self) -> str:
+        return MQTT_SINK
+
+    @property
+    def available(self) -> bool:
+        return self._transport.connected
+
+    async def wait_available(self, timeout_s: float | None = None) -> bool:
+        return await self._transport.wait_connected(timeout_s)
+
+    async def deliver(self, rows: Sequence[OutboxRow]) -> DeliveryReport:
+        """Publish ``rows`` (started in ``seq`` order); the acknowledged prefix is delivered. A transport
+        failure ends the prefix (``error``); anything else is a bug and propagates."""
+        results = await asyncio.gather(*(self._publish_row(row) for row in rows), return_exceptions=True)
+        done: list[int] = []
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, TransportError):
+                    raise result
+                return DeliveryReport(delivered=tuple(done), error=str(result))
+            done.append(row.seq)
+        return DeliveryReport(delivered=tuple(done))
+
+    async def _publish_row(self, row: OutboxRow) -> None:
+        now = self._wall()
+        delayed = now - row.created_wall > self._delayed_after_s
+        payload = stamp_alert(row.payload, seq=row.seq, emitted_wall_s=now, delayed=delayed)
+        await self._transport.publish(row.topic, payload, qos=1, retain=False)
+
+    async def close(self) -> None:
+        return None
+
+
+class OutboxDrainer(SinkDrainer):
+    """The MQTT sink's drainer: publishes outbox rows in ``seq`` order with QoS 1 and marks them published
+    after the PUBACK.
 
     Up to ``max_in_flight`` rows are published at once (sent in ``seq`` order on one connection, which the
     broker keeps); only the unbroken prefix of acknowledged rows is marked, so after a failure everything
@@ -493,152 +554,18 @@ class OutboxDrainer:
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1; got {max_in_flight}")
-        self._outbox = outbox
-        self._transport = transport
-        self._max_in_flight = max_in_flight
-        self._idle_poll_s = idle_poll_s
-        self._delayed_after_s = delayed_after_s
-        self._republish_after_s = republish_after_s
-        self._retry = (retry_initial_s, retry_max_s)
-        self._metrics = metrics
-        self._wall = wall_clock
-        self._rng = rng or random.Random()
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._stop_event = asyncio.Event()
-        self._last_error: str | None = None
-
-    @property
-    def last_error(self) -> str | None:
-        """Why the last publish or outbox access failed; None once a pass went through."""
-        return self._last_error
-
-    def notify(self) -> None:
-        """Something was added to the outbox: drain now instead of at the next poll."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Ask ``run`` to return once the pass under way is finished (its acknowledged rows marked), so that a
-        shutdown neither waits for the next poll nor re-sends rows whose PUBACK already arrived."""
-        self._stopping = True
-        self._stop_event.set()
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Drain until ``stop()``; survives broker outages and storage errors (logged, retried with
-        backoff)."""
-        delays: Iterator[float] | None = None
-        while not self._stopping:
-            self._wake.clear()
-            if not self._connected():
-                # Waiting for the connection (not a backoff sleep) resumes as soon as the broker is back.
-                await self._update_metrics()
-                await self._transport.wait_connected(self._idle_poll_s)
-                continue
-            try:
-                sent, failed = await self._drain_pass()
-            except Exception:
-                # A bug must not stop alert delivery for the daemon's lifetime: log it, back off, retry.
-                _LOG.exception("unexpected error while draining the outbox")
-                sent, failed = 0, True
-            await self._update_metrics()
-            if failed and self._connected():
-                # Connected but failing (rejected, timing out): back off so a broken broker is not hammered.
-                delays = delays or backoff_delays(*self._retry, self._rng)
-                await self._sleep(next(delays))
-                continue
-            if failed:
-                continue
-            delays = None
-            if sent == 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._idle_poll_s):
-                        await self._wake.wait()
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, cut short by ``stop()`` (not by new alerts: a backoff must not shrink in a burst)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop_event.wait()
-
-    def _connected(self) -> bool:
-        # A method, not the property inline: the state changes across awaits, which type narrowing ignores.
-        return self._transport.connected
-
-    async def drain_once(self) -> int:
-        """Publish what is pending now until done or the first failure; returns rows published. For a
-        last flush at shutdown (wrap it in a timeout)."""
-        sent, _ = await self._drain_pass()
-        await self._update_metrics()
-        return sent
-
-    async def _drain_pass(self) -> tuple[int, bool]:
-        sent = 0
-        try:
-            while True:
-                rows = await asyncio.to_thread(self._outbox.pending, self._max_in_flight)
-                republishing = False
-                if not rows and self._republish_after_s is not None:
-                    cutoff = self._wall() - self._republish_after_s
-                    rows = await asyncio.to_thread(self._outbox.unacked, cutoff, self._max_in_flight)
-                    republishing = True
-                if not rows:
-                    self._last_error = None
-                    return sent, False
-                done = await self._publish_batch(rows)
-                if done:
-                    now = self._wall()
-                    # A re-sent row's published time moves on, so it is re-sent again only after another
-                    # republish_after_s without an ack.
-                    await asyncio.to_thread(self._outbox.mark_published_many, [r.seq for r in done], now_wall=now)
-                    sent += len(done)
-                    if self._metrics is not None:
-                        self._metrics.outbox_published.inc(len(done))
-                        if republishing:
-                            self._metrics.outbox_republished.inc(len(done))
-                if len(done) < len(rows):
-                    return sent, True
-                self._last_error = None
-        except OutboxError as exc:
-            self._log_error("outbox error while draining", str(exc))
-            return sent, True
-
-    async def _publish_batch(self, rows: list[OutboxRow]) -> list[OutboxRow]:
-        """Publish rows concurrently (started in seq order); return the acknowledged prefix."""
-        results = await asyncio.gather(*(self._publish_row(row) for row in rows), return_exceptions=True)
-        done: list[OutboxRow] = []
-        for row, result in zip(rows, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, TransportError):
-                    raise result
-                self._log_error("alert not delivered yet; will retry", str(result), seq=row.seq)
-                break
-            done.append(row)
-        return done
-
-    async def _publish_row(self, row: OutboxRow) -> None:
-        now = self._wall()
-        delayed = now - row.created_wall > self._delayed_after_s
-        payload = stamp_alert(row.payload, seq=row.seq, emitted_wall_s=now, delayed=delayed)
-        await self._transport.publish(row.topic, payload, qos=1, retain=False)
-
-    async def _update_metrics(self) -> None:
-        if self._metrics is None:
-            return
-        try:
-            stats = await asyncio.to_thread(self._outbox.stats, self._wall())
-        except OutboxError as exc:
-            self._log_error("cannot read outbox size", str(exc))
-            return
-        self._metrics.set_outbox(stats.pending, stats.oldest_pending_age_s)
-        self._metrics.set_outbox_rows(stats.rows, stats.unacked)
-
-    def _log_error(self, message: str, error: str, **extra: object) -> None:
-        if error != self._last_error:
-            _LOG.warning(message, extra={"error": error, **extra})
-            self._last_error = error
-        else:
-            _LOG.debug(message, extra={"error": error, **extra})
+        super().__init__(
+            outbox,
+            MqttSink(transport, delayed_after_s=delayed_after_s, wall_clock=wall_clock),
+            max_batch=max_in_flight,
+            idle_poll_s=idle_poll_s,
+            republish_after_s=republish_after_s,
+            retry_initial_s=retry_initial_s,
+            retry_max_s=retry_max_s,
+            metrics=metrics,
+            wall_clock=wall_clock,
+            rng=rng,
+        )
 
 
 @contextlib.asynccontextmanager

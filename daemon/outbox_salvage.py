@@ -4,28 +4,39 @@ A corrupt outbox stops the daemon at start-up (exit 73): it must not run on a da
 stores. Its pending alerts are still on disk, mostly readable: ``salvage`` reads every row it can, in ranges of
 ``seq`` that it halves around unreadable pages (one bad page costs the few rows on it, not the table), moves
 the damaged files aside (kept, never deleted: they are evidence), and writes the rows into a fresh outbox with
-their original ``seq``, ids, payloads and delivery state, so integrators see the same alerts, and new ones
-continue the sequence.
+their original ``seq``, ids, payloads and per-sink delivery state, so integrators see the same alerts, and new
+ones continue the sequence.
+
+Both layouts are read: schema 3 (``deliveries`` rows per sink, read in ranges like the alerts) and schema 1-2
+(``published_wall``/``acked_wall`` columns: the ``mqtt`` sink's state). A row whose delivery state cannot be
+read is owed again to every sink seen in the file (``mqtt`` at least): re-sent, a duplicate at worst, never a
+loss (the FHIR sink's conditional create turns its duplicate into a no-op).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from gaitwatch.daemon.outbox import Outbox, OutboxRow
+from gaitwatch.daemon.outbox import MQTT_SINK, DeliveryState, Outbox, OutboxRow, SinkPolicy, delivery_state
 
 # Rows read per query; halved around unreadable pages down to single rows.
 _CHUNK = 512
-_COLUMNS = "seq, alert_id, topic, payload, created_wall, published_wall, acked_wall"
+_ROW_COLUMNS = "seq, alert_id, topic, payload, created_wall"
+_LEGACY_COLUMNS = "seq, published_wall, acked_wall"
+_DELIVERY_COLUMNS = "seq, sink, delivered_at, acked_at, attempts, next_attempt_at, rejected_at, last_error"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class SalvageReport:
     salvaged: int  # rows copied into the fresh outbox
-    pending: int  # of those, not yet published
+    pending: int  # of those, not yet delivered to every sink they are owed to
     unreadable: int  # seq values in the readable range whose rows could not be read (some may never have existed)
     moved_to: Path | None  # where the damaged files went (None: the outbox was healthy, nothing was done)
 
@@ -47,20 +58,21 @@ def salvage(path: Path, max_rows: int, *, now_wall: float | None = None) -> Salv
     lock (no daemon running on it)."""
     if is_healthy(path):
         return SalvageReport(0, 0, 0, None)
-    rows, last_seq, unreadable = _read_rows(path)
+    rows, states, last_seq, unreadable = _read_outbox(path)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now_wall))
     moved = path.with_name(f"{path.name}.corrupt-{stamp}")
     for suffix in ("", "-wal", "-shm"):
         source = Path(f"{path}{suffix}")
         if source.exists():
             source.rename(Path(f"{moved}{suffix}"))
-    with Outbox(path, max(max_rows, len(rows))) as fresh:
-        fresh.restore(rows, last_seq=last_seq)
-    pending = sum(1 for r in rows if r.published_wall is None)
+    sinks = sorted({MQTT_SINK, *(d.sink for d in states)})
+    with Outbox(path, max(max_rows, len(rows)), sinks=[SinkPolicy(s) for s in sinks]) as fresh:
+        fresh.restore(rows, states, last_seq=last_seq)
+        pending = fresh.pending_count()
     return SalvageReport(len(rows), pending, unreadable, moved)
 
 
-def _read_rows(path: Path) -> tuple[list[OutboxRow], int, int]:
+def _read_outbox(path: Path) -> tuple[list[OutboxRow], list[DeliveryState], int, int]:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     except sqlite3.Error as exc:
@@ -72,11 +84,25 @@ def _read_rows(path: Path) -> tuple[list[OutboxRow], int, int]:
                 f"{path}: no outbox table could be read (not a gaitwatch outbox, or its first pages are lost)"
             )
         rows: list[OutboxRow] = []
-        unreadable = _read_range(conn, 1, top, rows)
+        unreadable = _read_range(conn, f"SELECT {_ROW_COLUMNS} FROM outbox", _row, 1, top, rows)
         rows.sort(key=lambda r: r.seq)
-        return rows, top, unreadable
+        states: list[DeliveryState] = []
+        if _readable(conn, f"SELECT {_LEGACY_COLUMNS} FROM outbox WHERE 0"):
+            _read_range(conn, f"SELECT {_LEGACY_COLUMNS} FROM outbox", _legacy_state, 1, top, states)
+        elif _readable(conn, f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE 0"):
+            _read_range(conn, f"SELECT {_DELIVERY_COLUMNS} FROM deliveries", delivery_state, 1, top, states)
+        salvaged = {r.seq for r in rows}
+        return rows, [d for d in states if d.seq in salvaged], top, unreadable
     finally:
         conn.close()
+
+
+def _readable(conn: sqlite3.Connection, sql: str) -> bool:
+    try:
+        conn.execute(sql).fetchall()
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def _highest_seq(conn: sqlite3.Connection) -> int | None:
@@ -91,44 +117,63 @@ def _highest_seq(conn: sqlite3.Connection) -> int | None:
     return max(found) if found else None
 
 
-def _read_range(conn: sqlite3.Connection, low: int, high: int, out: list[OutboxRow]) -> int:
-    """Read rows with ``low <= seq <= high`` into ``out``; returns how many seq values could not be read."""
+def _read_range(
+    conn: sqlite3.Connection,
+    select: str,
+    parse: Callable[[tuple[object, ...]], T],
+    low: int,
+    high: int,
+    out: list[T],
+) -> int:
+    """Read what ``select`` finds with ``low <= seq <= high`` into ``out``; returns how many seq values could
+    not be read."""
     unreadable = 0
     start = low
     while start <= high:
         end = min(high, start + _CHUNK - 1)
-        unreadable += _read_chunk(conn, start, end, out)
+        unreadable += _read_chunk(conn, select, parse, start, end, out)
         start = end + 1
     return unreadable
 
 
-def _read_chunk(conn: sqlite3.Connection, low: int, high: int, out: list[OutboxRow]) -> int:
+def _read_chunk(
+    conn: sqlite3.Connection,
+    select: str,
+    parse: Callable[[tuple[object, ...]], T],
+    low: int,
+    high: int,
+    out: list[T],
+) -> int:
     try:
-        fetched = conn.execute(
-            f"SELECT {_COLUMNS} FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq", (low, high)
-        ).fetchall()
-        rows = [_row(r) for r in fetched]
+        fetched = conn.execute(f"{select} WHERE seq BETWEEN ? AND ? ORDER BY seq", (low, high)).fetchall()
+        parsed = [parse(r) for r in fetched]
     except (sqlite3.Error, TypeError, ValueError):
         if low == high:
             return 1
         middle = (low + high) // 2
-        return _read_chunk(conn, low, middle, out) + _read_chunk(conn, middle + 1, high, out)
-    out.extend(rows)
+        return _read_chunk(conn, select, parse, low, middle, out) + _read_chunk(
+            conn, select, parse, middle + 1, high, out
+        )
+    out.extend(parsed)
     return 0
 
 
 def _row(r: tuple[object, ...]) -> OutboxRow:
-    seq, alert_id, topic, payload, created, published, acked = r
+    seq, alert_id, topic, payload, created = r
     if not isinstance(alert_id, str) or not isinstance(topic, str) or not isinstance(payload, bytes):
         raise ValueError("damaged row")
-    return OutboxRow(
+    return OutboxRow(int(_number(seq)), alert_id, topic, payload, _number(created))
+
+
+def _legacy_state(r: tuple[object, ...]) -> DeliveryState:
+    """Schema 1-2: the row's own published/acked times are its ``mqtt`` delivery."""
+    seq, published, acked = r
+    return DeliveryState(
         int(_number(seq)),
-        alert_id,
-        topic,
-        payload,
-        _number(created),
+        MQTT_SINK,
         None if published is None else _number(published),
         None if acked is None else _number(acked),
+        attempts=0 if published is None else 1,
     )
 
 

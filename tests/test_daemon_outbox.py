@@ -15,13 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gaitwatch.daemon.outbox import Outbox, OutboxFullError, OutboxStats, OutboxStorageError
+from gaitwatch.daemon.outbox import Outbox, OutboxFullError, OutboxStats, OutboxStorageError, SinkPolicy
 
 T0 = 1_700_000_000.0  # a fixed wall time, so ages are exact
 
 
-def make(tmp_path: Path, max_rows: int = 100, **kwargs: bool) -> Outbox:
-    return Outbox(tmp_path / "outbox.sqlite", max_rows, **kwargs)
+def make(tmp_path: Path, max_rows: int = 100, *, ack_required: bool = False) -> Outbox:
+    return Outbox(tmp_path / "outbox.sqlite", max_rows, ack_required=ack_required)
 
 
 def body(alert_id: str) -> bytes:
@@ -362,10 +362,210 @@ def test_an_outbox_written_before_ack_tokens_is_migrated_in_place(tmp_path: Path
         assert box.mark_acked("h:b:1", migrated["ack_token"])
         assert box.add("t", body("new"), "new") == 9, "seq continues"
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_without_ack_mode_nothing_counts_as_awaiting_an_ack(tmp_path: Path) -> None:
     with make(tmp_path) as box:
         box.mark_published(box.add("t", body("a"), "a", now_wall=T0), now_wall=T0 + 1)
         assert box.stats(T0 + 2) == OutboxStats(pending=0, oldest_pending_age_s=0.0, unacked=0, rows=1)
+
+
+# -- per-sink delivery state (schema 3, issue 15) ------------------------------------------------------------
+
+# The schema exactly as the version before per-sink delivery state (schema 2) wrote it.
+SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id       TEXT    NOT NULL UNIQUE,
+    topic          TEXT    NOT NULL,
+    payload        BLOB    NOT NULL,
+    created_wall   REAL    NOT NULL,
+    published_wall REAL,
+    acked_wall     REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_wall IS NULL;
+CREATE TABLE IF NOT EXISTS write_probe (data BLOB NOT NULL);
+"""
+
+
+def _write_schema_2(path: Path) -> dict[int, tuple[str, bytes, float | None, float | None]]:
+    """An outbox as schema 2 leaves it: pending, published-unacked and acknowledged rows, and a high-water mark
+    above the last row (rows 10-12 were cleaned up). Returns seq -> (alert_id, payload, published, acked)."""
+    rows: dict[int, tuple[str, bytes, float | None, float | None]] = {
+        7: ("h:b:7", body("h:b:7"), None, None),
+        8: ("h:b:8", body("h:b:8"), T0 + 1, None),
+        9: ("h:b:9", body("h:b:9"), T0 + 2, T0 + 3),
+        13: ("other", b"not an alert", None, None),
+    }
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA_2)
+        for seq, (alert_id, payload, published, acked) in rows.items():
+            db.execute(
+                "INSERT INTO outbox (seq, alert_id, topic, payload, created_wall, published_wall, acked_wall) "
+                "VALUES (?, ?, 'gaitwatch/v1/ward/pc1/alert', ?, ?, ?, ?)",
+                (seq, alert_id, payload, T0, published, acked),
+            )
+        db.execute("UPDATE sqlite_sequence SET seq = 16 WHERE name = 'outbox'")
+        db.execute("PRAGMA user_version=2")
+    finally:
+        db.close()
+    return rows
+
+
+def test_an_outbox_written_by_schema_2_is_migrated_in_place_to_per_sink_deliveries(tmp_path: Path) -> None:
+    """Schema 2 -> 3: every row stays (same seq, id, topic, payload bytes, creation time), its published/acked
+    state becomes its ``mqtt`` delivery, and the sequence continues above the old high-water mark. A sink
+    configured at the same time (fhir) is owed only the alerts stored from then on."""
+    path = tmp_path / "outbox.sqlite"
+    before = _write_schema_2(path)
+    sinks = [SinkPolicy("mqtt", ack_required=True), SinkPolicy("fhir")]
+    with Outbox(path, 100, sinks=sinks) as box:
+        assert box.row_count() == 4 and box.last_seq() == 16
+        assert [(r.seq, r.alert_id, r.payload) for r in box.pending(10)] == [
+            (7, "h:b:7", before[7][1]),
+            (13, "other", b"not an alert"),
+        ]
+        assert all(r.topic == "gaitwatch/v1/ward/pc1/alert" and r.created_wall == T0 for r in box.pending(10))
+        assert [(r.seq, r.published_wall) for r in box.unacked(T0 + 10, 10)] == [(8, T0 + 1)]
+        for seq, (_, _, published, acked) in before.items():
+            (state,) = box.deliveries(seq)
+            assert (state.sink, state.delivered_wall, state.acked_wall) == ("mqtt", published, acked)
+            assert state.attempts == (0 if published is None else 1)
+        assert box.pending(10, sink="fhir") == [], "alerts stored before the fhir sink existed are not owed to it"
+        assert box.stats(T0 + 5) == OutboxStats(pending=2, oldest_pending_age_s=5.0, unacked=1, rows=4)
+        # The migrated state works: the published row can be acknowledged, the acknowledged one cleaned up.
+        assert box.mark_acked("h:b:8", token("h:b:8"), now_wall=T0 + 4)
+        assert box.cleanup(60.0, now_wall=T0 + 1000) == 2
+        assert {r.seq for r in box.pending(10)} == {7, 13}
+        new = box.add("t", body("new"), "new", now_wall=T0)
+        assert new == 17, "seq continues above every seq given before"
+        assert [d.sink for d in box.deliveries(new)] == ["fhir", "mqtt"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+        assert columns == {"seq", "alert_id", "topic", "payload", "created_wall"}
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'outbox_unpublished'").fetchall() == []
+    with Outbox(path, 100, sinks=sinks) as box:  # opening a migrated file again changes nothing
+        assert box.row_count() == 3 and box.last_seq() == 17
+
+
+def test_a_schema_2_outbox_opened_without_ack_mode_keeps_published_rows_delivered(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    _write_schema_2(path)
+    with Outbox(path, 100) as box:
+        assert [r.seq for r in box.pending(10)] == [7, 13]
+        assert box.cleanup(0.0, now_wall=T0 + 10) == 2  # 8 and 9 were published: done without acks
+
+
+def _two_sinks(tmp_path: Path, max_rows: int = 100, *, ack: bool = False) -> Outbox:
+    return Outbox(tmp_path / "outbox.sqlite", max_rows, sinks=[SinkPolicy("mqtt", ack), SinkPolicy("fhir")])
+
+
+def test_each_sink_has_its_own_pending_rows(tmp_path: Path) -> None:
+    with _two_sinks(tmp_path) as box:
+        a, b = (box.add("t", body(i), i, now_wall=T0) for i in ("a", "b"))
+        box.mark_published(a, sink="mqtt", now_wall=T0 + 1)
+        assert [r.seq for r in box.pending(10, sink="mqtt")] == [b]
+        assert [r.seq for r in box.pending(10, sink="fhir")] == [a, b]
+        assert box.pending_count() == 2 and box.pending_count(sink="mqtt") == 1
+        stats = box.stats(T0 + 2)
+        assert stats.pending == 2 and dict(stats.pending_by_sink) == {"mqtt": 1, "fhir": 2}
+        box.mark_published_many([a, b], sink="fhir", now_wall=T0 + 3)
+        assert box.pending_count() == 1 and box.oldest_pending_age_s(T0 + 10) == 10.0
+
+
+def test_cleanup_deletes_a_row_only_once_every_configured_sink_delivered_it(tmp_path: Path) -> None:
+    with _two_sinks(tmp_path) as box:
+        seq = box.add("t", body("a"), "a", now_wall=T0)
+        box.mark_published(seq, sink="mqtt", now_wall=T0)
+        assert box.cleanup(0.0, now_wall=T0 + 100) == 0, "fhir has not delivered it"
+        box.mark_published(seq, sink="fhir", now_wall=T0 + 50)
+        assert box.cleanup(60.0, now_wall=T0 + 100) == 0, "delivered to fhir only 50 s ago"
+        assert box.cleanup(60.0, now_wall=T0 + 111) == 1
+        assert box.deliveries(seq) == []
+
+
+def test_cleanup_with_acks_waits_for_the_integrator_ack(tmp_path: Path) -> None:
+    with _two_sinks(tmp_path, ack=True) as box:
+        seq = box.add("t", body("a"), "a", now_wall=T0)
+        box.mark_published(seq, sink="mqtt", now_wall=T0)
+        box.mark_published(seq, sink="fhir", now_wall=T0)
+        assert box.cleanup(0.0, now_wall=T0 + 100) == 0
+        assert not box.mark_acked("a", token("a"), sink="fhir"), "acks are the mqtt sink's"
+        assert box.mark_acked("a", token("a"), now_wall=T0 + 1)
+        assert box.cleanup(0.0, now_wall=T0 + 100) == 1
+
+
+def test_a_refusal_stops_one_sink_only_and_does_not_pin_the_row(tmp_path: Path) -> None:
+    """A FHIR server answering 422 for an alert will answer 422 again: that sink stops offering it, MQTT still
+    delivers it, and the row can be cleaned up (its refusal stays recorded until then)."""
+    with _two_sinks(tmp_path) as box:
+        seq = box.add("t", body("a"), "a", now_wall=T0)
+        assert box.mark_rejected_many({seq: "HTTP 422: invalid"}, sink="fhir", now_wall=T0 + 1) == 1
+        assert box.pending(10, sink="fhir") == [] and [r.seq for r in box.pending(10)] == [seq]
+        fhir = next(d for d in box.deliveries(seq) if d.sink == "fhir")
+        assert fhir.rejected_wall == T0 + 1 and fhir.last_error == "HTTP 422: invalid" and fhir.attempts == 1
+        assert box.cleanup(0.0, now_wall=T0 + 100) == 0, "mqtt still owes it"
+        box.mark_published(seq, now_wall=T0 + 2)
+        assert box.cleanup(0.0, now_wall=T0 + 100) == 1
+
+
+def test_a_failed_try_is_recorded_and_the_row_stays_pending(tmp_path: Path) -> None:
+    with _two_sinks(tmp_path) as box:
+        seq = box.add("t", body("a"), "a", now_wall=T0)
+        assert box.mark_failed(seq, "connection refused", sink="fhir", retry_wall=T0 + 30)
+        assert box.mark_failed(seq, "HTTP 503", sink="fhir", retry_wall=T0 + 60)
+        fhir = next(d for d in box.deliveries(seq) if d.sink == "fhir")
+        assert (fhir.attempts, fhir.last_error, fhir.next_attempt_wall) == (2, "HTTP 503", T0 + 60)
+        assert [r.seq for r in box.pending(10, sink="fhir")] == [seq]
+        box.mark_published(seq, sink="fhir", now_wall=T0 + 61)
+        fhir = next(d for d in box.deliveries(seq) if d.sink == "fhir")
+        assert (fhir.attempts, fhir.last_error, fhir.next_attempt_wall) == (3, None, None)
+
+
+def test_a_full_outbox_evicts_only_rows_every_sink_finished(tmp_path: Path) -> None:
+    with _two_sinks(tmp_path, max_rows=2) as box:
+        a = box.add("t", b"x", "a")
+        b = box.add("t", b"x", "b")
+        box.mark_published_many([a, b], sink="mqtt")
+        with pytest.raises(OutboxFullError):
+            box.add("t", b"x", "c")  # the fhir server has neither yet
+        box.mark_published(b, sink="fhir")
+        box.add("t", b"x", "c")
+        assert [r.alert_id for r in box.pending(10, sink="fhir")] == ["a", "c"]
+
+
+def test_a_removed_sink_no_longer_holds_rows_and_an_added_one_gets_new_rows_only(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    with _two_sinks(tmp_path) as box:
+        old = box.add("t", b"x", "old", now_wall=T0)
+        box.mark_published(old, sink="mqtt", now_wall=T0)
+    with Outbox(path, 100) as box:  # fhir switched off: only mqtt counts
+        assert box.pending_count() == 0
+        assert box.cleanup(0.0, now_wall=T0 + 1) == 1
+        kept = box.add("t", b"x", "mqtt-only", now_wall=T0)
+    with _two_sinks(tmp_path) as box:  # fhir back on: owed what is stored from now on
+        assert box.pending(10, sink="fhir") == []
+        new = box.add("t", b"x", "new", now_wall=T0)
+        assert [r.seq for r in box.pending(10, sink="fhir")] == [new]
+        assert [r.seq for r in box.pending(10)] == [kept, new]
+
+
+def test_sink_names_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sink name"):
+        SinkPolicy("fhir'; DROP TABLE outbox; --")
+    with pytest.raises(ValueError, match="unique"):
+        Outbox(tmp_path / "o.sqlite", 10, sinks=[SinkPolicy("mqtt"), SinkPolicy("mqtt")])
+    with pytest.raises(ValueError, match="ack_required"):
+        Outbox(tmp_path / "o.sqlite", 10, ack_required=True, sinks=[SinkPolicy("mqtt")])
+
+
+def test_an_outbox_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version=4")
+    with pytest.raises(OutboxStorageError, match="newer gaitwatch"):
+        Outbox(path, 10)

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_daemon_outbox import SCHEMA_2
 from test_faults_harness import GUARD_S, Integrator, base_config, daemon, write_config
 
-from gaitwatch.daemon.outbox import Outbox, OutboxStorageError
+from gaitwatch.daemon.outbox import Outbox, OutboxStorageError, SinkPolicy
 from gaitwatch.daemon.outbox_salvage import salvage
 from gaitwatch.daemon.payloads import ClockMap, PublisherIdentity, technical_alert_body
 from gaitwatch.gait.types import AlertPhase
@@ -102,3 +104,51 @@ async def test_the_daemon_names_salvage_and_delivers_what_it_recovered(mosquitto
         await integrator.until(lambda: len(integrator.alert_ids() & set(ids)) == salvaged, "every salvaged alert")
         assert await d.stop() == 0
     assert {a["seq"] for a in integrator.alerts() if a["alert_id"] in ids} <= set(range(1, 121))
+
+
+def test_salvage_keeps_each_sinks_delivery_state(tmp_path: Path) -> None:
+    """Schema 3: the per-sink state of every salvaged row comes back as it was (mqtt published, fhir not yet;
+    a fhir refusal stays a refusal), so no sink re-sends what it delivered."""
+    path = tmp_path / "outbox.sqlite3"
+    ids = _write_outbox(path, 200)
+    sinks = [SinkPolicy("mqtt"), SinkPolicy("fhir")]
+    with Outbox(path, 10_000, sinks=sinks) as box:  # the rows predate fhir: give them a fhir state by hand
+        box._conn.execute("INSERT INTO deliveries (seq, sink) SELECT seq, 'fhir' FROM outbox")
+        box.mark_published_many(list(range(1, 101)), now_wall=1000.0)
+        box.mark_published_many(list(range(1, 51)), sink="fhir", now_wall=2000.0)
+        box.mark_rejected_many({199: "HTTP 422"}, sink="fhir", now_wall=3000.0)
+    _damage(path, (0.7, 0.75))
+    report = salvage(path, 10_000)
+    assert report.moved_to is not None and report.salvaged > 0
+    with Outbox(path, 10_000, sinks=sinks) as box:
+        mqtt = {r.seq for r in box.pending(1000)}
+        fhir = {r.seq for r in box.pending(1000, sink="fhir")}
+        salvaged = mqtt | fhir | set(range(1, 51))
+        assert all(seq not in mqtt for seq in range(1, 101)), "published rows are not re-sent over mqtt"
+        assert all(seq not in fhir for seq in range(1, 51)), "delivered rows are not re-sent to fhir"
+        assert {seq for seq in range(101, 201) if seq in salvaged} <= mqtt
+        if 199 in salvaged:
+            assert 199 not in fhir, "a refusal stays a refusal"
+        assert box.deliveries(10)[0].delivered_wall == 2000.0 and box.deliveries(10)[1].delivered_wall == 1000.0
+        assert all(box.pending(1000)[i].alert_id == ids[r - 1] for i, r in enumerate(sorted(mqtt)))
+
+
+def test_salvage_reads_a_schema_2_outbox(tmp_path: Path) -> None:
+    """A file damaged before its first open by this version (schema 2: published_wall/acked_wall columns) is
+    salvaged into schema 3 with its published state as the mqtt delivery."""
+    path = tmp_path / "outbox.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(SCHEMA_2)
+    for seq in range(1, 301):
+        published = 1000.0 if seq <= 150 else None
+        db.execute("INSERT INTO outbox VALUES (?, ?, 't', ?, 1.0, ?, NULL)", (seq, f"id-{seq}", b"x" * 300, published))
+    db.execute("PRAGMA user_version=2")
+    db.close()
+    _damage(path)
+    report = salvage(path, 10_000)
+    assert report.moved_to is not None and 0 < report.salvaged < 300
+    with Outbox(path, 10_000) as box:
+        pending = [r.seq for r in box.pending(1000)]
+        assert pending and all(seq > 150 for seq in pending), "published rows stay published"
+        assert report.pending == len(pending)
+        assert box.deliveries(1)[0].delivered_wall == 1000.0
