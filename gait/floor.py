@@ -278,6 +278,14 @@ class PinholeCamera:
         out[~front] = np.nan
         return out
 
+    def plane_to_image(self, height_m: float) -> NDArray[np.float64]:
+        """(3, 3) homography from points (X, Y) of the horizontal plane ``height_m`` above the floor (a mattress,
+        a seat) to image pixels."""
+        m: NDArray[np.float64] = (
+            self.k @ self.rotation @ np.c_[np.eye(3)[:, :2], np.array([0.0, 0.0, height_m]) - self.centre]
+        )
+        return m
+
     def floor_calibration(self) -> FloorCalibration:
         """The exact image <-> floor map of this camera (floor point (X, Y, 0) -> image: K R [e1 e2 -C])."""
         m = self.k @ self.rotation @ np.c_[np.eye(3)[:, :2], -self.centre]
@@ -329,6 +337,52 @@ def calibrate_from_camera(
         )
     cam = PinholeCamera.looking((0.0, 0.0, height_m), 90.0, tilt_deg, float(focal), (w, h), roll_deg)
     return cam.floor_calibration()
+
+
+def recover_camera(calibration: FloorCalibration, image_size: tuple[int, int]) -> PinholeCamera | None:
+    """The camera behind a floor map, assuming square pixels and the principal point at the image centre
+    (true for ward IP cameras without a zoom offset): focal length, rotation and position in the floor frame.
+
+    Needed for what is not on the floor: a bed's mattress or a chair's seat (``plane_to_image``). Zhang's
+    constraints on the floor's two axes (orthogonal, equally long after removing K) fix the focal length; they
+    are ill-conditioned for a camera looking straight down or with no perspective, and then None is returned
+    (nothing above the floor can be placed).
+    """
+    w, h = image_size
+    shift = np.array([[1.0, 0.0, -w / 2.0], [0.0, 1.0, -h / 2.0], [0.0, 0.0, 1.0]])
+    m = shift @ calibration.floor_to_image
+    m = m / float(np.linalg.norm(m[:, 0]))
+    (a1, a2, _), (b1, b2, _), (c1, c2, _) = m
+    # m1 . m2 = 0 and |m1| = |m2| after dividing the first two rows by f: two linear equations in 1 / f^2.
+    lhs = np.array([a1 * a2 + b1 * b2, a1 * a1 + b1 * b1 - a2 * a2 - b2 * b2])
+    rhs = -np.array([c1 * c2, c1 * c1 - c2 * c2])
+    norm = float(lhs @ lhs)
+    if norm < 1e-18:
+        return None
+    inv_f2 = float(lhs @ rhs) / norm  # least squares for 1 / f^2 in lhs * x = rhs
+    if not np.isfinite(inv_f2) or inv_f2 <= 0:
+        return None
+    f = float(1.0 / np.sqrt(inv_f2))
+    k = np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]])
+    rt = np.linalg.inv(k) @ calibration.floor_to_image
+    lam = 2.0 / (np.linalg.norm(rt[:, 0]) + np.linalg.norm(rt[:, 1]))
+    rt = rt * lam
+    if rt[2, 2] < 0:  # the floor's origin must be in front of the camera (positive depth)
+        rt = -rt
+    r1, r2, t = rt[:, 0], rt[:, 1], rt[:, 2]
+    r3 = np.cross(r1, r2)
+    rot = np.stack([r1, r2, r3], axis=1)
+    u, _, vt = np.linalg.svd(rot)  # nearest rotation: noise leaves r1, r2 not quite orthonormal
+    rot = u @ vt
+    centre = -rot.T @ t
+    if centre[2] <= 0:
+        # The floor frame is mirrored (X and Y entered left-handed): the camera came out below the floor. The
+        # mirror image of the scene is the same camera with z pointing down, so flip the third axis back.
+        rot = rot @ np.diag([1.0, 1.0, -1.0])
+        centre = -rot.T @ t
+        if centre[2] <= 0:
+            return None
+    return PinholeCamera(k, rot, np.asarray(centre, dtype=np.float64))
 
 
 # Which landmarks stand for each foot on the floor: the sole (heel and toe) first, the ankle as a fallback.
