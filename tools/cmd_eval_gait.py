@@ -1,6 +1,8 @@
 """``gaitwatch eval-gait``: leave-subjects-out evaluation of the gait classifier and of the gait measures.
 
-Usage: ``gaitwatch eval-gait LABELS.csv [--kind svm|gnb] [--folds K] [--model default|PATH] [--json OUT]`` (or
+Usage: ``gaitwatch eval-gait LABELS.csv [--kind svm|gnb] [--folds K] [--model default|PATH] [--json OUT]``
+(LABELS.csv: one row per recording, or clinicians' episode labels as ``train-gait`` reads them, grouped by
+recording; or
 ``--synthetic N [--fps F,...] [--views LO,HI]`` instead of LABELS.csv: generated subjects with pose noise over
 the range measured on real footage, side and oblique views 20-90 deg by default). The classifier is trained
 and tested K times with whole subjects held out (GroupKFold), so every prediction is for a person the model
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from gaitwatch.gait.model import GaitModel
+from gaitwatch.gait.offline.episodes import is_episode_file
 from gaitwatch.gait.offline.labels import cohen_kappa, labelled_windows, read_labels
 from gaitwatch.gait.offline.training import Evaluation, WindowSet, binary_summary, cross_validate
 from gaitwatch.gait.settings import GaitSettings
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     rows = None
     row_of: list[int] = []
     try:
-        if args.synthetic:
+        if args.synthetic or (args.labels is not None and is_episode_file(args.labels)):
             data, source = load_training_data(args, "eval-gait")
         else:
             if args.labels is None:
@@ -225,7 +228,7 @@ def _report(r: dict[str, Any]) -> str:
         )
     for key in ("cadence", "step_cv", "stride_cv"):
         unit = "spm" if key == "cadence" else "pp"
-        if f"{key}_mae_{unit}" in r:
+        if r.get(f"{key}_mae_{unit}") is not None:  # None: no ground truth (e.g. clinicians' episode labels)
             lines.append(
                 f"{key} error: MAE={_fmt(r[f'{key}_mae_{unit}'])} "
                 f"median={_fmt(r[f'{key}_median_ae_{unit}'])} {unit} (n={r[f'{key}_n']})"

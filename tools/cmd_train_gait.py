@@ -1,7 +1,10 @@
 """``gaitwatch train-gait``: fit the gait classifier and write it as a versioned JSON model (never a pickle).
 
 Usage: ``gaitwatch train-gait LABELS.csv [--out MODEL.json] [--kind svm|gnb] [--hop S]`` trains on the
-recordings a labels file lists (columns: recording, subject, label[, rater_label, pattern, ...]); ``gaitwatch
+recordings a labels file lists (columns: recording, subject, label[, rater_label, pattern, ...]) or on
+clinicians' episode labels from ``gaitwatch review`` (recording, subject, t_start, t_end, rater, label, pattern,
+note: each window takes the raters' majority call, ``unusable`` and ties are dropped, recordings are never split
+between training and test); ``gaitwatch
 train-gait --synthetic N [--seed S] [--fps F,...] [--views LO,HI]`` trains on N generated subjects instead,
 filmed with pose noise drawn over the range measured on real footage (``gaitwatch.gait.offline.synthetic.
 realistic_noise``) and walking in every direction by default. The shipped default model is made by
@@ -19,7 +22,8 @@ from typing import Any
 import sklearn
 
 from gaitwatch.gait.model import GaitModel
-from gaitwatch.gait.offline.labels import labelled_windows, read_labels
+from gaitwatch.gait.offline.episodes import is_episode_file, read_episodes
+from gaitwatch.gait.offline.labels import episode_windows, labelled_windows, read_labels
 from gaitwatch.gait.offline.training import WindowSet, fit_model, subject_specs, synthetic_windows
 from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.tools.cmd_synth import progress
@@ -71,6 +75,11 @@ def load_training_data(args: argparse.Namespace, what: str) -> tuple[WindowSet, 
         }
     if args.labels is None:
         raise ValueError("give LABELS.csv or --synthetic N")
+    if is_episode_file(args.labels):  # clinicians' episodes (gaitwatch review): majority call per window
+        episodes = read_episodes(args.labels)
+        data, _ = episode_windows(episodes, settings, hop_s=args.hop)
+        raters = len({e.rater for e in episodes})
+        return data, {"data": str(args.labels), "recordings": len({e.recording for e in episodes}), "raters": raters}
     rows = read_labels(args.labels)
     data, _ = labelled_windows(rows, settings, hop_s=args.hop)
     return data, {"data": str(args.labels), "recordings": len(rows)}

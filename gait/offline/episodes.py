@@ -137,16 +137,22 @@ def _subject_key(subject: str) -> tuple[int, str]:
     return (int(subject), "") if subject.isdigit() else (1 << 62, subject)
 
 
-def gait_label(episodes: Sequence[Episode], t0: float, t1: float) -> str | None:
-    """The gait label (normal / abnormal / unusable) of the episode covering most of ``[t0, t1]``, if it covers
-    at least half of it; ``episodes`` are one rater's for one person."""
+def covering_episode(episodes: Sequence[Episode], t0: float, t1: float) -> Episode | None:
+    """The gait episode (normal / abnormal / unusable) covering most of ``[t0, t1]``, if it covers at least half
+    of it; ``episodes`` are one rater's for one person. On a tie the first-listed episode keeps the window."""
     best, best_ov, half = None, 0.0, 0.5 * (t1 - t0)
     for e in episodes:
         if e.label in GAIT_LABELS:
             ov = e.overlap(t0, t1)
-            if ov >= half and ov > best_ov:  # on a tie the first-listed (earlier) episode keeps the window
-                best, best_ov = e.label, ov
+            if ov >= half and ov > best_ov:
+                best, best_ov = e, ov
     return best
+
+
+def gait_label(episodes: Sequence[Episode], t0: float, t1: float) -> str | None:
+    """The label of ``covering_episode`` (None when no gait episode covers half of the window)."""
+    e = covering_episode(episodes, t0, t1)
+    return None if e is None else e.label
 
 
 def majority(labels: Iterable[str | None]) -> str | None:

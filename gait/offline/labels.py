@@ -13,16 +13,15 @@ clinician's call, to measure agreement), optional ``pattern`` and ground truth `
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from collections import Counter
-
 import numpy as np
 
-from gaitwatch.gait.offline.replay import analyze_recording
 from gaitwatch.gait.offline.episodes import Episode, by_person, covering_episode, majority
+from gaitwatch.gait.offline.replay import analyze_recording
 from gaitwatch.gait.offline.training import WindowSet, window_set
 from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import GaitSettings
@@ -122,30 +121,25 @@ def episode_windows(
     dropped; the pattern is the raters' most frequent one. Every window of one recording gets the same group id
     (``WindowSet.subject``), so cross-validation splits by recording and therefore by person. Also returns, per
     window, the index of its recording in sorted order."""
-    settings = settings or GaitSettings()
+    settings = replace(settings or GaitSettings(), hop_s=hop_s)
     people = by_person(episodes)
     paths = {e.recording: e.path or Path(e.recording) for e in episodes}
     out: list[tuple[GaitMetrics, bool, str, int, dict[str, float]]] = []
     row_of: list[int] = []
     for group, recording in enumerate(sorted(paths)):
-        rec = Recording.load(paths[recording])
-        for tid in rec.tracks():
-            per_rater = people.get((recording, str(tid)))
-            if not per_rater:
+        for result in analyze_recording(Recording.load(paths[recording]), settings).windows:
+            m = result.metrics
+            per_rater = people.get((recording, str(m.track_id)))
+            if not per_rater or not m.valid:
                 continue
-            for win in sliding_windows(rec.track(tid), settings, hop_s):
-                t0, t1 = float(win.t[-1]) - settings.window_s, float(win.t[-1])
-                calls = [covering_episode(eps, t0, t1) for eps in per_rater.values()]
-                label = majority(c.label if c is not None else None for c in calls)
-                if label not in ("normal", "abnormal"):
-                    continue
-                m = analyze_window(win, settings)
-                if not m.valid:
-                    continue
-                patterns = Counter(c.pattern for c in calls if c is not None and c.label == label and c.pattern)
-                pattern = patterns.most_common(1)[0][0] if patterns else label
-                out.append((m, label == "abnormal", pattern, group, {}))
-                row_of.append(group)
+            calls = [covering_episode(eps, m.t_start, m.t_end) for eps in per_rater.values()]
+            label = majority(c.label if c is not None else None for c in calls)
+            if label not in ("normal", "abnormal"):
+                continue
+            patterns = Counter(c.pattern for c in calls if c is not None and c.label == label and c.pattern)
+            pattern = patterns.most_common(1)[0][0] if patterns else label
+            out.append((m, label == "abnormal", pattern, group, {}))
+            row_of.append(group)
     return window_set(out), row_of
 
 
