@@ -476,14 +476,21 @@ SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
 def test_collection_runs_the_real_pipeline_and_keeps_people_with_teacher_targets() -> None:
     from gaitwatch.pose.blazepose import BlazePoseBackend
     from gaitwatch.pose.offline.distill import CollectSettings, collect
-    from gaitwatch.tracking.hog import HogPersonDetector
-    from gaitwatch.tracking.tracker import Tracker
+    from gaitwatch.tools.cmd_record import offline_settings
+    from gaitwatch.tools.recorder import VideoRun, pipeline_run
 
     spec = StudentSpec()
-    # The first 4% of the clip (~32 frames, ~4.5 s at its true 7 fps).
+    # The first 4% of the clip (~32 frames, ~4.5 s at its true 7 fps), through the daemon's default pipeline.
     settings = CollectSettings(fps=7.0, end_fraction=0.04, background_per_s=2.0)
-    data = collect([SHARED_VIDEO], spec, BlazePoseBackend(), HogPersonDetector(), Tracker, settings)
+    daemon = offline_settings(None, SHARED_VIDEO)
+    data = collect([SHARED_VIDEO], spec, BlazePoseBackend(), pipeline_run(daemon), settings)
     people = data.track_id >= 0
+    # Exactly the crops the daemon's pipeline poses on these frames (its detector cadence, tracker, pose schedule,
+    # verification of new tracks, pose-derived boxes), frame by frame: the same pipeline run on its own.
+    run = VideoRun(SHARED_VIDEO, daemon, fps=7.0, pose=BlazePoseBackend())
+    crops = {r.frame.seq: r.pose_crops - r.recovery_crops for r in run.results(stop=int(data.frame.max()) + 1)}
+    collected = dict(zip(*np.unique(data.frame[people], return_counts=True), strict=True))
+    assert {k: v for k, v in crops.items() if v} == {int(k): int(v) for k, v in collected.items()}
     assert people.sum() >= 20 and (~people).sum() >= 3
     # Tracked boxes hold people (the teacher agrees), background boxes mostly do not.
     assert float(np.mean(data.presence[people] >= 0.5)) > 0.9

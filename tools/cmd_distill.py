@@ -3,8 +3,9 @@
 Usage: ``gaitwatch distill VIDEO... --out DIR [--json OUT] [--resume | --fresh] [--recollect] [--fps F]
 [--config TOML] [--epochs N] [--split auto|time|video] [--val-fraction 0.3] [--threads T] ...``
 
-1. Runs gaitwatch's own detector and tracker (built from ``--config`` when given, else the defaults) and the
-   BlazePose teacher over every VIDEO, caching the crops and teacher targets in ``DIR/data.npz`` (reused on
+1. Runs the daemon's own camera pipeline (built from ``--config`` when given, else the defaults: its detector
+   and cadence, tracker, pose schedule) with the BlazePose teacher as its pose model over every VIDEO, keeping
+   every crop the pipeline posed, caching the crops and teacher targets in ``DIR/data.npz`` (reused on
    the next run unless ``--recollect``; collection needs no torch).
 2. Splits by video (several videos) or by time (one video: the last ``--val-fraction`` of it is held out).
 3. Trains on the CPU with a progress bar, checkpointing every epoch to ``DIR/checkpoint.pt``; ``--resume``
@@ -33,7 +34,7 @@ from typing import Any, TextIO
 import cv2
 import numpy as np
 
-from gaitwatch.daemon.settings import ConfigError
+from gaitwatch.daemon.settings import ConfigError, Settings
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, PoseModelError
 from gaitwatch.pose.offline.distill import (
     CACHE_FILE,
@@ -54,9 +55,6 @@ from gaitwatch.pose.offline.distill import (
 )
 from gaitwatch.pose.student import StudentSpec, StudentUnavailableError, require_torch
 from gaitwatch.pose.student_backend import METADATA_FILE, StudentModelError
-from gaitwatch.tracking.detector import PersonDetector
-from gaitwatch.tracking.hog import HogPersonDetector, HogSettings
-from gaitwatch.tracking.tracker import Tracker, TrackerSettings
 
 # Crops timed for the speed figures (the bench's minimum is 100).
 SPEED_CROPS = 150
@@ -161,20 +159,11 @@ def _parse_input(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _pipeline_parts(args: argparse.Namespace) -> tuple[PersonDetector, TrackerSettings, CollectSettings]:
-    """Detector, tracker settings and collection settings: the site's config when given, else defaults."""
-    if args.config is None:
-        return HogPersonDetector(HogSettings()), TrackerSettings(), CollectSettings(fps=args.fps)
-    from gaitwatch.daemon.assembly import build_detector, tracker_settings
-    from gaitwatch.daemon.settings import load_settings
+def _pipeline_settings(args: argparse.Namespace) -> Settings:
+    """The daemon settings the collection pipeline is built from: the site's config when given, else defaults."""
+    from gaitwatch.tools.cmd_record import offline_settings
 
-    settings = load_settings(args.config)
-    collect_settings = CollectSettings(
-        fps=args.fps,
-        detect_interval_s=settings.detector.interval_s,
-        min_presence=settings.pose.min_presence,
-    )
-    return build_detector(settings), tracker_settings(settings), collect_settings
+    return offline_settings(args.config, Path(args.videos[0]))
 
 
 def _cached(path: Path, videos: list[Path], spec: StudentSpec, fps: float | None) -> DistillData | None:
@@ -198,6 +187,9 @@ def _cached(path: Path, videos: list[Path], spec: StudentSpec, fps: float | None
 
 def run_distill(args: argparse.Namespace) -> int:
     """Entry point of ``distill``; returns the process exit code."""
+    # The pipeline (and scipy with it) is imported here: the command module itself loads without them.
+    from gaitwatch.tools.recorder import VideoReadError, pipeline_run
+
     try:
         h, w = _parse_input(args.input)
         spec = StudentSpec(input_height=h, input_width=w, **MODEL_PRESETS[args.model])
@@ -224,21 +216,14 @@ def run_distill(args: argparse.Namespace) -> int:
     progress = ProgressBar(sys.stderr)
     began = time.perf_counter()
     try:
-        detector, tracker_settings, collect_settings = _pipeline_parts(args)
+        pipeline_settings = _pipeline_settings(args)
+        collect_settings = CollectSettings(fps=args.fps)
         teacher = BlazePoseBackend(BlazePoseSettings(model=args.teacher))
         cache = out / CACHE_FILE
         data = None if args.recollect else _cached(cache, list(args.videos), spec, args.fps)
         collect_minutes = 0.0
         if data is None:
-            data = collect(
-                args.videos,
-                spec,
-                teacher,
-                detector,
-                lambda: Tracker(tracker_settings),
-                collect_settings,
-                progress,
-            )
+            data = collect(args.videos, spec, teacher, pipeline_run(pipeline_settings), collect_settings, progress)
             data.save(cache)
             collect_minutes = (time.perf_counter() - began) / 60.0
         parts = split(data, args.val_fraction, args.split)
@@ -287,8 +272,8 @@ def run_distill(args: argparse.Namespace) -> int:
                 "val_fraction": args.val_fraction,
                 "train_crops": len(parts.train),
                 "val_crops": len(parts.val),
-                "detector": type(detector).__name__,
-                "detect_interval_s": collect_settings.detect_interval_s,
+                "detector": pipeline_settings.detector.kind,
+                "detect_interval_s": pipeline_settings.detector.interval_s,
                 "provenance": "trained on the frames of the videos above; the weights inherit their terms of use",
             },
             "training": {
@@ -315,6 +300,7 @@ def run_distill(args: argparse.Namespace) -> int:
         PoseModelError,
         StudentModelError,
         StudentUnavailableError,
+        VideoReadError,
         ValueError,
         OSError,
     ) as exc:

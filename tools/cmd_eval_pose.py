@@ -165,17 +165,19 @@ def _write_json(path: Path | None, report: dict[str, Any]) -> None:
 def _run_agreement(args: argparse.Namespace) -> int:
     """Student vs BlazePose full on the given part of each video (see the module docstring)."""
     from gaitwatch.pose.offline.distill import CollectSettings, DistillError, agreement, collect
-    from gaitwatch.tracking.hog import HogPersonDetector
-    from gaitwatch.tracking.tracker import Tracker
+    from gaitwatch.tools.cmd_record import offline_settings
+    from gaitwatch.tools.recorder import VideoReadError, pipeline_run
 
     try:
         student = StudentBackend(StudentSettings(args.student))
         teacher = BlazePoseBackend(BlazePoseSettings(model="full"))
         settings = CollectSettings(fps=args.fps, start_fraction=args.start_fraction, background_per_s=0.0)
-        data = collect(args.agreement, student.spec, teacher, HogPersonDetector(), Tracker, settings)
+        # The crops the daemon's default pipeline would pose (its detector, cadence and tracker).
+        run = pipeline_run(offline_settings(None, args.agreement[0]))
+        data = collect(args.agreement, student.spec, teacher, run, settings)
         rows = np.arange(len(data), dtype=np.int64)
         result = agreement(data, rows, student.spec, student.run_crops(data.nominal_crops(student.spec)))
-    except (StudentModelError, PoseModelError, DistillError, ValueError) as exc:
+    except (StudentModelError, PoseModelError, DistillError, VideoReadError, ValueError) as exc:
         sys.stderr.write(f"gaitwatch eval-pose: {exc}\n")
         return 1
     report: dict[str, Any] = {

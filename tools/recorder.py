@@ -1,5 +1,6 @@
-"""Offline runs of the real pipeline over a video file: the keypoint recording it yields (never pixels), for
-``gaitwatch record``, ``gaitwatch replay VIDEO`` and evaluations on real footage.
+"""Offline runs of the real pipeline over a video file (``VideoRun``: the daemon's own per-camera pipeline, built
+by its assembly): the keypoint recording it yields (never pixels), for ``gaitwatch record``, ``gaitwatch replay
+VIDEO`` and evaluations on real footage, and the crops it poses, for ``gaitwatch distill`` (``pipeline_run``).
 
 A recording holds exactly what the pipeline fed its gait stage (each frame's poses, when the tracker dropped a
 recorded track, when the input stopped), so replaying it through a fresh ``GaitStage`` gives the windows and
@@ -7,7 +8,7 @@ alerts the pipeline produced live."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from gaitwatch.daemon.pipeline import FrameResult
 from gaitwatch.daemon.settings import Settings
 from gaitwatch.daemon.sources import FALLBACK_FPS
 from gaitwatch.gait.recording import Recording
+from gaitwatch.pose.backend import PoseBackend
+from gaitwatch.pose.offline.distill import PipelineFrame, PipelineRun, VideoInfo
+from gaitwatch.pose.pool import PoseBackendPool
 from gaitwatch.tracking.types import Frame
 
 
@@ -86,6 +90,62 @@ class PipelineRecorder:
         )
 
 
+class VideoRun:
+    """The daemon's per-camera pipeline (``build_camera_pipeline`` from ``settings``: detector and its cadence,
+    tracker, pose schedule, gait stage) over a video file, frame by frame at media time index / fps. ``fps``
+    overrides the container's frame rate; ``pose`` replaces the configured pose model (distillation runs the
+    pipeline with its teacher). Raises VideoReadError when the video cannot be opened."""
+
+    def __init__(
+        self, video: Path, settings: Settings, *, fps: float | None = None, pose: PoseBackend | None = None
+    ) -> None:
+        if not video.is_file():
+            raise VideoReadError(f"video {video} does not exist")
+        self._video = video
+        self._capture = cv2.VideoCapture(str(video))
+        if not self._capture.isOpened():
+            raise VideoReadError(f"OpenCV cannot open {video}")
+        self.rate = video_frame_rate(self._capture, fps)
+        shared = SharedModels(settings, inference_threads=1)  # one pipeline on this one thread
+        if pose is not None:
+            shared.pose = PoseBackendPool(lambda: pose, 1)
+        self.pose_version = shared.pose.model_version
+        self.camera = settings.cameras[0].id
+        self.pipeline = build_camera_pipeline(self.camera, settings, shared)
+        self.frames = 0  # frames processed
+
+    def results(self, first: int = 0, stop: int | None = None) -> Iterator[FrameResult]:
+        """Process frames ``first`` up to ``stop`` (exclusive; None: to the end) and release the video. Frames
+        before ``first`` are decoded and skipped: seeking is unreliable in many codecs."""
+        index = -1
+        try:
+            while stop is None or index + 1 < stop:
+                ok, image = self._capture.read()
+                if not ok or image is None:
+                    break
+                index += 1
+                if index < first:
+                    continue
+                frame = Frame(self.camera, index, index / self.rate, np.asarray(image, dtype=np.uint8))
+                result = self.pipeline.process(frame)
+                self.frames += 1
+                yield result
+        finally:
+            self._capture.release()
+
+
+def pipeline_run(settings: Settings) -> PipelineRun:
+    """``gaitwatch.pose.offline.distill.collect``'s way of driving the daemon's pipeline built from ``settings``
+    (with the teacher as its pose model) over part of a video."""
+
+    def run(info: VideoInfo, pose: PoseBackend, first: int, stop: int) -> Iterator[PipelineFrame]:
+        video = VideoRun(Path(info.path), settings, fps=info.fps, pose=pose)
+        for result in video.results(first, stop):
+            yield PipelineFrame(result.frame.seq, result.frame.t, result.frame.image, result.tracks.xyxy)
+
+    return run
+
+
 def record_video(
     video: Path,
     settings: Settings,
@@ -94,39 +154,21 @@ def record_video(
     on_result: Callable[[FrameResult], None] | None = None,
     max_frames: int | None = None,
 ) -> Recording:
-    """Run detector, tracker and pose over every frame of ``video`` (media time = index / fps) and collect each
-    tracked person's smoothed keypoints. ``fps`` overrides the container's frame rate."""
-    if not video.is_file():
-        raise VideoReadError(f"video {video} does not exist")
-    capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        raise VideoReadError(f"OpenCV cannot open {video}")
-    rate = video_frame_rate(capture, fps)
-    shared = SharedModels(settings, inference_threads=1)  # one pipeline on this one thread
-    camera = settings.cameras[0].id
-    pipeline = build_camera_pipeline(camera, settings, shared)
+    """Run the daemon's pipeline over every frame of ``video`` (media time = index / fps) and record what its
+    gait stage was fed (see ``PipelineRecorder``). ``fps`` overrides the container's frame rate."""
+    run = VideoRun(video, settings, fps=fps)
     recorder = PipelineRecorder()
-    index = 0
-    try:
-        while max_frames is None or index < max_frames:
-            ok, image = capture.read()
-            if not ok or image is None:
-                break
-            t = index / rate
-            result = pipeline.process(Frame(camera, index, t, np.asarray(image, dtype=np.uint8)))
-            index += 1
-            recorder.add(result)
-            if on_result is not None:
-                on_result(result)
-    finally:
-        capture.release()
-    if index == 0:
+    for result in run.results(stop=max_frames):
+        recorder.add(result)
+        if on_result is not None:
+            on_result(result)
+    if run.frames == 0:
         raise VideoReadError(f"OpenCV could not decode any frame of {video}")
     meta = {
-        "camera": camera,
-        "fps": rate,
+        "camera": run.camera,
+        "fps": run.rate,
         "source": video.name,
-        "frames": index,
-        "pose": shared.pose.model_version,
+        "frames": run.frames,
+        "pose": run.pose_version,
     }
     return recorder.recording(meta)

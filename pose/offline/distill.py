@@ -1,11 +1,11 @@
 """Fast Pose Distillation on a site's unlabelled video: collect teacher targets, split, train, export.
 
-1. :func:`collect` runs gaitwatch's real pipeline over each video (person detector every
-   ``detect_interval_s``, the Kalman tracker, BlazePose on every confirmed track's box, the tracker
-   corrected from the teacher's keypoints between detections, as the daemon does) and keeps, per posed
-   person, the crop the student will see (with extra context for augmentation) plus the teacher's
-   landmarks, visibilities, world landmarks and presence. Boxes over empty background are added so the
-   student learns the presence score.
+1. :func:`collect` drives the daemon's own camera pipeline over each video (``PipelineRun``, supplied by
+   ``gaitwatch.tools.recorder``: its detector cadence, tracker, pose schedule, verification of new tracks and
+   pose-derived boxes, with the teacher as its pose model) and keeps every crop the pipeline sent to the
+   teacher: the box the student will be given, as the crop it will see (with extra context for
+   augmentation), plus the teacher's landmarks, visibilities, world landmarks and presence. Boxes over empty
+   background are added so the student learns the presence score.
 2. :func:`split` holds out whole videos, or (for one video) the last part of its time line: frames a few
    hundredths of a second apart are near-copies, so a frame-interleaved split would measure memory, not
    generalisation (the FPD authors' lesson: split by video).
@@ -29,7 +29,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,10 +39,10 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend
 from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
 from gaitwatch.pose.offline.evaluation import PckResult, pck, reference_dataset
-from gaitwatch.pose.roi import box_from_keypoints
 from gaitwatch.pose.student import (
     StudentOutput,
     StudentSpec,
@@ -66,10 +66,8 @@ from gaitwatch.pose.student_backend import (
     StudentBackend,
     StudentSettings,
 )
+from gaitwatch.pose.types import Poses
 from gaitwatch.tracking.boxes import iou_matrix
-from gaitwatch.tracking.detector import PersonDetector
-from gaitwatch.tracking.tracker import Tracker
-from gaitwatch.tracking.types import Detections, TrackState
 
 if TYPE_CHECKING:
     import torch
@@ -102,21 +100,15 @@ class CollectSettings:
 
     ``fps``: the camera's true frame rate when the container misreports it (PETS09's vtest.avi says 10 and
     is 7); times drive the tracker, whose settings are in seconds. None trusts the container.
-    ``detect_interval_s``: detector period, as in the daemon (between detections the tracker is corrected
-    from the teacher's keypoints, so the student learns from the boxes it will really get).
     ``background_per_s``: person-sized boxes over background sampled per second of video, labelled with
     the teacher's presence score; more teach the student's presence score better at the teacher's cost.
-    ``min_presence``: teacher presence below which a crop is not a person (no keypoint targets, no tracker
-    correction), the daemon's ``pose.min_presence``.
     ``start_fraction``, ``end_fraction``: part of each video's time line to collect (e.g. 0.7-1.0 for the
     held-out segment of an agreement evaluation).
     ``seed``: background box sampling.
     """
 
     fps: float | None = None
-    detect_interval_s: float = 0.25
     background_per_s: float = 2.0
-    min_presence: float = 0.5
     start_fraction: float = 0.0
     end_fraction: float = 1.0
     seed: int = 0
@@ -126,8 +118,8 @@ class CollectSettings:
             raise ValueError(f"CollectSettings.fps must be positive; got {self.fps}")
         if not (0.0 <= self.start_fraction < self.end_fraction <= 1.0):
             raise ValueError("CollectSettings needs 0 <= start_fraction < end_fraction <= 1")
-        if self.detect_interval_s < 0.0 or self.background_per_s < 0.0:
-            raise ValueError("CollectSettings.detect_interval_s and background_per_s must be >= 0")
+        if self.background_per_s < 0.0:
+            raise ValueError("CollectSettings.background_per_s must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +145,8 @@ class DistillData:
     student would be given (frame pixels); ``keypoints`` (M, 33, 3) the teacher's landmarks (frame pixels,
     visibility), ``world`` (M, 33, 3) its world landmarks (metres), ``presence`` (M,) its person score;
     ``video`` (M,) index into ``videos``, ``frame`` (M,) frame index, ``t`` (M,) seconds from the video's
-    start, ``track_id`` (M,) the tracker's id or -1 for a background box.
+    start, ``track_id`` (M,) the tracker's id, or -1 for a crop of no track (a background box, or a moving
+    region the pipeline's motion-verified recovery looked at).
     """
 
     videos: tuple[VideoInfo, ...]
@@ -309,20 +302,63 @@ class _Rows:
     track_id: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class PipelineFrame:
+    """One frame of a pipeline run, as collection needs it: its index in the video and time (seconds from the
+    video's start), the image, and the boxes the pipeline's tracks hold (no background box may overlap them)."""
+
+    index: int
+    t: float
+    image: NDArray[np.uint8]
+    occupied: NDArray[np.float64]
+
+
+# Runs the daemon's camera pipeline over frames [first, stop) of a video (fresh tracker, media time index / fps)
+# with the given pose backend as its pose model, yielding each frame once the pipeline has processed it.
+PipelineRun = Callable[[VideoInfo, PoseBackend, int, int], Iterable[PipelineFrame]]
+
+
+class TeacherTap:
+    """The teacher, as the pipeline's pose model, keeping every crop the pipeline asks it for: the boxes (and
+    track ids) exactly as the pipeline chose them and the teacher's raw answer (before any smoothing)."""
+
+    def __init__(self, teacher: PoseBackend) -> None:
+        self._teacher = teacher
+        self._calls: list[tuple[NDArray[np.int64], NDArray[np.float64], Poses]] = []
+
+    @property
+    def name(self) -> str:
+        return self._teacher.name
+
+    @property
+    def model_version(self) -> str:
+        return self._teacher.model_version
+
+    def estimate(self, image: NDArray[np.uint8], track_ids: NDArray[np.int64], xyxy: NDArray[np.float64]) -> Poses:
+        poses = self._teacher.estimate(image, track_ids, xyxy)
+        self._calls.append((track_ids.copy(), np.asarray(xyxy, dtype=np.float64).copy(), poses))
+        return poses
+
+    def drain(self) -> list[tuple[NDArray[np.int64], NDArray[np.float64], Poses]]:
+        """The calls since the last drain: (track ids, boxes, the teacher's poses), oldest first."""
+        calls, self._calls = self._calls, []
+        return calls
+
+
 def collect(
     videos: Sequence[Path],
     spec: StudentSpec,
     teacher: BlazePoseBackend,
-    detector: PersonDetector,
-    make_tracker: Callable[[], Tracker],
+    run: PipelineRun,
     settings: CollectSettings | None = None,
     progress: Progress | None = None,
 ) -> DistillData:
-    """Run detector, tracker and teacher over ``videos`` and keep the student's crops with teacher targets.
+    """Drive the daemon's pipeline over ``videos`` (``run``) with ``teacher`` as its pose model and keep the
+    student's view of every crop the pipeline posed, with the teacher's targets, plus background boxes.
 
-    One fresh tracker per video (``make_tracker``). Every confirmed track is posed on every frame (the
-    daemon's rate cap only thins near-identical frames). Raises :class:`DistillError` when a video cannot
-    be read or no person was found at all.
+    The crops are the daemon's own: confirmed tracks at the pose schedule's rate, new tracks being verified,
+    boxes between detections from the teacher's keypoints (``BOX_MIN_VISIBILITY``), the configured detector
+    cadence. Raises :class:`DistillError` when a video cannot be read or no person was found at all.
     """
     s = settings if settings is not None else CollectSettings()
     infos = [video_info(Path(v), s.fps) for v in videos]
@@ -332,66 +368,33 @@ def collect(
     rng = np.random.default_rng(s.seed)
     done = 0
     for vi, (info, (first, last)) in enumerate(zip(infos, ranges, strict=True)):
-        cap = cv2.VideoCapture(info.path)
-        if not cap.isOpened():
-            raise DistillError(f"cannot open video {info.path}")
-        tracker = make_tracker()
-        last_detect: float | None = None
+        tap = TeacherTap(teacher)
         heights: list[float] = []
-        try:
-            index = -1
-            while True:
-                ok, image = cap.read()
-                index += 1
-                if not ok or index >= last:
-                    break
-                if index < first:
-                    continue  # decoding is cheap; seeking is unreliable in many codecs
-                frame = np.asarray(image, dtype=np.uint8)
-                t = index / info.fps
-                detected = last_detect is None or t - last_detect >= s.detect_interval_s
-                dets = detector.detect(frame) if detected else Detections.empty()
-                if detected:
-                    last_detect = t
-                    tracks = tracker.update(dets, t)
-                else:
-                    tracks = tracker.predict(t)
-                confirmed = tracks.state == TrackState.CONFIRMED
-                corrections: list[tuple[int, NDArray[np.float64]]] = []
-                for tid, box in zip(tracks.ids[confirmed], tracks.xyxy[confirmed], strict=True):
-                    result = teacher.estimate_one(frame, np.asarray(box, dtype=np.float64))
-                    _add_row(rows, spec, frame, box, result.keypoints, result.world, result.presence)
+        for frame in run(info, tap, first, last):
+            for ids, boxes, poses in tap.drain():
+                for tid, box, kp, world, presence in zip(
+                    ids, boxes, poses.keypoints, poses.world, poses.presence, strict=True
+                ):
+                    _add_row(rows, spec, frame.image, box, kp, world, float(presence))
                     rows.video.append(vi)
-                    rows.frame.append(index)
-                    rows.t.append(t)
-                    rows.track_id.append(int(tid))
-                    heights.append(float(box[3] - box[1]))
-                    if result.presence >= s.min_presence and not detected:
-                        kbox = box_from_keypoints(result.keypoints, 0.5)
-                        if kbox is not None:
-                            corrections.append((int(tid), kbox))
-                if corrections:
-                    tracker.correct(
-                        np.array([c[0] for c in corrections], dtype=np.int64),
-                        np.array([c[1] for c in corrections], dtype=np.float64),
-                        t,
-                    )
-                occupied = np.concatenate([dets.xyxy, tracks.xyxy]) if len(dets) else tracks.xyxy
-                for _ in range(int(rng.poisson(s.background_per_s / info.fps))):
-                    bg = _background_box(rng, frame.shape[1], frame.shape[0], occupied, heights)
-                    if bg is None:
-                        continue
-                    result = teacher.estimate_one(frame, bg)
-                    _add_row(rows, spec, frame, bg, result.keypoints, result.world, result.presence)
-                    rows.video.append(vi)
-                    rows.frame.append(index)
-                    rows.t.append(t)
-                    rows.track_id.append(-1)
-                done += 1
-                if progress is not None and (done % 10 == 0 or done == total):
-                    progress("collect", done, total, f"{len(rows.crops)} crops")
-        finally:
-            cap.release()
+                    rows.frame.append(frame.index)
+                    rows.t.append(frame.t)
+                    rows.track_id.append(int(tid) if tid >= 0 else -1)
+                    if tid >= 0:
+                        heights.append(float(box[3] - box[1]))
+            for _ in range(int(rng.poisson(s.background_per_s / info.fps))):
+                bg = _background_box(rng, frame.image.shape[1], frame.image.shape[0], frame.occupied, heights)
+                if bg is None:
+                    continue
+                result = teacher.estimate_one(frame.image, bg)
+                _add_row(rows, spec, frame.image, bg, result.keypoints, result.world, result.presence)
+                rows.video.append(vi)
+                rows.frame.append(frame.index)
+                rows.t.append(frame.t)
+                rows.track_id.append(-1)
+            done += 1
+            if progress is not None and (done % 10 == 0 or done == total):
+                progress("collect", done, total, f"{len(rows.crops)} crops")
     if not rows.crops:
         raise DistillError("no person was tracked in the given videos: nothing to learn from")
     m = len(rows.crops)
