@@ -47,7 +47,8 @@ class MosquittoNotInstalledError(RuntimeError):
 
     def __init__(self) -> None:
         super().__init__(
-            f"the `mosquitto` MQTT broker binary is not installed (looked on $PATH and in {_SBIN}); {INSTALL_HINT}"
+            "the `mosquitto` MQTT broker binary is not installed (looked on $PATH and in /usr/sbin, /usr/local/sbin); "
+            + INSTALL_HINT
         )
 
 
