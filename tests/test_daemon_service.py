@@ -86,7 +86,7 @@ async def test_reconnect_republishes_host_and_camera_status_and_the_active_alert
     config["cameras"].append(dead_camera())
     async with running(config) as service:
         test = await service.emit_technical_alert("test", priority="low")
-        await until(lambda: len(service._active) == 2, "the door's camera_offline incident and the test one")
+        await until(lambda: len(service._incidents) == 2, "the door's camera_offline incident and the test one")
         mosquitto.restart()  # not persistent: every retained message is gone
         await until(lambda: service._transport is not None and service._transport.connected, "reconnect")
 
@@ -102,7 +102,7 @@ async def test_reconnect_republishes_host_and_camera_status_and_the_active_alert
         else:
             pytest.fail(f"retained state not republished: {sorted(got)}")
         await service.emit_technical_alert("test", AlertPhase.END, incident_id=test.incident_id)
-        await until(lambda: len(service._active) == 1, "the test incident to end")
+        await until(lambda: len(service._incidents) == 1, "the test incident to end")
     assert got[f"{BASE}/status"]["state"] == "online"
     assert got[f"{BASE}/camera/bay1/status"]["state"] == "online"
     assert got[f"{BASE}/camera/door/status"]["state"] == "offline"
@@ -148,7 +148,7 @@ async def test_full_outbox_raises_a_technical_alert_and_ends_it_when_there_is_ro
         emitted = [await service.emit_technical_alert("test") for _ in range(103)]
         assert [e.stored for e in emitted] == [True] * 100 + [False] * 3
         assert service.metrics.outbox_full._value.get() == 3
-        full = [a for a in service._active.values() if a["type"] == "outbox_full"]
+        full = [i for i in service._incidents.active() if i.type == "outbox_full"]
         assert len(full) == 1, "one overflow incident, not one per refused alert"
         broker.start()
         async with Integrator(broker.port) as integrator:
