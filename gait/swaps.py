@@ -32,17 +32,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitwatch.gait.types import GaitWindow
-from gaitwatch.pose.keypoints import Landmark
+from gaitwatch.pose.keypoints import FOOT_PAIRS, KNEE_PAIRS, Landmark
 
 L = Landmark
 
 # Each group: the pairs exchanged together, and the pair whose separation decides.
-FOOT_PAIRS: tuple[tuple[Landmark, Landmark], ...] = (
-    (L.LEFT_ANKLE, L.RIGHT_ANKLE),
-    (L.LEFT_HEEL, L.RIGHT_HEEL),
-    (L.LEFT_FOOT_INDEX, L.RIGHT_FOOT_INDEX),
-)
-KNEE_PAIRS: tuple[tuple[Landmark, Landmark], ...] = ((L.LEFT_KNEE, L.RIGHT_KNEE),)
 ARM_PAIRS: tuple[tuple[Landmark, Landmark], ...] = (
     (L.LEFT_ELBOW, L.RIGHT_ELBOW),
     (L.LEFT_WRIST, L.RIGHT_WRIST),

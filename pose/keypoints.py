@@ -60,6 +60,18 @@ FACE: tuple[Landmark, ...] = (
     Landmark.MOUTH_RIGHT,
 )
 
+# Left/right pairs of the legs: the landmarks a pose model most often exchanges between the legs (seen from the
+# side they cross twice per stride, and the far leg is occluded). Swap repair (``gaitwatch.pose.temporal``,
+# ``gaitwatch.gait.swaps``) and the synthetic pose noise that imitates it (``gaitwatch.gait.offline.synthetic``)
+# all read these, so a landmark added here is repaired and simulated alike.
+KNEE_PAIRS: tuple[tuple[Landmark, Landmark], ...] = ((Landmark.LEFT_KNEE, Landmark.RIGHT_KNEE),)
+FOOT_PAIRS: tuple[tuple[Landmark, Landmark], ...] = (
+    (Landmark.LEFT_ANKLE, Landmark.RIGHT_ANKLE),
+    (Landmark.LEFT_HEEL, Landmark.RIGHT_HEEL),
+    (Landmark.LEFT_FOOT_INDEX, Landmark.RIGHT_FOOT_INDEX),
+)
+LEG_PAIRS: tuple[tuple[Landmark, Landmark], ...] = KNEE_PAIRS + FOOT_PAIRS
+
 # Bones drawn by the demo's renderer (pairs of landmark indices).
 SKELETON: tuple[tuple[Landmark, Landmark], ...] = (
     (Landmark.LEFT_SHOULDER, Landmark.RIGHT_SHOULDER),

@@ -37,18 +37,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from gaitwatch.pose.keypoints import LEG_PAIRS as LEG_PAIRS
 from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
 from gaitwatch.pose.types import Poses
 
 L = Landmark
 
-# Left/right landmark pairs, grouped by what tends to swap together.
-LEG_PAIRS: tuple[tuple[Landmark, Landmark], ...] = (
-    (L.LEFT_KNEE, L.RIGHT_KNEE),
-    (L.LEFT_ANKLE, L.RIGHT_ANKLE),
-    (L.LEFT_HEEL, L.RIGHT_HEEL),
-    (L.LEFT_FOOT_INDEX, L.RIGHT_FOOT_INDEX),
-)
+# Left/right landmark pairs, grouped by what tends to swap together (the legs' pairs, LEG_PAIRS, are the keypoint
+# schema's: one list for this repair, the gait stage's and the generator's).
 ARM_PAIRS: tuple[tuple[Landmark, Landmark], ...] = (
     (L.LEFT_ELBOW, L.RIGHT_ELBOW),
     (L.LEFT_WRIST, L.RIGHT_WRIST),

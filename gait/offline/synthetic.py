@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.interpolate import CubicSpline
 
-from gaitwatch.pose.keypoints import FACE, NUM_LANDMARKS, Landmark
+from gaitwatch.pose.keypoints import FACE, FOOT_PAIRS, KNEE_PAIRS, LEG_PAIRS, NUM_LANDMARKS, Landmark
 
 # Normative sagittal joint angles (degrees) at 0, 5, ..., 100 % of the gait cycle from heel strike.
 _CYCLE_PCT = np.arange(0.0, 101.0, 5.0)
@@ -539,16 +539,10 @@ def _group_mirror(pairs: tuple[tuple[Landmark, Landmark], ...]) -> NDArray[np.in
     return out
 
 
-_FOOT_PAIRS = (
-    (Landmark.LEFT_ANKLE, Landmark.RIGHT_ANKLE),
-    (Landmark.LEFT_HEEL, Landmark.RIGHT_HEEL),
-    (Landmark.LEFT_FOOT_INDEX, Landmark.RIGHT_FOOT_INDEX),
-)
-_KNEE_PAIRS = ((Landmark.LEFT_KNEE, Landmark.RIGHT_KNEE),)
 _SWAP_GROUPS: dict[str, NDArray[np.intp]] = {
-    "leg": _group_mirror(_FOOT_PAIRS + _KNEE_PAIRS),
-    "foot": _group_mirror(_FOOT_PAIRS),
-    "knee": _group_mirror(_KNEE_PAIRS),
+    "leg": _group_mirror(LEG_PAIRS),
+    "foot": _group_mirror(FOOT_PAIRS),
+    "knee": _group_mirror(KNEE_PAIRS),
 }
 
 
