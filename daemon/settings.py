@@ -328,6 +328,41 @@ class OutboxSettings(ConfigSection):
     )
 
 
+class FhirSettings(ConfigSection):
+    """A FHIR R4 server that receives every alert as a ``DetectedIssue`` (through the outbox, like MQTT: retried
+    until it takes it) and walking windows as ``Observation`` resources (best effort); see
+    ``gaitwatch.daemon.fhir_sink``. Off by default."""
+
+    enabled: bool = False
+    base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s?#]+$",
+        max_length=2048,
+        description="the server's FHIR base URL (resources are POSTed to <base_url>/DetectedIssue and "
+        "<base_url>/Observation); required when enabled",
+    )
+    timeout_s: NetworkTimeout = Field(default=10.0, description="limit on each request (<= 600 s)")
+    token_file: Path | None = Field(
+        default=None,
+        description="file holding a bearer token for the Authorization header; a bare name is looked up in "
+        "$CREDENTIALS_DIRECTORY (systemd LoadCredential=)",
+    )
+    ca_file: Path | None = Field(default=None, description="CA that signed an https server (default: the system's)")
+    namespace: str = Field(
+        default="urn:gaitwatch",
+        pattern=r"^[^\s|,$]+$",
+        max_length=256,
+        description="prefix of the identifier and code systems (urn:gaitwatch:alert-id, ...:track, ...)",
+    )
+    gait_observations: bool = Field(default=True, description="also send walking windows as Observations")
+
+    @model_validator(mode="after")
+    def _base_url_when_enabled(self) -> FhirSettings:
+        if self.enabled and self.base_url is None:
+            raise ValueError("base_url is required when enabled = true")
+        return self
+
+
 class Settings(ConfigSection):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     # One reader thread and pipeline each: a 2-core PC runs 2-4 in real time; 32 is a typo guard, not a target.
@@ -340,6 +375,7 @@ class Settings(ConfigSection):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    fhir: FhirSettings = Field(default_factory=FhirSettings)
 
     @field_validator("cameras")
     @classmethod
