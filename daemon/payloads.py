@@ -51,9 +51,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from gaitwatch.gait.types import Alert, AlertPhase, Assessment, GaitMetrics
+from gaitwatch.daemon.technical_alerts import TechnicalAlertType
+from gaitwatch.gait.types import Alert, AlertPhase, AlertType, Assessment, GaitMetrics
 
 ALERT_SCHEMA: Final = "gaitwatch.alert/1"
 GAIT_SCHEMA: Final = "gaitwatch.gait/1"
@@ -67,6 +69,10 @@ ACK_SCHEMA: Final = "gaitwatch.ack/2"
 DEFAULT_ROOT: Final = "gaitwatch/v1"
 
 Category = Literal["clinical", "technical"]
+# The alert types of each category, from their enums; config/alert.schema.json lists the same (a test checks).
+ALERT_TYPES: Final[Mapping[Category, frozenset[str]]] = MappingProxyType(
+    {"clinical": frozenset(AlertType), "technical": frozenset(TechnicalAlertType)}
+)
 OnlineState = Literal["online", "offline"]
 # A camera can also be "degraded": frames arrive, but too few get processed for gait analysis.
 CameraStatusState = Literal["online", "degraded", "offline"]
@@ -360,8 +366,11 @@ def _body(
     evidence: Mapping[str, float],
     quality: float | None,
 ) -> dict[str, Any]:
-    if not type_ or not priority:
-        raise ValueError("an alert needs a non-empty type and priority")
+    if type_ not in ALERT_TYPES[category]:
+        # An integrator's software switches on the type: an unlisted one would be a message nobody handles.
+        raise ValueError(f"{type_!r} is no {category} alert type (gaitwatch.gait.types / daemon.technical_alerts)")
+    if not priority:
+        raise ValueError("an alert needs a non-empty priority")
     return {
         "schema": ALERT_SCHEMA,
         "alert_id": alert_id,

@@ -1,4 +1,7 @@
-"""The daemon's own (technical) alert types: named once here, documented in config/alert.schema.json."""
+"""The daemon's own (technical) alert types, named once here; payloads carry the value.
+
+Adding one touches three files: a member here, the part of the daemon that raises it, and its value and meaning
+in config/alert.schema.json (a test checks the schema lists exactly these)."""
 
 from __future__ import annotations
 

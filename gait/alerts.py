@@ -1,6 +1,6 @@
 """Per-person alert policy: turn a stream of window verdicts into few, sustained, explained alerts.
 
-Types:
+Types (``gaitwatch.gait.types.AlertType``; adding one: see its docstring):
 - ``abnormal_gait``: one window is 8 s of gait and a nurse must not be called for one odd window. The alert
   starts when at least K of the person's last N counted windows are abnormal, updates (with fresh evidence) at
   most every ``update_interval_s`` while it lasts, and ends when at most ``k_end`` of the last N still are
@@ -27,17 +27,18 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 
 from gaitwatch.gait.settings import AlertPolicySettings
-from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, Assessment, GaitLabel, GaitMetrics
+from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, AlertType, Assessment, GaitLabel, GaitMetrics
 
-ABNORMAL_GAIT = "abnormal_gait"
-FREEZING = "freezing"
-FALL = "fall"
-SLOW_SIT_TO_STAND = "slow_sit_to_stand"
-ALERT_TYPES: tuple[str, ...] = (ABNORMAL_GAIT, FREEZING, FALL, SLOW_SIT_TO_STAND)
+# Names from before AlertType, kept for callers written against them; new code names AlertType's members.
+ABNORMAL_GAIT: Final = AlertType.ABNORMAL_GAIT
+FREEZING: Final = AlertType.FREEZING
+FALL: Final = AlertType.FALL
+SLOW_SIT_TO_STAND: Final = AlertType.SLOW_SIT_TO_STAND
 # Two stops whose middles are this close are one episode seen by overlapping windows.
 _SAME_HALT_S = 2.0
 
@@ -75,7 +76,7 @@ class AlertPolicy:
 
     def __init__(self, settings: AlertPolicySettings | None = None) -> None:
         self.settings = settings or AlertPolicySettings()
-        self._episodes: dict[tuple[int, str], _Episode] = {}
+        self._episodes: dict[tuple[int, AlertType], _Episode] = {}
         # Per track: times of the distinct freezing-like stops seen recently.
         self._halts: dict[int, list[float]] = {}
 
@@ -100,8 +101,8 @@ class AlertPolicy:
         for kind, positive, n, k_start, k_end in (
             # A window whose abnormality is a stop of the feet speaks for the freezing alert only, so one
             # episode never raises two alerts.
-            (ABNORMAL_GAIT, abnormal and not freezing, s.window_count, s.k_start, s.k_end),
-            (FREEZING, freezing, s.freezing_window_count, s.freezing_k_start, s.freezing_k_end),
+            (AlertType.ABNORMAL_GAIT, abnormal and not freezing, s.window_count, s.k_start, s.k_end),
+            (AlertType.FREEZING, freezing, s.freezing_window_count, s.freezing_k_start, s.freezing_k_end),
         ):
             vote = _Vote(
                 positive,
@@ -124,11 +125,11 @@ class AlertPolicy:
                 out.append(self._alert(key, ep, AlertPhase.END, t, ep.last_quality, ep.last_evidence))
         return out
 
-    def active(self, track_id: int) -> list[str]:
+    def active(self, track_id: int) -> list[AlertType]:
         """Alert types currently active for ``track_id``."""
         return sorted(k[1] for k, ep in self._episodes.items() if k[0] == track_id and ep.active)
 
-    def _episode(self, track_id: int, kind: str, n: int = 1) -> _Episode:
+    def _episode(self, track_id: int, kind: AlertType, n: int = 1) -> _Episode:
         key = (track_id, kind)
         ep = self._episodes.get(key)
         if ep is None:
@@ -138,7 +139,7 @@ class AlertPolicy:
     def _count(
         self,
         track_id: int,
-        kind: str,
+        kind: AlertType,
         vote: _Vote,
         evidence: dict[str, float],
         n: int,
@@ -160,7 +161,7 @@ class AlertPolicy:
         ep.confidence = float(np.mean([v.p for v in positives])) if positives else 0.0
         if not ep.active:
             cooled = ep.last_end is None or t - ep.last_end >= s.cooldown_s
-            recurrent = kind != FREEZING or self._halt_episodes(track_id, t) >= s.freezing_min_episodes
+            recurrent = kind != AlertType.FREEZING or self._halt_episodes(track_id, t) >= s.freezing_min_episodes
             if n_pos >= k_start and cooled and recurrent:
                 ep.active = True
                 ep.t_start = min(v.t_start for v in positives)
@@ -193,10 +194,10 @@ class AlertPolicy:
         s = self.settings
         f = metrics.features
         lying = f.get("lying_end", 0.0) >= 0.5 or metrics.state == ActivityState.LYING
-        key = (metrics.track_id, FALL)
+        key = (metrics.track_id, AlertType.FALL)
         if key not in self._episodes and "descent_t" not in f:
             return []  # nothing to watch: keep no state for people who never fell
-        ep = self._episode(metrics.track_id, FALL)
+        ep = self._episode(metrics.track_id, AlertType.FALL)
         t = metrics.t_end
         descent = f.get("descent_t")
         # A descent not yet alerted on and not already watched (the same fall is seen by overlapping windows).
@@ -238,8 +239,8 @@ class AlertPolicy:
         dur, t_tr = f.get("sit_to_stand_s"), f.get("sit_to_stand_t")
         if dur is None or t_tr is None or dur < s.slow_sit_to_stand_s:
             return []
-        key = (metrics.track_id, SLOW_SIT_TO_STAND)
-        ep = self._episode(metrics.track_id, SLOW_SIT_TO_STAND)
+        key = (metrics.track_id, AlertType.SLOW_SIT_TO_STAND)
+        ep = self._episode(metrics.track_id, AlertType.SLOW_SIT_TO_STAND)
         if ep.alerted_t is not None and abs(t_tr - ep.alerted_t) <= 1.0:
             return []  # the same transition seen again by a later, overlapping window
         if ep.last_end is not None and metrics.t_end - ep.last_end < s.cooldown_s:
@@ -254,7 +255,7 @@ class AlertPolicy:
 
     def _alert(
         self,
-        key: tuple[int, str],
+        key: tuple[int, AlertType],
         ep: _Episode,
         phase: AlertPhase,
         t: float,
@@ -263,7 +264,7 @@ class AlertPolicy:
     ) -> Alert:
         patterns = Counter(v.pattern for v in ep.votes if v.positive and v.pattern)
         pattern = patterns.most_common(1)[0][0] if patterns else ""
-        priority = self.settings.fall_priority if key[1] == FALL else self.settings.priority
+        priority = self.settings.fall_priority if key[1] == AlertType.FALL else self.settings.priority
         return Alert(
             type=key[1],
             phase=phase,

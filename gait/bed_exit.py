@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from gaitwatch.gait.types import ActivityState, Alert, AlertPhase
+from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, AlertType
 from gaitwatch.gait.zones import Zone, ZoneKind
 
-BED_EXIT = "bed_exit"
-CHAIR_RISE = "chair_rise"
-ZONE_ALERT_TYPES: tuple[str, ...] = (BED_EXIT, CHAIR_RISE)
+BED_EXIT = AlertType.BED_EXIT
+CHAIR_RISE = AlertType.CHAIR_RISE
+ZONE_ALERT_TYPES: tuple[AlertType, ...] = (BED_EXIT, CHAIR_RISE)
 _UPRIGHT = (ActivityState.STANDING, ActivityState.WALKING)
 # Stages of a bed exit in order; the sensitivity names the first one alerted.
 _STAGES = ("sat_up", "at_edge", "standing", "left_zone")
@@ -212,7 +212,7 @@ class ExitWatch:
 
     def _alert(
         self,
-        kind: str,
+        kind: AlertType,
         phase: AlertPhase,
         track_id: int,
         t_start: float,

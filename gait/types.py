@@ -92,6 +92,21 @@ class GaitResult:
     assessment: Assessment
 
 
+class AlertType(StrEnum):
+    """The clinical alert types, named once here (when and why each is raised: ``gaitwatch.gait.alerts``, and
+    ``gaitwatch.gait.bed_exit`` for zone alerts); payloads carry the value. Adding one touches three files: a
+    member here, the rule that raises it, and its value and meaning in config/alert.schema.json (a test checks
+    the schema lists exactly these)."""
+
+    ABNORMAL_GAIT = "abnormal_gait"  # sustained abnormal gait: K of the person's last N counted windows
+    FREEZING = "freezing"  # recurrent stops of the feet inside walking (freezing of gait)
+    FALL = "fall"  # a rapid descent to lying, still lying fall_no_recovery_s later
+    SLOW_SIT_TO_STAND = "slow_sit_to_stand"  # one-off: a sit-to-stand slower than slow_sit_to_stand_s
+    # Zone alerts (``gaitwatch.gait.bed_exit``):
+    BED_EXIT = "bed_exit"  # a patient who lay in a bed zone sits up, reaches the edge, stands, leaves
+    CHAIR_RISE = "chair_rise"  # one-off measurement: someone seated in a chair zone stood up
+
+
 class AlertPhase(StrEnum):
     START = "start"
     UPDATE = "update"
@@ -106,7 +121,7 @@ class Alert:
     this phase. ``evidence`` carries the metrics that justified it, so a nurse-call integrator can show them.
     """
 
-    type: str
+    type: AlertType
     phase: AlertPhase
     track_id: int
     t_start: float

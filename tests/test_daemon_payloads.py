@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import jsonschema
 import pytest
@@ -15,12 +15,14 @@ from hypothesis import strategies as st
 from gaitwatch.daemon.payloads import (
     ACTIVE_ALERTS_DELIVERY,
     ALERT_DELIVERY,
+    ALERT_TYPES,
     CAMERA_STATUS_DELIVERY,
     GAIT_DELIVERY,
     MAX_ACK_IDS,
     STATUS_DELIVERY,
     AckError,
     AlertIds,
+    Category,
     ClockMap,
     PublisherIdentity,
     Topics,
@@ -36,7 +38,8 @@ from gaitwatch.daemon.payloads import (
     technical_alert_body,
     utc_iso,
 )
-from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, Assessment, GaitLabel, GaitMetrics
+from gaitwatch.daemon.technical_alerts import TechnicalAlertType
+from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, AlertType, Assessment, GaitLabel, GaitMetrics
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 ALERT_SCHEMA = json.loads((CONFIG / "alert.schema.json").read_text())
@@ -403,3 +406,50 @@ def test_every_alert_body_carries_its_own_ack_token_and_the_snapshot_does_not() 
 def test_bad_acks_are_rejected_with_a_reason(payload: bytes, problem: str) -> None:
     with pytest.raises(AckError, match=problem):
         parse_ack(payload)
+
+
+def test_the_schemas_list_exactly_the_values_named_in_the_code() -> None:
+    """Alert types, phases, categories, activity states and gait labels are named once, as enums in the code;
+    the published schemas list exactly those values. Adding an alert type: a member of ``AlertType`` (clinical)
+    or ``TechnicalAlertType``, the code that raises it, and its value and meaning in config/alert.schema.json."""
+    by_category = {
+        rule["if"]["properties"]["category"]["const"]: rule["then"]["properties"]["type"]["enum"]
+        for rule in ALERT_SCHEMA["allOf"]
+    }
+    assert by_category == {"clinical": [t.value for t in AlertType], "technical": [t.value for t in TechnicalAlertType]}
+    assert {category: frozenset(types) for category, types in by_category.items()} == ALERT_TYPES
+    described = ALERT_SCHEMA["properties"]["type"]["description"]
+    assert [t for t in [*AlertType, *TechnicalAlertType] if f" {t.value} (" not in described] == []
+    assert ALERT_SCHEMA["properties"]["category"]["enum"] == list(get_args(Category))
+    assert ALERT_SCHEMA["properties"]["phase"]["enum"] == [p.value for p in AlertPhase]
+    active = STATUS_SCHEMA["$defs"]["active_alerts"]["properties"]["alerts"]["items"]["properties"]
+    assert active["category"]["enum"] == list(get_args(Category))
+    assert GAIT_SCHEMA["properties"]["state"]["enum"] == [s.value for s in ActivityState]
+    labels = GAIT_SCHEMA["properties"]["classification"]["oneOf"][1]["properties"]["label"]["enum"]
+    assert labels == [label.value for label in GaitLabel]
+
+
+def test_an_alert_of_an_unlisted_type_is_refused() -> None:
+    """An integrator's software switches on the type: a type no enum names would be a message nobody handles."""
+    with pytest.raises(ValueError, match="no technical alert type"):
+        technical_alert_body(
+            "camera_on_fire",
+            AlertPhase.START,
+            camera="bay1",
+            identity=IDENTITY,
+            clock=CLOCK,
+            t_start=1000.0,
+            t_observed=1001.0,
+            alert_id="h:b:1",
+            incident_id="h:b:1",
+        )
+    with pytest.raises(ValueError, match="no clinical alert type"):
+        alert_body(
+            clinical_alert(type="camera_offline"),
+            camera="bay1",
+            zone="",
+            identity=IDENTITY,
+            clock=CLOCK,
+            alert_id="h:b:2",
+            incident_id="h:b:2",
+        )

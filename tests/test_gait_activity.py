@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gaitwatch.gait.alerts import FALL, SLOW_SIT_TO_STAND, AlertPolicy
+from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
 from gaitwatch.gait.features import analyze_window
 from gaitwatch.gait.offline.replay import analyze_recording
@@ -13,7 +13,7 @@ from gaitwatch.gait.offline.synthetic import CameraView, SyntheticWalk, generate
 from gaitwatch.gait.offline.training import sliding_windows
 from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
-from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, GaitMetrics, GaitWindow
+from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, AlertType, GaitMetrics, GaitWindow
 
 Script = tuple[tuple[str, float], ...]
 
@@ -54,7 +54,7 @@ def test_sit_to_stand_duration_grows_with_the_true_duration() -> None:
 
 def test_fall_without_recovery_raises_one_fall_alert_that_ends_when_up() -> None:
     script: Script = (("stand", 6.0), ("fall", 0.8), ("lie", 10.0), ("get_up", 2.0), ("stand", 6.0))
-    alerts = [a for a in _alerts(_walk(script)) if a.type == FALL]
+    alerts = [a for a in _alerts(_walk(script)) if a.type == AlertType.FALL]
     phases = [a.phase for a in alerts]
     assert phases.count(AlertPhase.START) == 1 and phases[-1] == AlertPhase.END
     start = next(a for a in alerts if a.phase == AlertPhase.START)
@@ -67,18 +67,18 @@ def test_fall_without_recovery_raises_one_fall_alert_that_ends_when_up() -> None
 
 def test_no_fall_alert_when_the_person_gets_up_quickly_or_sits_down() -> None:
     quick = (("stand", 6.0), ("fall", 0.8), ("lie", 2.0), ("get_up", 1.5), ("stand", 8.0))
-    assert not [a for a in _alerts(_walk(quick)) if a.type == FALL]
+    assert not [a for a in _alerts(_walk(quick)) if a.type == AlertType.FALL]
     sit = (("stand", 6.0), ("sit_down", 1.5), ("sit", 10.0))
-    assert not [a for a in _alerts(_walk(sit)) if a.type == FALL]
+    assert not [a for a in _alerts(_walk(sit)) if a.type == AlertType.FALL]
 
 
 def test_slow_sit_to_stand_alert_once() -> None:
     slow = _walk((("sit", 4.0), ("stand_up", 6.0), ("stand", 8.0)))
-    alerts = [a for a in _alerts(slow) if a.type == SLOW_SIT_TO_STAND]
+    alerts = [a for a in _alerts(slow) if a.type == AlertType.SLOW_SIT_TO_STAND]
     assert [a.phase for a in alerts] == [AlertPhase.START, AlertPhase.END]
     assert alerts[0].evidence["sit_to_stand_s"] >= 2.5
     brisk = _walk((("sit", 4.0), ("stand_up", 1.5), ("stand", 8.0)))
-    assert not [a for a in _alerts(brisk) if a.type == SLOW_SIT_TO_STAND]
+    assert not [a for a in _alerts(brisk) if a.type == AlertType.SLOW_SIT_TO_STAND]
 
 
 def test_fall_alert_ends_when_track_is_forgotten() -> None:
@@ -88,6 +88,6 @@ def test_fall_alert_ends_when_track_is_forgotten() -> None:
     started = []
     for m in _metrics(walk):
         started += policy.update(m, clf.assess(m))
-    assert [a.phase for a in started if a.type == FALL] == [AlertPhase.START]
+    assert [a.phase for a in started if a.type == AlertType.FALL] == [AlertPhase.START]
     ended = policy.forget(1, 20.0)
-    assert [(a.type, a.phase) for a in ended] == [(FALL, AlertPhase.END)]
+    assert [(a.type, a.phase) for a in ended] == [(AlertType.FALL, AlertPhase.END)]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gaitwatch.gait.alerts import ABNORMAL_GAIT, AlertPolicy
+from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.settings import AlertPolicySettings
-from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, Assessment, GaitLabel, GaitMetrics
+from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, AlertType, Assessment, GaitLabel, GaitMetrics
 
 SETTINGS = AlertPolicySettings(
     window_count=5, k_start=3, k_end=1, cooldown_s=20.0, update_interval_s=3.0, min_quality=0.4
@@ -60,7 +60,7 @@ def test_starts_only_at_k_of_last_n() -> None:
     events = _feed(policy, [True, False, True, False, True])
     assert [(t, a.phase) for t, a in events] == [(14.0, AlertPhase.START)]
     alert = events[0][1]
-    assert alert.type == ABNORMAL_GAIT and alert.track_id == 1 and alert.pattern == "slow"
+    assert alert.type == AlertType.ABNORMAL_GAIT and alert.track_id == 1 and alert.pattern == "slow"
     assert alert.t_start == pytest.approx(10.0 - 8.0)  # first abnormal window's start
     assert alert.t_observed == 14.0
     assert alert.confidence == pytest.approx(0.9)
@@ -118,7 +118,7 @@ def test_invalid_and_poor_windows_are_not_counted() -> None:
 def test_forget_ends_active_alert_and_drops_state() -> None:
     policy = AlertPolicy(SETTINGS)
     _feed(policy, [True] * 3)
-    assert policy.active(1) == [ABNORMAL_GAIT]
+    assert policy.active(1) == [AlertType.ABNORMAL_GAIT]
     ended = policy.forget(1, 30.0)
     assert [(a.phase, a.t_observed, a.track_id) for a in ended] == [(AlertPhase.END, 30.0, 1)]
     assert policy.active(1) == []

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gaitwatch.gait.alerts import ABNORMAL_GAIT
 from gaitwatch.gait.offline.replay import analyze_recording
 from gaitwatch.gait.offline.synthetic import WalkerParams, generate_walk, sample_walker
 from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import AlertPolicySettings
-from gaitwatch.gait.types import AlertPhase, GaitWindow
+from gaitwatch.gait.types import AlertPhase, AlertType, GaitWindow
 
 
 def _two_people() -> Recording:
@@ -73,6 +72,6 @@ def test_offline_run_windows_per_track_and_alerts_end_when_tracks_end() -> None:
         assert len(wins) >= 8
     normal_valid = [w for w in by_track[4] if w.metrics.valid]
     assert normal_valid and all(w.assessment.label.value == "normal" for w in normal_valid)
-    slow = [a for a in result.alerts if a.track_id == 9 and a.type == ABNORMAL_GAIT]
+    slow = [a for a in result.alerts if a.track_id == 9 and a.type == AlertType.ABNORMAL_GAIT]
     assert slow[0].phase == AlertPhase.START and slow[-1].phase == AlertPhase.END
     assert not [a for a in result.alerts if a.track_id == 4]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from gaitwatch.gait.alerts import ABNORMAL_GAIT, FREEZING, AlertPolicy
+from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.features import analyze_window
 from gaitwatch.gait.offline.replay import analyze_recording
 from gaitwatch.gait.offline.synthetic import (
@@ -25,7 +25,7 @@ from gaitwatch.gait.offline.synthetic import (
 from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.gait.swaps import repair_swaps
-from gaitwatch.gait.types import ActivityState, Assessment, GaitLabel, GaitMetrics, GaitWindow
+from gaitwatch.gait.types import ActivityState, AlertType, Assessment, GaitLabel, GaitMetrics, GaitWindow
 from gaitwatch.pose.keypoints import Landmark
 
 # The medians measured on the real recording (see the comment above gaitwatch.gait.offline.synthetic.realistic_noise).
@@ -150,8 +150,8 @@ def test_freezing_alert_needs_recurrent_stops_and_one_stop_raises_nothing() -> N
     # A second, distinct stop later: freezing recurs, the alert starts.
     for t_end in np.arange(42.0, 45.0, 1.0):
         out += policy.update(*_freezing_window(float(t_end), 40.0))
-    assert [(a.type, a.phase.value) for a in out] == [(FREEZING, "start")]
-    assert ABNORMAL_GAIT not in policy.active(1)
+    assert [(a.type, a.phase.value) for a in out] == [(AlertType.FREEZING, "start")]
+    assert AlertType.ABNORMAL_GAIT not in policy.active(1)
 
 
 def test_freezing_pattern_without_a_stop_never_counts_as_freezing() -> None:
@@ -160,7 +160,7 @@ def test_freezing_pattern_without_a_stop_never_counts_as_freezing() -> None:
     for k in range(10):
         m = GaitMetrics(1, 10.0 + k, 18.0 + k, True, 0.9, ActivityState.WALKING, 100.0, {"halt_s": 0.0})
         out += policy.update(m, Assessment(1, GaitLabel.ABNORMAL, 0.9, "freezing"))
-    assert FREEZING not in {a.type for a in out}
+    assert AlertType.FREEZING not in {a.type for a in out}
 
 
 def test_settings_reject_bad_robustness_knobs() -> None:
@@ -182,7 +182,7 @@ def test_real_pedestrians_of_pets09_walk_normally() -> None:
 
     rec = record_video(VTEST, offline_settings(None, VTEST), fps=7.0, max_frames=400)
     result = analyze_recording(rec)
-    assert [a for a in result.alerts if a.type in (ABNORMAL_GAIT, FREEZING, "fall")] == []
+    assert [a for a in result.alerts if a.type in (AlertType.ABNORMAL_GAIT, AlertType.FREEZING, "fall")] == []
     cadence = np.array([w.metrics.cadence_spm for w in result.windows if w.metrics.valid], dtype=float)
     assert cadence.shape[0] >= 40
     assert float(np.mean((cadence >= 80.0) & (cadence <= 130.0))) >= 0.8

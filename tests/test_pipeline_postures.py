@@ -22,8 +22,7 @@ from photo_clips import (
     turned_box,
 )
 
-from gaitwatch.gait.alerts import FALL
-from gaitwatch.gait.types import ActivityState, AlertPhase
+from gaitwatch.gait.types import ActivityState, AlertPhase, AlertType
 from gaitwatch.tracking.boxes import iou_matrix
 from gaitwatch.tracking.types import TrackState
 
@@ -49,7 +48,7 @@ def test_a_person_seated_still_for_30_s_keeps_one_confirmed_track_sitting() -> N
     # Windows where the pose model could not see every leg landmark are "unknown"; every other one is sitting.
     assert set(known) == {str(ActivityState.SITTING)}, states
     assert known[str(ActivityState.SITTING)] >= 0.5 * sum(states.values()), states
-    assert not any(a for r in results for a in r.alerts if a.type == FALL)
+    assert not any(a for r in results for a in r.alerts if a.type == AlertType.FALL)
 
 
 def test_a_close_person_filling_half_the_frame_is_tracked_and_posed() -> None:
@@ -90,7 +89,7 @@ def test_a_person_who_falls_and_stays_down_raises_exactly_one_fall_alert() -> No
     lying = compose_turned(wall, person, feet, 90.0)
     frames += [lying] * int(10 * fps)  # left lying
     results = run(iter(frames), fps, SEES_POSTURES)
-    falls = [a for r in results for a in r.alerts if a.type == FALL]
+    falls = [a for r in results for a in r.alerts if a.type == AlertType.FALL]
     starts = [a for a in falls if a.phase == AlertPhase.START]
     assert len(starts) == 1, f"fall alerts: {[(a.phase, a.track_id, a.t_observed) for a in falls]}"
     # The lying person stays tracked and posed to the end (a crop may miss them now and then).
