@@ -29,13 +29,15 @@ from gaitwatch.daemon.payloads import (
     GAIT_DELIVERY,
     AckClaim,
     AckError,
+    ClockMap,
     PublisherIdentity,
     Topics,
     active_alerts_payload,
+    gait_payload,
     host_status_payload,
     parse_ack,
 )
-from gaitwatch.daemon.settings import MqttSettings
+from gaitwatch.gait.types import GaitResult
 
 # The service's parts log under the service's name (see camera_runner).
 log = logging.getLogger("gaitwatch.daemon.service")
@@ -66,6 +68,7 @@ class Delivery:
         self,
         *,
         topics: Topics,
+        clock: ClockMap,
         incidents: IncidentRegistry,
         metrics: DaemonMetrics,
         counters: ServiceCounters,
@@ -74,6 +77,7 @@ class Delivery:
         throttle: LogThrottle | None = None,
     ) -> None:
         self._topics = topics
+        self._clock = clock
         self._incidents = incidents
         self._metrics = metrics
         self._counters = counters
@@ -140,6 +144,16 @@ class Delivery:
                 log.info("flushed outbox rows=%d", sent)
 
     # -- telemetry and retained state ------------------------------------------------------------------------
+
+    async def gait(self, camera: str, result: GaitResult) -> None:
+        """One gait window's metrics and assessment, as QoS 0 telemetry."""
+        if self._identity is None:
+            raise RuntimeError("the service has not started")
+        self._counters.gait_windows += 1
+        payload = gait_payload(
+            result.metrics, result.assessment, camera=camera, identity=self._identity, clock=self._clock
+        )
+        await self.telemetry(self._topics.gait(camera), payload)
 
     async def telemetry(self, topic: str, payload: bytes) -> None:
         """QoS 0 telemetry: sent when connected, else counted and dropped (the next window supersedes it)."""
@@ -240,8 +254,9 @@ class Delivery:
 
 def broker_link(
     config: MqttConfig,
-    settings: MqttSettings,
     *,
+    ack_topic: str | None,
+    ack_timeout_s: float,
     topics: Topics,
     identity: PublisherIdentity,
     outbox: Outbox,
@@ -252,7 +267,6 @@ def broker_link(
     """The broker connection (its Last Will says "offline"; in ack mode it subscribes to the ack topic) and
     the drainer that publishes the outbox through it (re-sending what no integrator acknowledged in time).
     Neither is started."""
-    ack_topic = settings.ack_topic
     transport = MqttTransport(
         config,
         status_topic=topics.status,
@@ -263,7 +277,5 @@ def broker_link(
         on_connected=on_connected,
         metrics=metrics,
     )
-    drainer = OutboxDrainer(
-        outbox, transport, metrics=metrics, republish_after_s=settings.ack_timeout_s if ack_topic else None
-    )
+    drainer = OutboxDrainer(outbox, transport, metrics=metrics, republish_after_s=ack_timeout_s if ack_topic else None)
     return transport, drainer

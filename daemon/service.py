@@ -48,7 +48,6 @@ from gaitwatch.daemon.payloads import (
     ClockMap,
     PublisherIdentity,
     Topics,
-    gait_payload,
     new_boot_id,
 )
 from gaitwatch.daemon.pipeline import STAGES, FrameResult
@@ -120,6 +119,7 @@ class Service:
         self._incidents = IncidentRegistry(svc.host, self._boot_id, self._clock, on_change=active_changed.set)
         self._delivery = Delivery(
             topics=self._topics,
+            clock=self._clock,
             incidents=self._incidents,
             metrics=self.metrics,
             counters=self.counters,
@@ -153,7 +153,6 @@ class Service:
         self._transport: MqttTransport | None = None
         self._drainer: OutboxDrainer | None = None
         self._metrics_server: MetricsServer | None = None
-        self._identity: PublisherIdentity | None = None
 
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM does); ``run`` then returns 0."""
@@ -267,7 +266,7 @@ class Service:
         await intake.start()
         sources = await asyncio.to_thread(check_cameras, s)
         shared = await asyncio.to_thread(load_models, s)
-        self._identity = identity = PublisherIdentity(
+        identity = PublisherIdentity(
             site=s.service.site,
             host=s.service.host,
             boot_id=self._boot_id,
@@ -290,7 +289,8 @@ class Service:
         if broker is not None:
             self._transport, self._drainer = broker_link(
                 broker,
-                s.mqtt,
+                ack_topic=s.mqtt.ack_topic,
+                ack_timeout_s=s.mqtt.ack_timeout_s,
                 topics=self._topics,
                 identity=identity,
                 outbox=outbox,
@@ -418,16 +418,10 @@ class Service:
 
     async def _handle_result(self, camera: CameraRunner, result: FrameResult) -> None:
         """One processed frame (already counted by its camera): gait telemetry out, alerts raised."""
-        assert self._identity is not None
-        cam = camera.id
         for gait in result.gait:
-            self.counters.gait_windows += 1
-            payload = gait_payload(
-                gait.metrics, gait.assessment, camera=cam, identity=self._identity, clock=self._clock
-            )
-            await self._delivery.telemetry(self._topics.gait(cam), payload)
+            await self._delivery.gait(camera.id, gait)
         for alert in result.alerts:
-            await self._alerting.clinical(cam, alert)
+            await self._alerting.clinical(camera.id, alert)
         if self._on_result is not None:
             self._on_result(result)
 

@@ -152,7 +152,13 @@ async def test_a_health_pass_publishes_camera_status_and_raises_the_offline_inci
     changed = asyncio.Event()
     incidents = IncidentRegistry("pc1", "b00t", clock, on_change=changed.set)
     delivery = Delivery(
-        topics=topics, incidents=incidents, metrics=metrics, counters=counters, ack_topic=None, active_changed=changed
+        topics=topics,
+        clock=clock,
+        incidents=incidents,
+        metrics=metrics,
+        counters=counters,
+        ack_topic=None,
+        active_changed=changed,
     )
     stored: list[dict[str, Any]] = []
 
