@@ -1,6 +1,8 @@
 """``gaitwatch record VIDEO --out REC.npz [--fps F] [--config FILE]``: run the real pipeline (detector, tracker,
-pose) over a video and save every tracked person's keypoint trajectory with timestamps — never pixels — for
-``gaitwatch replay``, ``report`` and ``train-gait``. Exit 0; 1 when the video cannot be read; 78 for a bad config."""
+pose) over a video and save what its gait stage was fed — every tracked person's keypoint trajectory with
+timestamps (never pixels), when the tracker dropped each of them, when the video ended — for ``gaitwatch replay``
+(which then reproduces the daemon's windows and alerts), ``report`` and ``train-gait``. Exit 0; 1 when the video
+cannot be read; 78 for a bad config."""
 
 from __future__ import annotations
 
