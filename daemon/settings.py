@@ -19,6 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from gaitwatch.daemon.library_settings import (
@@ -29,7 +30,9 @@ from gaitwatch.daemon.library_settings import (
     borrow,
 )
 from gaitwatch.daemon.redact import redact_value
+from gaitwatch.gait.floor import CalibrationError, FloorCalibration, calibrate_from_camera, calibrate_from_points
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
+from gaitwatch.gait.zones import Zone, ZoneKind, ZoneMap
 from gaitwatch.pose.blazepose import BlazePoseSettings, ModelVariant
 from gaitwatch.pose.landmark_refinement import LandmarkRefinementSettings
 from gaitwatch.pose.recovery import RecoverySettings
@@ -75,6 +78,91 @@ class ServiceSettings(ConfigSection):
         description="cameras processed at once (track, pose, gait), each thread with its own pose interpreter; "
         "2 lets two cameras use both cores of a 2-core PC, 1 saves one interpreter's memory",
     )
+
+
+PixelSize = Annotated[int, Field(ge=16, le=8192)]
+
+
+class FloorCalibrationSettings(ConfigSection):
+    """A camera's floor calibration (``gaitwatch.gait.floor``), made with ``gaitwatch calibrate``: either
+    ``points``, >= 4 rows ``[x_px, y_px, X_m, Y_m]`` of floor marks (6-9 spread over the walking area: 4 fit
+    exactly and cannot reveal a mistyped one), or the mounting: ``height_m``, ``tilt_deg`` (down from the
+    horizontal) and ``fov_deg`` (across ``fov_axis``). ``image_size_px``: the size of the frames the pixels
+    refer to (the daemon's frames, after ``max_frame_side_px``)."""
+
+    image_size_px: tuple[PixelSize, PixelSize]
+    points: list[tuple[float, float, float, float]] | None = Field(default=None, min_length=4, max_length=100)
+    height_m: float | None = Field(default=None, gt=0.0, le=20.0)
+    tilt_deg: float | None = Field(default=None, gt=-90.0, le=90.0)
+    fov_deg: float | None = Field(default=None, gt=0.0, lt=180.0)
+    fov_axis: Literal["horizontal", "vertical"] = "horizontal"
+    max_error_m: float = Field(
+        default=0.10,
+        gt=0.0,
+        le=1.0,
+        description="a point further than this from the fit of all points is reported as a mistake; higher "
+        "accepts sloppier marks (and their error in every speed), lower rejects tape-measure noise",
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> FloorCalibrationSettings:
+        self.build()  # CalibrationError is a ValueError: pydantic reports it under this table's key path
+        return self
+
+    def build(self) -> FloorCalibration:
+        """The calibration itself; raises CalibrationError naming what is missing, degenerate or inconsistent."""
+        mounting = {"height_m": self.height_m, "tilt_deg": self.tilt_deg, "fov_deg": self.fov_deg}
+        given = [k for k, v in mounting.items() if v is not None]
+        if self.points is None and not given:
+            raise CalibrationError("give either points = [[x_px, y_px, X_m, Y_m], ...] or height_m, tilt_deg, fov_deg")
+        if self.points is not None and given:
+            raise CalibrationError(f"give either points or the mounting ({', '.join(given)}), not both")
+        w, h = self.image_size_px
+        if self.points is not None:
+            rows = [tuple(map(float, r)) for r in self.points]
+            for n, (x, y, _, _) in enumerate(rows, start=1):
+                if not (0.0 <= x <= w and 0.0 <= y <= h):
+                    raise CalibrationError(f"point {n} ({x:g}, {y:g}) lies outside the {w}x{h} image")
+            return calibrate_from_points([r[:2] for r in rows], [r[2:] for r in rows], max_error_m=self.max_error_m)
+        if len(given) < len(mounting):
+            missing = ", ".join(k for k in mounting if k not in given)
+            raise CalibrationError(f"a mounting calibration needs height_m, tilt_deg and fov_deg; missing {missing}")
+        assert self.height_m is not None and self.tilt_deg is not None and self.fov_deg is not None
+        return calibrate_from_camera(
+            height_m=self.height_m,
+            tilt_deg=self.tilt_deg,
+            fov_deg=self.fov_deg,
+            image_size=(w, h),
+            fov_axis=self.fov_axis,
+        )
+
+
+class ZoneSettings(ConfigSection):
+    """A named area of the room (``gaitwatch.gait.zones``): ``polygon`` corners in order, in floor metres
+    (``units = "m"``, the default on a calibrated camera) or image pixels (``"px"``, the default otherwise).
+    Beds and chairs are placed at their ``surface_height_m`` (default 0.5 / 0.45 m). ``exit_alerts`` turns
+    bed_exit / chair_rise on for this zone (on a ward: the beds of fall-risk patients); ``sensitivity`` says
+    when a bed exit is called: "high" when the patient sits up, "medium" on the bed's edge, "low" when standing
+    (earlier: more warning, more false alarms from patients who sit up and lie back)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    kind: Literal["bed", "chair", "door", "bathroom", "walkway"]
+    polygon: list[tuple[float, float]] = Field(min_length=3, max_length=64)
+    units: Literal["m", "px"] | None = None
+    surface_height_m: float | None = Field(default=None, ge=0.0, le=2.0)
+    exit_alerts: bool = True
+    sensitivity: Literal["low", "medium", "high"] = "medium"
+
+    def build(self, calibrated: bool) -> Zone:
+        return Zone(
+            self.name,
+            ZoneKind(self.kind),
+            np.asarray(self.polygon, dtype=np.float64),
+            units=self.units or ("m" if calibrated else "px"),
+            surface_height_m=self.surface_height_m,
+            exit_alerts=self.exit_alerts,
+            sensitivity=self.sensitivity,
+        )
 
 
 class CameraSettings(ConfigSection):
@@ -129,11 +217,34 @@ class CameraSettings(ConfigSection):
         description="how long processing must stay below min_processed_fps before the camera is degraded",
     )
 
+    calibration: FloorCalibrationSettings | None = Field(
+        default=None, description="floor calibration: gait speed and step length in metres, floor positions"
+    )
+    zones: list[ZoneSettings] = Field(default_factory=list, max_length=32)
+
     @model_validator(mode="after")
     def _backoff_order(self) -> CameraSettings:
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
         return self
+
+    @model_validator(mode="after")
+    def _zones_placeable(self) -> CameraSettings:
+        # Zones are placed in the image now, so a metre zone on an uncalibrated camera, a zone beyond the
+        # horizon or two zones of one name fail check-config rather than the running daemon.
+        self.zone_map()
+        return self
+
+    def floor_calibration(self) -> FloorCalibration | None:
+        return self.calibration.build() if self.calibration is not None else None
+
+    def zone_map(self) -> ZoneMap | None:
+        """The camera's zones placed in its image (None without zones); raises ZoneError naming the zone."""
+        if not self.zones:
+            return None
+        cal = self.floor_calibration()
+        size = self.calibration.image_size_px if self.calibration is not None else None
+        return ZoneMap.build(tuple(z.build(cal is not None) for z in self.zones), cal, size)
 
 
 # The tables below hold knobs of the library's stages. Each knob is declared once, in its library settings

@@ -159,6 +159,13 @@ class ZoneMap:
         for z in zones:
             if z.units == "px":
                 outline = z.polygon
+                # Metres read as pixels make a speck near the image corner: the commonest slip on a camera that
+                # has no calibration yet (the default units then are pixels).
+                if np.any(outline < 0) or polygon_area(outline) < 100.0:
+                    raise ZoneError(
+                        f"zone {z.name!r} in image pixels has negative corners or is smaller than 10x10 px: were "
+                        "its corners meant as floor metres? That needs a floor calibration of the camera"
+                    )
             elif calibration is None:
                 raise ZoneError(
                     f"zone {z.name!r} is in floor metres but the camera has no floor calibration: add one, or "

@@ -106,6 +106,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
     from gaitwatch.tools import (
         cmd_agreement,
         cmd_bench,
+        cmd_calibrate,
         cmd_distill,
         cmd_eval_detect,
         cmd_eval_gait,
@@ -121,6 +122,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
 
     return [
         cmd_bench.register,
+        cmd_calibrate.register,
         cmd_record.register,
         cmd_replay.register,
         cmd_report.register,
