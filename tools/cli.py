@@ -116,6 +116,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
         cmd_record,
         cmd_replay,
         cmd_report,
+        cmd_review,
         cmd_synth,
         cmd_train_gait,
     )
@@ -135,6 +136,7 @@ def _tool_registrations() -> list[Callable[[argparse._SubParsersAction[argparse.
         cmd_distill.register,
         cmd_outbox.register,
         cmd_agreement.register,
+        cmd_review.register,
     ]
 
 
