@@ -30,6 +30,10 @@ if [ "$dev" = 1 ]; then
     command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
     # The Prometheus alert rules are checked and unit-tested with promtool (Debian's prometheus package).
     command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
+    # `gaitwatch review` is tested in a real headless browser (Playwright). Playwright's own browser download is
+    # not reachable from the project's machines, so the tests drive Debian's chromium (tests/browser.py finds it;
+    # GAITWATCH_CHROMIUM=/path overrides, and a `python -m playwright install chromium` build is used if present).
+    command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || apt_packages+=(chromium)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     SUDO=""
