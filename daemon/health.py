@@ -62,6 +62,13 @@ class BrokerLink(Protocol):
     def last_error(self) -> str | None: ...
 
 
+class DrainerState(Protocol):
+    """Why alerts are not getting through a connected broker (``OutboxDrainer.last_error``)."""
+
+    @property
+    def last_error(self) -> str | None: ...
+
+
 class OutboxStorage(Protocol):
     """Whether the outbox commits alerts (``alert_intake.AlertIntake``)."""
 
@@ -106,11 +113,6 @@ def status_line(
         parts.append(f"OUTBOX UNAVAILABLE ({storage.last_error or 'disk error'}): {storage.held} alerts held in memory")
     parts.append(f"outbox pending {outbox_pending}")
     return "; ".join(parts)
-
-
-class DrainerState(Protocol):
-    @property
-    def last_error(self) -> str | None: ...
 
 
 class Health:
