@@ -62,24 +62,28 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from gaitwatch.daemon.outbox import OutboxRow
-from gaitwatch.daemon.payloads import ALERT_SCHEMA, GAIT_SCHEMA
-from gaitwatch.daemon.settings import FhirSettings
-from gaitwatch.daemon.sinks import DeliveryReport
+from gaitwatch.daemon.drainer import SinkDrainer
+from gaitwatch.daemon.metrics import DaemonMetrics
+from gaitwatch.daemon.outbox import Outbox, OutboxRow
+from gaitwatch.daemon.payloads import ALERT_SCHEMA, GAIT_SCHEMA, ClockMap, PublisherIdentity, gait_payload
+from gaitwatch.daemon.settings import ConfigError, FhirSettings, Settings
+from gaitwatch.daemon.sinks import FHIR_SINK, DeliveryReport
+from gaitwatch.gait.types import GaitResult
 
 __all__ = [
     "FHIR_SINK",
     "FhirConfig",
     "FhirConfigError",
+    "FhirLink",
     "FhirSink",
     "conditional_create_query",
     "detected_issue",
+    "fhir_link",
     "gait_observation",
 ]
 
 _LOG = logging.getLogger(__name__)
 
-FHIR_SINK: Final = "fhir"
 FHIR_JSON: Final = "application/fhir+json"
 UCUM: Final = "http://unitsofmeasure.org"
 OBSERVATION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -480,3 +484,58 @@ def _outcome_text(text: str, limit: int = 300) -> str:
         ]
         return "; ".join(parts)[:limit]
     return " ".join(text.split())[:limit]
+
+
+# -- wiring ------------------------------------------------------------------------------------------------------
+
+
+class FhirLink:
+    """The FHIR sink as the service runs it: the sink, its outbox drainer, and the identity and clock that turn
+    a gait window into its ``gaitwatch.gait/1`` payload (and so into an Observation)."""
+
+    def __init__(self, sink: FhirSink, drainer: SinkDrainer, identity: PublisherIdentity, clock: ClockMap) -> None:
+        self.sink = sink
+        self.drainer = drainer
+        self._identity = identity
+        self._clock = clock
+
+    def offer_gait(self, camera: str, result: GaitResult) -> None:
+        """A gait window, sent as an Observation when it is a walking one (best effort, never blocks)."""
+        if self.sink.config.gait_observations:
+            payload = gait_payload(
+                result.metrics, result.assessment, camera=camera, identity=self._identity, clock=self._clock
+            )
+            self.sink.offer_gait(payload)
+
+    async def run(self) -> None:
+        """Deliver alerts (the drainer) and gait Observations until cancelled."""
+        self.sink.start()
+        await self.drainer.run()
+
+    async def close(self) -> None:
+        self.drainer.stop()
+        await self.sink.close()
+
+
+def fhir_link(
+    settings: Settings, outbox: Outbox, metrics: DaemonMetrics, identity: PublisherIdentity, clock: ClockMap
+) -> FhirLink | None:
+    """The FHIR sink and its drainer when ``[fhir]`` is enabled (None otherwise); not started. A token or CA
+    file that cannot be used is a ``ConfigError`` (exit 78) naming the key."""
+    if not settings.fhir.enabled:
+        return None
+    try:
+        sink = FhirSink(FhirConfig.from_settings(settings.fhir))
+    except FhirConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    # The outbox gauges are the MQTT drainer's to refresh (they count every sink); FHIR deliveries are not
+    # PUBACKs, so they stay out of gaitwatch_outbox_published_total.
+    drainer = SinkDrainer(
+        outbox,
+        sink,
+        retry_initial_s=settings.fhir.retry_initial_s,
+        retry_max_s=settings.fhir.retry_max_s,
+        metrics=None if settings.mqtt.enabled else metrics,
+        count_published=False,
+    )
+    return FhirLink(sink, drainer, identity, clock)

@@ -37,6 +37,7 @@ from gaitwatch.daemon.camera_runner import CameraRunner
 from gaitwatch.daemon.config_checks import config_warnings
 from gaitwatch.daemon.counters import ServiceCounters
 from gaitwatch.daemon.delivery import Delivery, broker_link
+from gaitwatch.daemon.fhir_sink import FhirLink, fhir_link
 from gaitwatch.daemon.health import Health, ServiceMetrics
 from gaitwatch.daemon.incidents import IncidentRegistry
 from gaitwatch.daemon.logs import configure_logging
@@ -152,6 +153,7 @@ class Service:
         self._intake: AlertIntake | None = None
         self._transport: MqttTransport | None = None
         self._drainer: OutboxDrainer | None = None
+        self._fhir: FhirLink | None = None  # the FHIR sink, when [fhir] is enabled
         self._metrics_server: MetricsServer | None = None
 
     def request_stop(self) -> None:
@@ -298,7 +300,10 @@ class Service:
                 delivery=self._delivery,
                 on_connected=self._on_connected,
             )
+        self._fhir = fhir_link(s, outbox, self.metrics, identity, self._clock)
         intake.attach(self._transport, self._drainer)
+        if self._fhir is not None:
+            intake.attach_sink(self._fhir.drainer)
         self._alerting.attach(identity)
         self._delivery.attach(outbox, intake, identity, transport=self._transport, drainer=self._drainer)
         self._health.attach(self._cameras, identity, storage=intake, broker=self._transport, drainer=self._drainer)
@@ -339,6 +344,9 @@ class Service:
             ),
             asyncio.create_task(self._intake.run(), name="held-alerts"),
         ]
+        if self._fhir is not None:
+            # Cancelled with the background work at shutdown: what it had not delivered goes at the next start.
+            background.append(asyncio.create_task(self._fhir.run(), name="fhir"))
         drainer = asyncio.create_task(self._drainer.run(), name="outbox-drainer") if self._drainer is not None else None
         if self.settings.mqtt.ack_topic:
             background.append(asyncio.create_task(self._delivery.ack_loop(), name="acks"))
@@ -385,6 +393,8 @@ class Service:
             await asyncio.to_thread(camera.source.stop)
         if self._transport is not None:
             await self._transport.close()
+        if self._fhir is not None:
+            await self._fhir.close()
         self._workers.shutdown()
         if self._outbox is not None:
             self._outbox.close()
@@ -420,6 +430,8 @@ class Service:
         """One processed frame (already counted by its camera): gait telemetry out, alerts raised."""
         for gait in result.gait:
             await self._delivery.gait(camera.id, gait)
+            if self._fhir is not None:
+                self._fhir.offer_gait(camera.id, gait)
         for alert in result.alerts:
             await self._alerting.clinical(camera.id, alert)
         if self._on_result is not None:

@@ -466,11 +466,19 @@ class FhirSettings(ConfigSection):
         description="prefix of the identifier and code systems (urn:gaitwatch:alert-id, ...:track, ...)",
     )
     gait_observations: bool = Field(default=True, description="also send walking windows as Observations")
+    retry_initial_s: NetworkTimeout = Field(default=1.0, description="first wait before retrying a failed alert")
+    retry_max_s: PositiveSeconds = Field(
+        default=60.0,
+        description="longest wait between retries (<= 1 h); lower delivers sooner after an outage, at the cost "
+        "of more requests to a server that is struggling",
+    )
 
     @model_validator(mode="after")
     def _base_url_when_enabled(self) -> FhirSettings:
         if self.enabled and self.base_url is None:
             raise ValueError("base_url is required when enabled = true")
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must be >= retry_initial_s")
         return self
 
 

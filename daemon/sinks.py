@@ -22,9 +22,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gaitwatch.daemon.outbox import OutboxRow
+from gaitwatch.daemon.outbox import MQTT_SINK, OutboxRow, SinkPolicy
+from gaitwatch.daemon.settings import Settings
 
-__all__ = ["AlertSink", "DeliveryReport"]
+__all__ = ["AlertSink", "DeliveryReport", "configured_sinks"]
+
+# The FHIR sink's outbox name (``gaitwatch.daemon.fhir_sink``).
+FHIR_SINK = "fhir"
+
+
+def configured_sinks(settings: Settings) -> list[SinkPolicy]:
+    """The sinks the outbox owes new alerts to: MQTT (with integrator acks in ack mode) and, when ``[fhir]`` is
+    enabled, FHIR. With MQTT switched off and no other sink, alerts still wait for MQTT, as they always did
+    (nothing is dropped because no sink is configured)."""
+    mqtt, fhir = settings.mqtt, settings.fhir
+    sinks: list[SinkPolicy] = []
+    if mqtt.enabled or not fhir.enabled:
+        sinks.append(SinkPolicy(MQTT_SINK, ack_required=mqtt.enabled and mqtt.ack_topic is not None))
+    if fhir.enabled:
+        sinks.append(SinkPolicy(FHIR_SINK))
+    return sinks
 
 
 @dataclass(frozen=True, slots=True)

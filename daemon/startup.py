@@ -16,6 +16,7 @@ from gaitwatch.daemon.metrics import DaemonMetrics, MetricsServer, start_http_se
 from gaitwatch.daemon.mqtt import MqttConfig, MqttConfigError, TlsConfig, tls_context
 from gaitwatch.daemon.outbox import Outbox, OutboxError
 from gaitwatch.daemon.settings import ConfigError, Settings, read_secret
+from gaitwatch.daemon.sinks import configured_sinks
 from gaitwatch.daemon.sources import OpenCvCamera, SourceError
 from gaitwatch.daemon.state_lock import StateDirLock, StateDirLockedError
 from gaitwatch.pose.blazepose import PoseModelError
@@ -102,11 +103,7 @@ def open_outbox(settings: Settings) -> tuple[Outbox, StateDirLock]:
 def _open_locked(settings: Settings) -> Outbox:
     state_dir = settings.service.state_dir
     try:
-        outbox = Outbox(
-            state_dir / "outbox.sqlite3",
-            settings.outbox.max_rows,
-            ack_required=settings.mqtt.enabled and settings.mqtt.ack_topic is not None,
-        )
+        outbox = Outbox(state_dir / "outbox.sqlite3", settings.outbox.max_rows, sinks=configured_sinks(settings))
     except OutboxError as exc:
         hint = "fix service.state_dir"
         if "corrupt" in str(exc) or "not an SQLite database" in str(exc):

@@ -462,3 +462,50 @@ async def test_every_shipped_alert_type_passes_the_server_validation(tmp_path: P
     foreign = next(s for s in box.deliveries(5) if s.sink == "fhir")
     assert foreign.rejected_wall is not None, "a payload that is not an alert is refused, not retried forever"
     box.close()
+
+
+# -- the daemon ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_the_daemon_delivers_every_alert_to_mqtt_and_fhir_through_a_fhir_outage(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    """The real daemon with ``[fhir]`` enabled and the FHIR server down at first: MQTT integrators get every
+    alert at once, the FHIR server every alert once it is up, each exactly once, and nothing stays pending."""
+    from test_faults_harness import Integrator, base_config, check_alerts, daemon, write_config
+
+    port = free_port()
+    fhir = {
+        "enabled": True,
+        "base_url": f"http://127.0.0.1:{port}/fhir",
+        "timeout_s": 2.0,
+        "retry_initial_s": 0.1,
+        "retry_max_s": 0.5,
+    }
+    config = write_config(tmp_path / "daemon.toml", base_config(tmp_path, mosquitto.port, fhir=fhir))
+    server = FhirServer()
+    async with Integrator(mosquitto.port) as integrator, daemon(config, tmp_path) as d:
+        await d.wait_ready()
+        await d.alerts(30)
+        await d.until(lambda: "done 30" in d.lines, "the burst")
+        await integrator.until(lambda: integrator.alert_ids() >= set(d.stored), "all 30 alerts over MQTT")
+        assert server.ids() == []
+        async with serving(server, port):
+            await until_fhir(lambda: set(server.ids()) >= set(d.stored), "all 30 alerts at the FHIR server")
+            assert await d.stop() == 0
+    check_alerts(integrator.alerts())
+    assert len(server.ids()) == len(set(server.ids())) == 30, "each alert once"
+    assert server.invalid == []
+    with Outbox(tmp_path / "state-pc1" / "outbox.sqlite3", 1000, sinks=[SinkPolicy("mqtt"), SinkPolicy("fhir")]) as box:
+        assert box.pending_count() == 0
+
+
+async def until_fhir(predicate: Callable[[], bool], what: str) -> None:
+    """As ``until``, with the daemon harness's longer guard (a subprocess backs off between retries)."""
+    try:
+        async with asyncio.timeout(45.0):
+            while not predicate():  # noqa: ASYNC110  (polls state owned by a server task)
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
