@@ -76,7 +76,8 @@ class Alerting:
         """An alert policy's alert about one track on ``camera``."""
         if self._identity is None:
             raise RuntimeError("the service has not started")
-        zone = self._zone_of(camera)
+        # A zone alert names its room zone (the bed); the others the camera's configured zone.
+        zone = alert.zone or self._zone_of(camera)
         alert_id = self._alert_ids.next()
         incident = self._incidents.clinical_id(camera, alert.track_id, alert.type, alert.phase)
         body = alert_body(

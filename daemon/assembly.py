@@ -12,6 +12,7 @@ from gaitwatch.daemon.pipeline import CameraPipeline, PipelineSettings
 from gaitwatch.daemon.settings import Settings
 from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
+from gaitwatch.gait.floor_stage import FloorStage
 from gaitwatch.gait.model import MODEL_VERSION
 from gaitwatch.gait.settings import AlertPolicySettings
 from gaitwatch.pose.backend import PoseBackend
@@ -122,6 +123,14 @@ class SharedModels:
         return {"pose": self.pose.model_version, "gait": gait}
 
 
+def build_floor_stage(camera_id: str, settings: Settings) -> FloorStage | None:
+    """The camera's floor calibration and zones as its gait stage's floor stage (None when it has neither)."""
+    camera = next((c for c in settings.cameras if c.id == camera_id), None)
+    if camera is None or (camera.calibration is None and not camera.zones):
+        return None
+    return FloorStage(camera.floor_calibration(), camera.zone_map(), min_visibility=settings.gait.min_visibility)
+
+
 def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedModels) -> CameraPipeline:
     return CameraPipeline(
         camera_id,
@@ -140,4 +149,5 @@ def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedMode
         gait_settings=settings.gait,
         classifier=shared.classifier,
         policy=AlertPolicy(settings.alerts),
+        floor=build_floor_stage(camera_id, settings),
     )

@@ -55,7 +55,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from gaitwatch.daemon.technical_alerts import TechnicalAlertType
-from gaitwatch.gait.types import Alert, AlertPhase, AlertType, Assessment, GaitMetrics
+from gaitwatch.gait.types import Alert, AlertPhase, AlertType, Assessment, FloorReading, GaitMetrics
 
 ALERT_SCHEMA: Final = "gaitwatch.alert/1"
 GAIT_SCHEMA: Final = "gaitwatch.gait/1"
@@ -328,6 +328,7 @@ def gait_payload(
             "p_abnormal": _num(assessment.p_abnormal),
             "pattern": assessment.pattern,
         }
+    floor = metrics.floor if metrics.floor is not None else FloorReading()
     return _dumps(
         {
             "schema": GAIT_SCHEMA,
@@ -341,6 +342,13 @@ def gait_payload(
             "quality": _num(metrics.quality),
             "state": str(metrics.state),
             "cadence_spm": _num(metrics.cadence_spm),
+            # In metres from the camera's floor calibration, and the room zone: null without them.
+            "speed_mps": _num(floor.speed_mps),
+            "step_length_m": _num(floor.step_length_m),
+            "stride_length_m": _num(floor.stride_length_m),
+            "distance_m": _num(floor.distance_m),
+            "floor_xy": [_num(v) for v in floor.floor_xy] if floor.floor_xy is not None else None,
+            "zone": floor.zone,
             "features": _numbers(metrics.features),
             "classification": classification,
         }

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
+from gaitwatch.gait.floor_stage import FloorStage
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.gait.stage import GaitStage
 from gaitwatch.gait.types import Alert, GaitResult
@@ -114,6 +115,7 @@ class CameraPipeline:
         classifier: GaitClassifier,
         policy: AlertPolicy,
         clock: Callable[[], float] = time.perf_counter,
+        floor: FloorStage | None = None,
     ) -> None:
         self.camera_id = camera_id
         self._settings = settings
@@ -124,7 +126,7 @@ class CameraPipeline:
         self._scheduler = scheduler
         self._temporal = temporal
         # Windows, analysis, classification and alerts: the same stage replays and evaluations run.
-        self._gait = GaitStage(gait_settings, classifier, policy)
+        self._gait = GaitStage(gait_settings, classifier, policy, floor)
         self._clock = clock
         self._last_detect_t: float | None = None
         # The boxes of the last processed frame's tracks: the detector also searches around them.

@@ -104,7 +104,8 @@ class ExitWatch:
         tr = self._tracks.pop(track_id, None)
         if tr is None or not tr.stage:
             return []
-        return [self._alert(BED_EXIT, AlertPhase.END, track_id, tr.t_start, t, tr.stage, 1.0, {})]
+        bed = tr.bed.name if tr.bed is not None else ""
+        return [self._alert(BED_EXIT, AlertPhase.END, track_id, tr.t_start, t, tr.stage, 1.0, {}, bed)]
 
     def active(self, track_id: int) -> list[str]:
         tr = self._tracks.get(track_id)
@@ -148,7 +149,9 @@ class ExitWatch:
         if tr.stage and lying_in_bed and s.zone is tr.bed:
             tr.back_since = s.t if tr.back_since is None else tr.back_since
             if s.t - tr.back_since >= cfg.back_in_bed_s:
-                end = self._alert(BED_EXIT, AlertPhase.END, s.track_id, tr.t_start, s.t, "back_in_bed", s.quality, {})
+                end = self._alert(
+                    BED_EXIT, AlertPhase.END, s.track_id, tr.t_start, s.t, "back_in_bed", s.quality, {}, tr.bed.name
+                )
                 out.append(end)
                 tr.stage, tr.candidate = "", ""
             return out
@@ -172,7 +175,7 @@ class ExitWatch:
             phase = AlertPhase.UPDATE
         evidence["since_start_s"] = s.t - tr.t_start
         tr.stage = stage
-        out.append(self._alert(BED_EXIT, phase, s.track_id, tr.t_start, s.t, stage, s.quality, evidence))
+        out.append(self._alert(BED_EXIT, phase, s.track_id, tr.t_start, s.t, stage, s.quality, evidence, tr.bed.name))
         return out
 
     def _chair(self, tr: _Track, s: ZoneSample) -> list[Alert]:
@@ -205,9 +208,10 @@ class ExitWatch:
             # sitting down in between).
             evidence["five_sts_s"] = tr.upright_since - tr.rises[0]
             tr.rises.clear()
+        chair = tr.chair.name
         tr.chair, tr.seated_since, tr.upright_since = None, None, None
-        start = self._alert(CHAIR_RISE, AlertPhase.START, s.track_id, t0, s.t, "rise", s.quality, evidence)
-        end = self._alert(CHAIR_RISE, AlertPhase.END, s.track_id, t0, s.t, "rise", s.quality, evidence)
+        start = self._alert(CHAIR_RISE, AlertPhase.START, s.track_id, t0, s.t, "rise", s.quality, evidence, chair)
+        end = self._alert(CHAIR_RISE, AlertPhase.END, s.track_id, t0, s.t, "rise", s.quality, evidence, chair)
         return [start, end]
 
     def _alert(
@@ -220,6 +224,7 @@ class ExitWatch:
         stage: str,
         quality: float,
         evidence: dict[str, float],
+        zone: str,
     ) -> Alert:
         cfg = self.settings
         return Alert(
@@ -233,4 +238,5 @@ class ExitWatch:
             quality=float(quality),
             evidence=dict(evidence),
             pattern=stage,
+            zone=zone,
         )

@@ -124,13 +124,22 @@ def _check_points(name: str, p: NDArray[np.float64], tol: float, unit: str) -> N
             f"the {name} points lie on one line: a floor calibration needs points spread over an area "
             "(no line of points fixes the floor's depth)"
         )
-    if p.shape[0] == _MIN_POINTS:
-        for k in range(_MIN_POINTS):
-            rest = np.delete(p, k, axis=0)
-            if _spread_ratio(rest) < _COLLINEAR:
-                others = ", ".join(str(int(x) + 1) for x in np.delete(np.arange(_MIN_POINTS), k))
+    # A homography needs 4 points of which no 3 are collinear: with all points but one on a line, any map that
+    # keeps that line and the odd point fits them (the floor's depth off the line is free), and pixel rounding
+    # hides it from the DLT's rank. Lines through every pair of points, tolerance as above.
+    n = p.shape[0]
+    tol = _COLLINEAR * float(np.linalg.svd(p - p.mean(axis=0), compute_uv=False)[0]) / np.sqrt(n)
+    for a in range(n):
+        for b in range(a + 1, n):
+            d = p[b] - p[a]
+            length = float(np.hypot(d[0], d[1]))
+            off = np.abs(d[0] * (p[:, 1] - p[a, 1]) - d[1] * (p[:, 0] - p[a, 0])) / length
+            on = np.flatnonzero(off <= tol)
+            if on.shape[0] >= n - 1:
+                listed = ", ".join(str(int(k) + 1) for k in on)
                 raise CalibrationError(
-                    f"{name} points {others} lie on one line: with 4 points no three may be collinear"
+                    f"{name} points {listed} lie on one line: all but one point on a line leave the floor's depth "
+                    "undetermined; add points off that line (at least 4, no three on a line)"
                 )
 
 

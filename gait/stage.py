@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
 from gaitwatch.gait.features import analyze_window
+from gaitwatch.gait.floor_stage import FloorStage
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.gait.trajectory import TrajectoryBuffer
 from gaitwatch.gait.types import Alert, GaitResult
@@ -39,10 +40,18 @@ class GaitStage:
     """Per-track trajectory buffers, window scheduling, analysis, classification and the alert policy of
     one camera. Synchronous and deterministic: the same samples in the same order give the same output."""
 
-    def __init__(self, settings: GaitSettings, classifier: GaitClassifier, policy: AlertPolicy) -> None:
+    def __init__(
+        self,
+        settings: GaitSettings,
+        classifier: GaitClassifier,
+        policy: AlertPolicy,
+        floor: FloorStage | None = None,
+    ) -> None:
         self._settings = settings
         self._classifier = classifier
         self._policy = policy
+        # The camera's floor calibration and zones (metres, zone, bed-exit / chair-rise alerts), if it has any.
+        self._floor = floor
         self._buffers: dict[int, TrajectoryBuffer] = {}
         # Per track: the end time of its last window (before the first, one window minus one hop after its
         # first pose, so the first window is due once a full window of history exists).
@@ -69,7 +78,8 @@ class GaitStage:
     def fresh(self) -> GaitStage:
         """A stage with the same settings, classifier and alert-policy settings and no history: what a replay
         of this stage's input must start from."""
-        return GaitStage(self._settings, self._classifier, AlertPolicy(self._policy.settings))
+        floor = self._floor.fresh() if self._floor is not None else None
+        return GaitStage(self._settings, self._classifier, AlertPolicy(self._policy.settings), floor)
 
     def update(
         self,
@@ -105,9 +115,13 @@ class GaitStage:
             if window is None:
                 continue
             metrics = analyze_window(window, s)
+            zone_alerts: list[Alert] = []
+            if self._floor is not None:
+                metrics, zone_alerts = self._floor.window(window, metrics)
             assessment = self._classifier.assess(metrics)
             windows.append(GaitResult(metrics, assessment))
             alerts.extend(self._policy.update(metrics, assessment))
+            alerts.extend(zone_alerts)
         held = {int(i) for i in alive}
         for tid in [tid for tid in self._buffers if tid not in held]:
             alerts.extend(self._forget(tid, t))
@@ -123,4 +137,5 @@ class GaitStage:
     def _forget(self, track_id: int, t: float) -> list[Alert]:
         del self._buffers[track_id]
         del self._last_window_t[track_id]
-        return self._policy.forget(track_id, t)
+        ended = self._policy.forget(track_id, t)
+        return ended + self._floor.forget(track_id, t) if self._floor is not None else ended

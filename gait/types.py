@@ -49,6 +49,24 @@ class ActivityState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class FloorReading:
+    """Where one person is and how they walk in metres, from a camera's floor calibration and zones
+    (``gaitwatch.gait.floor_stage``); None where the camera has no calibration or it could not be measured.
+
+    ``floor_xy``: latest floor position (m, the calibration's frame); ``speed_mps``: walking speed over the
+    window; ``step_length_m`` / ``stride_length_m``: mean step and stride (valid walking windows only);
+    ``distance_m``: path walked in the window; ``zone`` / ``zone_kind``: the zone holding the person, if any."""
+
+    floor_xy: tuple[float, float] | None = None
+    speed_mps: float | None = None
+    step_length_m: float | None = None
+    stride_length_m: float | None = None
+    distance_m: float | None = None
+    zone: str | None = None
+    zone_kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GaitMetrics:
     """What one window says about one person's gait.
 
@@ -65,6 +83,8 @@ class GaitMetrics:
     state: ActivityState
     cadence_spm: float | None
     features: Mapping[str, float] = field(default_factory=dict)
+    # In metres and zones: set by the camera's floor stage when it has a calibration or zones, else None.
+    floor: FloorReading | None = None
 
 
 class GaitLabel(StrEnum):
@@ -132,3 +152,5 @@ class Alert:
     evidence: Mapping[str, float] = field(default_factory=dict)
     # The kind of abnormality behind an abnormal-gait alert ("slow", "shuffling", ...), else "".
     pattern: str = ""
+    # The room zone the alert is about (a bed_exit's bed), else "" (the camera's own zone is used).
+    zone: str = ""

@@ -70,7 +70,12 @@ def point_calibration(
     seen &= (uv[:, 1] > 0.2 * h) & (uv[:, 1] < h - 20)
     idx = np.flatnonzero(seen)
     if idx.shape[0] > 9:
-        idx = idx[np.round(np.linspace(0, idx.shape[0] - 1, 9)).astype(int)]
+        # As an admin would: marks spread over the view (greedy farthest points in the image).
+        chosen = [int(idx[np.argmax(uv[idx, 1])])]
+        while len(chosen) < 9:
+            d = np.min(np.linalg.norm(uv[idx][:, None] - uv[chosen][None], axis=-1), axis=1)
+            chosen.append(int(idx[np.argmax(d)]))
+        idx = np.array(chosen)
     floor = grid[idx] + rng.uniform(-floor_error_m, floor_error_m, (idx.shape[0], 2))
     return calibrate_from_points(np.round(uv[idx]), floor)
 
