@@ -387,7 +387,9 @@ class FhirSink:
         url = f"{self._base}/{kind}"
         headers = {"If-None-Exist": conditional_create_query(resource["identifier"][0]), "Prefer": "return=minimal"}
         try:
-            async with self._client().post(url, data=json.dumps(resource).encode(), headers=headers) as response:
+            # No redirects: aiohttp would follow a 302 with a GET, and a login page's 200 would count as delivered.
+            post = self._client().post(url, data=json.dumps(resource).encode(), headers=headers, allow_redirects=False)
+            async with post as response:
                 status = response.status
                 text = await response.text(errors="replace") if status >= 300 else ""
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -410,6 +412,10 @@ class FhirSink:
         if status in REFUSED_FOR_GOOD:
             raise _RefusedError(message)
         hint = {
+            301: " (check fhir.base_url)",
+            302: " (check fhir.base_url)",
+            307: " (check fhir.base_url)",
+            308: " (check fhir.base_url)",
             401: " (check fhir.token_file)",
             403: " (the token lacks create rights on this resource type)",
             404: " (check fhir.base_url)",

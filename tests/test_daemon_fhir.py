@@ -509,3 +509,20 @@ async def until_fhir(predicate: Callable[[], bool], what: str) -> None:
                 await asyncio.sleep(0.05)
     except TimeoutError:
         pytest.fail(f"timed out waiting for {what}")
+
+
+async def test_a_redirect_is_not_taken_for_a_delivery(tmp_path: Path) -> None:
+    """A proxy redirecting to a login page must not turn into "delivered" (a followed POST becomes a GET whose
+    200 is the login page): the alert stays pending and the error points at the base URL."""
+    server = FhirServer()
+    server.status = 302
+    box = fhir_outbox(tmp_path)
+    async with serving(server, free_port()) as url:
+        sink = FhirSink(config(url))
+        d = drainer(box, sink)
+        box.add("t", fall(1), "pc1:b00t:1")
+        assert await d.drain_once() == 0
+        await sink.close()
+    assert "HTTP 302" in (d.last_error or "") and "fhir.base_url" in (d.last_error or "")
+    assert box.pending_count(sink="fhir") == 1 and server.requests == [("DetectedIssue", 302)]
+    box.close()

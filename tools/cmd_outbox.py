@@ -4,8 +4,8 @@ Usage: ``gaitwatch outbox salvage --state-dir DIR [--max-rows N]`` (or ``--confi
 ``service.state_dir`` and ``outbox.max_rows`` from the daemon's config). Stop the daemon first (the command takes
 the state directory's lock, like the daemon). The damaged files are moved aside as
 ``outbox.sqlite3.corrupt-<UTC time>`` (kept as evidence), every readable row is copied into a fresh outbox with
-its original ``seq``, id, payload and delivery state, and the daemon then delivers what was pending at its next
-start. Prints ``salvaged=N pending=P unreadable=U moved_to=PATH``.
+its original ``seq``, id, payload and each sink's delivery state (schema 1-3 files alike), and the daemon then
+delivers what was pending at its next start. Prints ``salvaged=N pending=P unreadable=U moved_to=PATH``.
 
 Exit codes: 0 salvaged (or the outbox was healthy: nothing done); 73 the state directory is in use or cannot be
 written; 65 nothing could be read; 78 an invalid config.
