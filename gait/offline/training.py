@@ -14,14 +14,14 @@ and a classifier must work on people it has never seen.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from gaitwatch.gait.features import analyze_window
 from gaitwatch.gait.model import MODEL_FEATURES, GaitModel, NaiveBayesParams, SvmParams, feature_vector
+from gaitwatch.gait.offline.replay import analyze_recording
 from gaitwatch.gait.offline.synthetic import (
     PATTERNS,
     CameraView,
@@ -30,6 +30,7 @@ from gaitwatch.gait.offline.synthetic import (
     realistic_noise,
     sample_walker,
 )
+from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.gait.types import GaitMetrics, GaitWindow
 
@@ -112,7 +113,9 @@ def subject_specs(
 
 
 def sliding_windows(track: GaitWindow, settings: GaitSettings, hop_s: float | None = None) -> Iterator[GaitWindow]:
-    """Windows of ``window_s`` every ``hop_s`` (default ``settings.hop_s``) over one track's samples."""
+    """Windows of ``window_s`` every ``hop_s`` (default ``settings.hop_s``) over one track's samples, on a grid
+    from its first sample: for looking at a signal. Training and evaluation cut windows with the daemon's own
+    gait stage instead (``synthetic_windows``, ``gaitwatch.gait.offline.labels``)."""
     hop = hop_s or settings.hop_s
     if track.t.shape[0] < 3:
         return
@@ -131,9 +134,10 @@ def synthetic_windows(
     hop_s: float = 2.0,
     progress: Callable[[int], None] | None = None,
 ) -> WindowSet:
-    """Generate each subject's walk, cut windows every ``hop_s``, keep the valid ones with their truth (except
-    windows of ``TIMING_PATTERNS`` subjects where step timing could not be measured)."""
-    settings = settings or GaitSettings()
+    """Generate each subject's walk, cut windows every ``hop_s`` as the daemon's gait stage does (a replay of
+    the walk), keep the valid ones with their truth (except windows of ``TIMING_PATTERNS`` subjects where step
+    timing could not be measured)."""
+    settings = replace(settings or GaitSettings(), hop_s=hop_s)
     rows: list[tuple[GaitMetrics, bool, str, int, dict[str, float]]] = []
     for spec in specs:
         rng = np.random.default_rng(spec.seed)
@@ -146,11 +150,11 @@ def synthetic_windows(
             duration_s=duration_s,
             seed=spec.seed,
         )
-        track = GaitWindow(spec.subject, walk.t, walk.keypoints, walk.world)
-        for win in sliding_windows(track, settings, hop_s):
-            m = analyze_window(win, settings)
+        rec = Recording.single(GaitWindow(spec.subject, walk.t, walk.keypoints, walk.world))
+        for result in analyze_recording(rec, settings).windows:
+            m = result.metrics
             if m.valid and not (spec.pattern in TIMING_PATTERNS and not timing_measured(m)):
-                truth = walk.truth(float(win.t[0]), float(win.t[-1]))
+                truth = walk.truth(m.t_start, m.t_end)  # the window's first and last samples
                 rows.append((m, spec.pattern != "normal", spec.pattern, spec.subject, truth))
         if progress is not None:
             progress(1)
