@@ -526,3 +526,15 @@ async def test_a_redirect_is_not_taken_for_a_delivery(tmp_path: Path) -> None:
     assert "HTTP 302" in (d.last_error or "") and "fhir.base_url" in (d.last_error or "")
     assert box.pending_count(sink="fhir") == 1 and server.requests == [("DetectedIssue", 302)]
     box.close()
+
+
+@pytest.mark.slow
+async def test_an_unreadable_fhir_token_file_stops_start_up_with_exit_78(mosquitto: Any, tmp_path: Path) -> None:
+    from test_faults_harness import base_config, daemon, write_config
+
+    fhir = {"enabled": True, "base_url": "http://127.0.0.1:9/fhir", "token_file": str(tmp_path / "no-such-token")}
+    config = write_config(tmp_path / "daemon.toml", base_config(tmp_path, mosquitto.port, fhir=fhir))
+    async with daemon(config, tmp_path) as d:
+        assert await d.wait_exit() == 78
+        assert "fhir.token_file" in d.log_text() and "no-such-token not found" in d.log_text()
+        assert not any(line.startswith("ready") for line in d.lines)
