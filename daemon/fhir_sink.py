@@ -534,6 +534,12 @@ def fhir_link(
         sink = FhirSink(FhirConfig.from_settings(settings.fhir))
     except FhirConfigError as exc:
         raise ConfigError(str(exc)) from None
+    if sink.config.token and urlsplit(sink.config.base_url).scheme == "http":
+        _LOG.warning(
+            "config: fhir.token_file's bearer token goes to the FHIR server in clear text (http://); anyone on the "
+            "network can read it: use https",
+            extra={"base_url": sink.config.base_url},
+        )
     # The outbox gauges are the MQTT drainer's to refresh (they count every sink); FHIR deliveries are not
     # PUBACKs, so they stay out of gaitwatch_outbox_published_total.
     drainer = SinkDrainer(
