@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from gaitwatch.tools import cmd_eval_gait, cmd_replay, cmd_report, cmd_synth, cmd_train_gait
 from gaitwatch.gait.model import GaitModel
+from gaitwatch.tools import cmd_eval_gait, cmd_replay, cmd_report, cmd_synth, cmd_train_gait
 
 
 def _cli(*argv: str) -> int:
