@@ -75,11 +75,11 @@ class GaitStage:
         """Tracks with a keypoint history right now."""
         return len(self._buffers)
 
-    def fresh(self) -> GaitStage:
-        """A stage with the same settings, classifier and alert-policy settings and no history: what a replay
-        of this stage's input must start from."""
+    def fresh(self, classifier: GaitClassifier | None = None) -> GaitStage:
+        """A stage with the same settings, classifier (unless another is given, to compare models), alert-policy
+        settings and floor, and no history: what a replay of this stage's input starts from."""
         floor = self._floor.fresh() if self._floor is not None else None
-        return GaitStage(self._settings, self._classifier, AlertPolicy(self._policy.settings), floor)
+        return GaitStage(self._settings, classifier or self._classifier, AlertPolicy(self._policy.settings), floor)
 
     def update(
         self,

@@ -7,11 +7,11 @@ with the detector/pose settings of ``--config`` if given), exactly as ``gaitwatc
 ``--fps F`` re-times a recording whose camera misreported its rate: times are scaled by (recorded fps / F), so
 a 7 fps camera that claimed 10 fps is replayed at its true speed. The recording is fed frame by frame through the
 daemon's own gait stage (``GaitStage``: buffers, windows every hop per person, classifier, alert policy, alerts
-ending when the tracker dropped the track), so the windows and alerts are those the daemon produced live (with
-the library's gait and alert defaults, which are also the daemon's). Prints one line per window and per alert;
-``--json`` writes ``{"windows": [{"track", "t_start", "t_end", "valid", "state", "cadence_spm", "quality", "label",
-"p_abnormal", "pattern", "features"}...], "alerts": [{"type", "phase", "track", ...}...], "summary": {...}}``.
-Exit 0, or 1 when the recording or video cannot be read, 78 for a bad config.
+ending when the tracker dropped the track), so the windows and alerts are those the daemon produced live: a VIDEO
+with the gait and alert settings of ``--config`` (else the defaults), a RECORDING with the defaults. Prints one
+line per window and per alert; ``--json`` writes ``{"windows": [{"track", "t_start", "t_end", "valid", "state",
+"cadence_spm", "quality", "label", "p_abnormal", "pattern", "features"}...], "alerts": [{"type", "phase",
+"track", ...}...], "summary": {...}}``. Exit 0, or 1 when the recording or video cannot be read, 78 for a bad config.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import numpy as np
 from gaitwatch.daemon.settings import EX_CONFIG, ConfigError
 from gaitwatch.gait.classifier import GaitClassifier
 from gaitwatch.gait.model import GaitModel
-from gaitwatch.gait.offline.replay import analyze_recording
+from gaitwatch.gait.offline.replay import analyze_recording, replay
 from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.stage import GaitOutput
 from gaitwatch.tools.cmd_record import offline_settings
-from gaitwatch.tools.recorder import VideoReadError, record_video
+from gaitwatch.tools.recorder import VideoReadError, VideoRun, record
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -121,19 +121,19 @@ def result_json(result: GaitOutput) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.recording.suffix.lower() == ".npz":
-            rec = retimed(Recording.load(args.recording), args.fps)
-        else:
-            settings = offline_settings(args.config, args.recording)
-            rec = record_video(args.recording, settings, fps=args.fps)
         classifier = load_classifier(args.model)
+        if args.recording.suffix.lower() == ".npz":
+            result = analyze_recording(retimed(Recording.load(args.recording), args.fps), classifier=classifier)
+        else:
+            # Replayed by the pipeline's own gait stage settings (the config's window, hop, alert policy, floor).
+            video = VideoRun(args.recording, offline_settings(args.config, args.recording), fps=args.fps)
+            result = replay(record(video), video.pipeline.gait.fresh(classifier))
     except ConfigError as exc:
         sys.stderr.write(f"gaitwatch replay: {exc}\n")
         return EX_CONFIG
     except (OSError, ValueError, KeyError, VideoReadError) as exc:
         sys.stderr.write(f"gaitwatch replay: {exc}\n")
         return 1
-    result = analyze_recording(rec, classifier=classifier)
     out = result_json(result)
     if not args.quiet:
         for w in out["windows"]:

@@ -101,7 +101,7 @@ class VideoRun:
     ) -> None:
         if not video.is_file():
             raise VideoReadError(f"video {video} does not exist")
-        self._video = video
+        self.video = video
         self._capture = cv2.VideoCapture(str(video))
         if not self._capture.isOpened():
             raise VideoReadError(f"OpenCV cannot open {video}")
@@ -156,18 +156,24 @@ def record_video(
 ) -> Recording:
     """Run the daemon's pipeline over every frame of ``video`` (media time = index / fps) and record what its
     gait stage was fed (see ``PipelineRecorder``). ``fps`` overrides the container's frame rate."""
-    run = VideoRun(video, settings, fps=fps)
+    return record(VideoRun(video, settings, fps=fps), on_result=on_result, max_frames=max_frames)
+
+
+def record(
+    run: VideoRun, *, on_result: Callable[[FrameResult], None] | None = None, max_frames: int | None = None
+) -> Recording:
+    """``run``'s frames (up to ``max_frames``) through its pipeline, recorded (see ``record_video``)."""
     recorder = PipelineRecorder()
     for result in run.results(stop=max_frames):
         recorder.add(result)
         if on_result is not None:
             on_result(result)
     if run.frames == 0:
-        raise VideoReadError(f"OpenCV could not decode any frame of {video}")
+        raise VideoReadError(f"OpenCV could not decode any frame of {run.video}")
     meta = {
         "camera": run.camera,
         "fps": run.rate,
-        "source": video.name,
+        "source": run.video.name,
         "frames": run.frames,
         "pose": run.pose_version,
     }
