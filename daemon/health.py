@@ -21,6 +21,7 @@ from gaitwatch.daemon.metrics import DaemonMetrics
 from gaitwatch.daemon.outbox import Outbox, OutboxError
 from gaitwatch.daemon.payloads import CameraStatusState, PublisherIdentity, Topics, camera_status_payload
 from gaitwatch.daemon.sdnotify import SystemdNotifier, watchdog_interval_s
+from gaitwatch.daemon.technical_alerts import TechnicalAlertType
 from gaitwatch.daemon.workers import WatchedWorkers
 
 # The service's parts log under the service's name (see camera_runner).
@@ -127,12 +128,14 @@ class Health:
         notifier: SystemdNotifier,
         delivery: Delivery,
         alerting: Alerting,
+        outbox_memory_rows: int,
     ) -> None:
         self._topics = topics
         self._metrics = metrics
         self._notifier = notifier
         self._delivery = delivery
         self._alerting = alerting
+        self._memory_rows = outbox_memory_rows
         self._cameras: Sequence[CameraRunner] = ()
         self._identity: PublisherIdentity | None = None
         self._broker: BrokerLink | None = None
@@ -201,6 +204,17 @@ class Health:
                     priority=condition.priority,
                     evidence=condition.evidence,
                 )
+
+    # -- the outbox's disk -----------------------------------------------------------------------------------
+
+    async def outbox_availability(self, available: bool) -> None:
+        """``AlertIntake``'s report that the outbox stopped committing alerts (disk full, locked, I/O errors),
+        or is back: an ``outbox_unavailable`` incident for the integrators (it travels like every alert: held
+        and published directly while the disk is down), and the STATUS line at once."""
+        await self._alerting.condition(
+            TechnicalAlertType.OUTBOX_UNAVAILABLE, not available, evidence={"memory_rows": float(self._memory_rows)}
+        )
+        self.update_status_line()
 
     # -- systemd ---------------------------------------------------------------------------------------------
 

@@ -69,7 +69,6 @@ from gaitwatch.daemon.startup import (
     serve_metrics,
 )
 from gaitwatch.daemon.state_lock import StateDirLock
-from gaitwatch.daemon.technical_alerts import TechnicalAlertType
 from gaitwatch.daemon.workers import WatchedWorkers
 from gaitwatch.gait.types import AlertPhase
 
@@ -143,6 +142,7 @@ class Service:
             notifier=self._notifier,
             delivery=self._delivery,
             alerting=self._alerting,
+            outbox_memory_rows=settings.outbox.memory_rows,
         )
         self._workers = WatchedWorkers(settings.service.inference_threads)
         self._cameras: list[CameraRunner] = []
@@ -264,7 +264,9 @@ class Service:
         broker = mqtt_config(s)
         outbox, self._state_lock = await asyncio.to_thread(open_outbox, s)
         self._outbox = outbox
-        self._intake = intake = AlertIntake(outbox, s.outbox.memory_rows, self.metrics, self._on_outbox_availability)
+        self._intake = intake = AlertIntake(
+            outbox, s.outbox.memory_rows, self.metrics, self._health.outbox_availability
+        )
         await intake.start()
         sources = await asyncio.to_thread(check_cameras, s)
         shared = await asyncio.to_thread(load_models, s)
@@ -446,24 +448,11 @@ class Service:
         await self._health.publish_camera_statuses()
         await self._delivery.publish_active_alerts()
 
-    async def _on_outbox_availability(self, available: bool) -> None:
-        """The outbox stopped committing alerts (disk full, locked, I/O errors), or is back: a technical
-        alert for the integrators (it travels like every alert: held and published directly while the disk
-        is down), the STATUS line at once."""
-        await self._alerting.condition(
-            TechnicalAlertType.OUTBOX_UNAVAILABLE,
-            not available,
-            evidence={"memory_rows": float(self.settings.outbox.memory_rows)},
-        )
-        self._health.update_status_line()
-
     def _zone_of(self, camera_id: str) -> str:
         for camera in self._cameras:
             if camera.id == camera_id:
                 return camera.settings.zone
         raise ValueError(f"unknown camera {camera_id!r}")
-
-    # -- for tools -------------------------------------------------------------------------------------------
 
     async def emit_technical_alert(
         self,

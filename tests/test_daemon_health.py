@@ -187,8 +187,11 @@ async def test_a_health_pass_publishes_camera_status_and_raises_the_offline_inci
         counters=counters,
         workers=WatchedWorkers(1),
     )
-    health = Health(topics=topics, metrics=metrics, notifier=notes, delivery=delivery, alerting=alerting)
-    health.attach([camera], IDENTITY, storage=Storage(), broker=link, drainer=Failing(None))
+    health = Health(
+        topics=topics, metrics=metrics, notifier=notes, delivery=delivery, alerting=alerting, outbox_memory_rows=10
+    )
+    storage = Storage()
+    health.attach([camera], IDENTITY, storage=storage, broker=link, drainer=Failing(None))
     delivery.attach(cast(Any, None), cast(Any, None), IDENTITY, transport=link, drainer=None)
 
     # A frame a moment ago (the clock may be coarse: "ago" is at most now).
@@ -226,4 +229,15 @@ async def test_a_health_pass_publishes_camera_status_and_raises_the_offline_inci
     assert [p["state"] for _, p, _, _ in link.published] == ["online", "offline", "online"]
     metrics.set_outbox(5, 1.0)
     health.update_status_line()
+    assert notes.statuses[-1] == "cameras 1/1 online; mqtt connected; outbox pending 5"
+
+    # The disk refuses commits: an outbox_unavailable incident and STATUS at once; then it is back.
+    storage.available, storage.held, storage.last_error = False, 3, "database is locked"
+    await health.outbox_availability(False)
+    assert (stored[-1]["type"], stored[-1]["phase"], stored[-1]["camera"]) == ("outbox_unavailable", "start", None)
+    assert stored[-1]["evidence"] == {"memory_rows": 10.0}
+    assert "OUTBOX UNAVAILABLE (database is locked): 3 alerts held in memory" in notes.statuses[-1]
+    storage.available, storage.held, storage.last_error = True, 0, None
+    await health.outbox_availability(True)
+    assert (stored[-1]["type"], stored[-1]["phase"]) == ("outbox_unavailable", "end")
     assert notes.statuses[-1] == "cameras 1/1 online; mqtt connected; outbox pending 5"
