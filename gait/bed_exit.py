@@ -45,6 +45,9 @@ class ExitSettings:
     seated_s: sitting in a chair zone this long before standing makes a chair_rise (shorter counts quick
     repeated rises of a sit-to-stand test, longer ignores someone perching for a moment).
     sts_series_s: five rises within this time make a five-times-sit-to-stand measurement.
+    rise_settle_s: a chair_rise is reported once its person has been upright this long (or sits down again
+    sooner): the first window that sees someone upright has seen only part of the rise, and its sit-to-stand
+    time grows as later windows see the standing that ends it. Longer reports later and times better.
     priority: of bed_exit alerts (a patient at fall risk getting up needs a nurse now)."""
 
     in_bed_s: float = 5.0
@@ -53,6 +56,7 @@ class ExitSettings:
     back_in_bed_s: float = 10.0
     seated_s: float = 1.0
     sts_series_s: float = 60.0
+    rise_settle_s: float = 2.0
     priority: str = "high"
     chair_priority: str = "low"
 
@@ -85,6 +89,7 @@ class _Track:
     chair: Zone | None = None
     seated_since: float | None = None
     upright_since: float | None = None
+    rise_s: float | None = None  # latest sit-to-stand time measured for the rise under way
     rises: deque[float] = field(default_factory=lambda: deque(maxlen=5))
 
 
@@ -181,35 +186,53 @@ class ExitWatch:
     def _chair(self, tr: _Track, s: ZoneSample) -> list[Alert]:
         cfg = self.settings
         z = s.zone
-        if s.state == ActivityState.SITTING and z is not None and z.kind == ZoneKind.CHAIR and z.exit_alerts:
+        seated_here = s.state == ActivityState.SITTING and z is not None and z.kind == ZoneKind.CHAIR and z.exit_alerts
+        out: list[Alert] = []
+        if tr.upright_since is not None and (seated_here or s.state == ActivityState.LYING):
+            out += self._rise(tr, s)  # sat down again before the rise settled: report it as measured so far
+        if seated_here and z is not None:
             if tr.chair is not z:
                 tr.chair, tr.seated_since = z, s.t
             tr.upright_since = None
-            return []
+            return out
         if tr.chair is None or tr.seated_since is None:
-            return []
+            return out
         if s.state not in _UPRIGHT:
             if s.state != ActivityState.UNKNOWN:
-                tr.chair, tr.seated_since, tr.upright_since = None, None, None
+                self._reset_chair(tr)
+            return out
+        if tr.upright_since is None:
+            tr.upright_since, tr.rise_s = s.t, None
+        if s.sit_to_stand_s is not None:
+            tr.rise_s = s.sit_to_stand_s  # the latest window has seen most of the standing that ends the rise
+        if s.t - tr.upright_since >= cfg.rise_settle_s:
+            out += self._rise(tr, s)
+        return out
+
+    def _reset_chair(self, tr: _Track) -> None:
+        tr.chair, tr.seated_since, tr.upright_since, tr.rise_s = None, None, None, None
+
+    def _rise(self, tr: _Track, s: ZoneSample) -> list[Alert]:
+        """A chair_rise (START and END at once) for the rise under way, then the chair watch starts over."""
+        cfg = self.settings
+        if tr.chair is None or tr.seated_since is None or tr.upright_since is None:
+            self._reset_chair(tr)
             return []
-        tr.upright_since = s.t if tr.upright_since is None else tr.upright_since
         seated = tr.upright_since - tr.seated_since
-        # No confirmation wait: a chair_rise is a measurement, not a call, and a five-times-sit-to-stand test
-        # stands for barely a second each time.
+        chair, rise, up = tr.chair.name, tr.rise_s, tr.upright_since
+        self._reset_chair(tr)
         if seated < cfg.seated_s:
             return []
         evidence = {"seated_s": seated}
-        if s.sit_to_stand_s is not None:
-            evidence["sit_to_stand_s"] = s.sit_to_stand_s
-        t0 = tr.upright_since - (s.sit_to_stand_s or 0.0)  # when the rise began
+        if rise is not None:
+            evidence["sit_to_stand_s"] = rise
+        t0 = up - (rise or 0.0)  # when the rise began
         tr.rises.append(t0)
-        if len(tr.rises) == tr.rises.maxlen and tr.upright_since - tr.rises[0] <= cfg.sts_series_s:
+        if len(tr.rises) == tr.rises.maxlen and up - tr.rises[0] <= cfg.sts_series_s:
             # From the start of the first rise to the end of the fifth (the test's stopwatch also counts the
             # sitting down in between).
-            evidence["five_sts_s"] = tr.upright_since - tr.rises[0]
+            evidence["five_sts_s"] = up - tr.rises[0]
             tr.rises.clear()
-        chair = tr.chair.name
-        tr.chair, tr.seated_since, tr.upright_since = None, None, None
         start = self._alert(CHAIR_RISE, AlertPhase.START, s.track_id, t0, s.t, "rise", s.quality, evidence, chair)
         end = self._alert(CHAIR_RISE, AlertPhase.END, s.track_id, t0, s.t, "rise", s.quality, evidence, chair)
         return [start, end]

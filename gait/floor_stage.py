@@ -17,8 +17,8 @@ import numpy as np
 from gaitwatch.gait.bed_exit import ExitSettings, ExitWatch, ZoneSample
 from gaitwatch.gait.floor import FloorCalibration
 from gaitwatch.gait.floor_gait import floor_gait
-from gaitwatch.gait.types import Alert, FloorReading, GaitMetrics, GaitWindow
-from gaitwatch.gait.zones import ZoneMap
+from gaitwatch.gait.types import ActivityState, Alert, FloorReading, GaitMetrics, GaitWindow
+from gaitwatch.gait.zones import HIP_ABOVE_SEAT_M, ZoneKind, ZoneMap, person_pixel
 
 # A sit-to-stand the window saw counts for a chair rise only if it ended this recently: older ones were
 # reported by an earlier window.
@@ -46,9 +46,19 @@ class FloorStage:
         return FloorStage(self.calibration, self.zones, self._settings, self._min_visibility)
 
     def window(self, window: GaitWindow, metrics: GaitMetrics) -> tuple[GaitMetrics, list[Alert]]:
-        """``metrics`` with its floor reading, and the zone alerts this window raises."""
+        """``metrics`` with its floor reading, and the zone alerts this window raises.
+
+        The feet give the floor position and speed while they are on the floor: not for someone lying, and not
+        for someone sitting in a bed (their feet rest on the mattress, which the floor map would put beyond the
+        bed). A person sitting or lying in a bed or chair zone is placed by their hips on its surface instead."""
         reading = FloorReading()
-        if self.calibration is not None and window.t.shape[0]:
+        zone, at_edge = (None, False)
+        if self.zones is not None and window.t.shape[0]:
+            zone, at_edge = self.zones.locate(window.keypoints[-1], metrics.state, self._min_visibility)
+        resting = metrics.state == ActivityState.LYING or (
+            metrics.state == ActivityState.SITTING and zone is not None and zone.kind == ZoneKind.BED
+        )
+        if self.calibration is not None and window.t.shape[0] and not resting:
             g = floor_gait(
                 window.t,
                 window.keypoints,
@@ -59,9 +69,14 @@ class FloorStage:
             reading = FloorReading(g.floor_xy, g.speed_mps, g.step_length_m, g.stride_length_m, g.distance_m)
         alerts: list[Alert] = []
         if self.zones is not None and window.t.shape[0]:
-            zone, at_edge = self.zones.locate(window.keypoints[-1], metrics.state, self._min_visibility)
             if zone is not None:
                 reading = dataclasses.replace(reading, zone=zone.name, zone_kind=str(zone.kind))
+                if metrics.state in (ActivityState.SITTING, ActivityState.LYING):
+                    seat = self.zones.on_surface(
+                        zone, person_pixel(window.keypoints[-1], metrics.state), HIP_ABOVE_SEAT_M
+                    )
+                    if seat is not None and np.all(np.isfinite(seat)):
+                        reading = dataclasses.replace(reading, floor_xy=(float(seat[0]), float(seat[1])))
             f = metrics.features
             rise = f.get("sit_to_stand_s")
             recent = rise is not None and metrics.t_end - f.get("sit_to_stand_t", -np.inf) <= _RECENT_RISE_S

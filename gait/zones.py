@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from gaitwatch.gait.floor import FloorCalibration, recover_camera
+from gaitwatch.gait.floor import FloorCalibration, PinholeCamera, recover_camera
 from gaitwatch.gait.types import ActivityState
 from gaitwatch.pose.keypoints import Landmark
 
@@ -41,6 +41,13 @@ Sensitivity = Literal["low", "medium", "high"]
 # edge: ~0.2 m on a 2.1 x 1.0 m bed, where a patient sitting on the edge has their hips; sitting up in the
 # middle of the bed they are ~0.5 m from the long edges.
 EDGE_FRACTION = 0.15
+# The same in metres where the bed is in metres and the camera is known: hips this far inside the mattress's
+# edge (sitting on it, thighs over it: 0.1-0.2 m; sitting up in the middle of a 0.9-1 m wide bed: ~0.45 m), or
+# this far beyond it (perched on the frame), are at the edge. The hip joints of a seated person are ~0.1 m above
+# the seat.
+EDGE_INSIDE_M = 0.25
+EDGE_OUTSIDE_M = 0.3
+HIP_ABOVE_SEAT_M = 0.1
 
 
 class ZoneError(ValueError):
@@ -143,6 +150,9 @@ class ZoneMap:
 
     zones: tuple[Zone, ...]
     outlines: tuple[NDArray[np.float64], ...] = field(default=())
+    # The camera recovered from the floor calibration (None without one, or when it cannot be recovered):
+    # places image points on a bed's or chair's surface in metres.
+    camera: PinholeCamera | None = None
 
     @classmethod
     def build(
@@ -181,7 +191,7 @@ class ZoneMap:
                 raise ZoneError(f"zone {z.name!r} reaches behind the camera (beyond the horizon): it cannot be seen")
             placed.append((polygon_area(outline), z, outline))
         placed.sort(key=lambda item: item[0])
-        return cls(tuple(z for _, z, _ in placed), tuple(o for _, _, o in placed))
+        return cls(tuple(z for _, z, _ in placed), tuple(o for _, _, o in placed), camera)
 
     def zone_at(self, pixel: ArrayLike) -> Zone | None:
         """The smallest zone whose image outline holds ``pixel`` (2,), or None."""
@@ -193,6 +203,18 @@ class ZoneMap:
     def outline(self, zone: Zone) -> NDArray[np.float64]:
         # By identity: zones hold arrays, so == between two of them is not a truth value.
         return next(o for z, o in zip(self.zones, self.outlines, strict=True) if z is zone)
+
+    def on_surface(self, zone: Zone, pixel: ArrayLike, above_m: float = 0.0) -> NDArray[np.float64] | None:
+        """Where an image point ``above_m`` over ``zone``'s surface lies, as floor (X, Y) metres (None for a pixel
+        zone or without a recovered camera; NaN beyond the horizon)."""
+        if self.camera is None or zone.units != "m":
+            return None
+        to_plane = np.linalg.inv(self.camera.plane_to_image(zone.height_m + above_m))
+        hom = to_plane @ np.array([*np.asarray(pixel, dtype=np.float64)[:2], 1.0])
+        if not hom[2] > 0:
+            return np.full(2, np.nan)
+        out: NDArray[np.float64] = hom[:2] / hom[2]
+        return out
 
     def locate(
         self, keypoints: ArrayLike, state: ActivityState, min_visibility: float = 0.5
@@ -211,6 +233,14 @@ class ZoneMap:
         for z, outline in zip(self.zones, self.outlines, strict=True):
             # Only beds have an edge to sit on: everyone in a chair has their legs over its front.
             if z.kind != ZoneKind.BED or (zone is not None and z is not zone):
+                continue
+            seat = self.on_surface(z, pixel, HIP_ABOVE_SEAT_M)
+            if seat is not None and np.all(np.isfinite(seat)):
+                # In metres on the mattress: perspective neither shrinks the margin nor lifts the legs out of it.
+                inside = bool(point_in_polygon(z.polygon, seat))
+                gap = edge_distance(z.polygon, seat)
+                if inside or gap <= EDGE_OUTSIDE_M:
+                    return z, gap <= (EDGE_INSIDE_M if inside else EDGE_OUTSIDE_M)
                 continue
             margin = EDGE_FRACTION * float(np.sqrt(polygon_area(outline)))
             inside = bool(point_in_polygon(outline, pixel))

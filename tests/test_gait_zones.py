@@ -224,6 +224,11 @@ def test_chair_rises_and_a_five_times_sit_to_stand() -> None:
         for state, zone in ((SIT, CHAIR), (SIT, CHAIR), (S, WALKWAY)):
             out += watch.update(ZoneSample(9, t, state, zone, sit_to_stand_s=1.2 if state == S else None))
             t += 1.0
+    # The last rise is reported once it has settled (upright for rise_settle_s); the others when the person sat
+    # down again.
+    for _ in range(2):
+        out += watch.update(ZoneSample(9, t, S, WALKWAY))
+        t += 1.0
     rises = [a for a in out if a.type == CHAIR_RISE and a.phase == AlertPhase.START]
     assert len(rises) == 5
     assert rises[0].evidence["sit_to_stand_s"] == pytest.approx(1.2)
