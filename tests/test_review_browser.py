@@ -6,10 +6,13 @@ Set ``GAITWATCH_REVIEW_SCREENSHOT=PATH`` to keep the page's screenshot (the READ
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,3 +152,45 @@ def test_bad_input_gives_a_clear_error_and_exit_code(
         done = subprocess.run([*cli, "--port", str(port)], capture_output=True, text=True, check=False)
     assert done.returncode == 73
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
+
+
+# Loopback only: never through a proxy the environment may name.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _post(url: str, body: dict[str, object]) -> dict[str, object]:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with OPENER.open(req) as resp:
+        answer: dict[str, object] = json.load(resp)
+    return answer
+
+
+def test_two_raters_on_one_file_at_once_keep_each_others_rows(ward: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    with (
+        review_server([str(ward), "--labels", str(labels), "--rater", "dr_ada"]) as ada,
+        review_server([str(ward), "--labels", str(labels), "--rater", "dr_bo"]) as bo,
+    ):
+        for server, label in ((ada, "normal"), (bo, "abnormal"), (ada, "fall")):
+            episode = {"recording": "0", "subject": "1", "t_start": 1.0, "t_end": 5.0, "label": label}
+            _post(server.url + "api/episodes", episode)
+        # dr_bo's page, reloaded, shows dr_ada's rows too; it cannot delete them.
+        with OPENER.open(bo.url + "api/episodes?recording=0") as resp:
+            shown = json.load(resp)["episodes"]
+        assert sorted((e["rater"], e["label"], e["mine"]) for e in shown) == [
+            ("dr_ada", "fall", False),
+            ("dr_ada", "normal", False),
+            ("dr_bo", "abnormal", True),
+        ]
+        theirs = next(e["id"] for e in shown if e["rater"] == "dr_ada")
+        req = urllib.request.Request(bo.url + f"api/episodes/{theirs}", method="DELETE")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            OPENER.open(req)
+        assert refused.value.code == 403
+    assert sorted((r["rater"], r["label"]) for r in _rows(labels)) == [
+        ("dr_ada", "fall"),
+        ("dr_ada", "normal"),
+        ("dr_bo", "abnormal"),
+    ]

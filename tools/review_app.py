@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from gaitwatch.gait.offline.episodes import EPISODE_LABELS, Episode, write_episodes
+from gaitwatch.gait.offline.episodes import EPISODE_LABELS, Episode, read_episodes, write_episodes
 from gaitwatch.gait.offline.synthetic import PATTERNS
 from gaitwatch.gait.recording import Recording
 from gaitwatch.pose.keypoints import SKELETON
@@ -136,10 +136,30 @@ class ReviewState:
             with contextlib.suppress(Exception):  # a failure is reported when the page asks for it
                 await self.analysis(rid)
 
+    def _merged(self, episodes: list[Episode]) -> list[Episode]:
+        """This rater's rows from ``episodes`` with every other rater's rows as the file has them now, so that
+        raters labelling the same file from two servers do not undo each other's work."""
+        try:
+            on_disk = read_episodes(self.labels)
+        except (OSError, ValueError):
+            on_disk = [e for e in self.episodes if e.rater != self.rater]
+        return [e for e in on_disk if e.rater != self.rater] + [e for e in episodes if e.rater == self.rater]
+
+    async def refresh(self) -> None:
+        """Take up other raters' rows written to the file since the last look."""
+        async with self.lock:
+            self.episodes = await asyncio.to_thread(self._merged, self.episodes)
+
     async def save(self, episodes: list[Episode]) -> None:
-        """Write ``episodes`` atomically, then make them current (a failed write changes nothing)."""
-        await asyncio.to_thread(write_episodes, self.labels, episodes)
-        self.episodes = episodes
+        """Write this rater's ``episodes`` (with the other raters' current rows) atomically, then make them
+        current (a failed write changes nothing)."""
+
+        def merge_and_write() -> list[Episode]:
+            merged = self._merged(episodes)
+            write_episodes(self.labels, merged)
+            return merged
+
+        self.episodes = await asyncio.to_thread(merge_and_write)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -226,6 +246,7 @@ def build_app(state: ReviewState, allowed_hosts: frozenset[str]) -> web.Applicat
 
     async def list_episodes(request: web.Request) -> web.Response:
         rec = recording_of(request)
+        await state.refresh()
         eps = [state.episode_json(e) for e in state.episodes if e.recording == rec.name]
         return web.json_response({"episodes": eps})
 

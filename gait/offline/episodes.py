@@ -128,9 +128,24 @@ def write_episodes(path: Path, episodes: Iterable[Episode]) -> None:
             f.flush()
             os.fsync(f.fileno())
         Path(tmp).replace(path)
+        _fsync_folder(folder)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX: the folder's entry is only on disk once the folder is synced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not possible on this platform (Windows): the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _subject_key(subject: str) -> tuple[int, str]:
