@@ -8,7 +8,8 @@ gait stage's windows, metrics and alerts on a timeline, and lets the rater mark 
 normal / abnormal (with an optional pattern), fall, sit_to_stand, bed_exit or unusable, from a start mark to the
 cursor. Every change is written to LABELS.csv atomically before the page says "saved" (one row per episode:
 ``recording,subject,t_start,t_end,rater,label,pattern,note``; ``subject`` is the person's track id). Several
-raters can label into one file in turn (each run changes only its ``--rater``'s rows). Stop with Ctrl-C.
+raters can label one file, even at once (each server rewrites only its ``--rater``'s rows and keeps the
+others' as the file has them). Stop with Ctrl-C.
 
 Exit codes: 0 stopped; 2 usage; 65 LABELS.csv exists but is not an episode file; 66 a recording is missing or
 unreadable; 73 LABELS.csv's folder cannot be written, or the port cannot be bound (in use, or not allowed).
