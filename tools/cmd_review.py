@@ -78,8 +78,15 @@ def check_labels_path(labels: Path) -> str | None:
     return None
 
 
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment or the password database
+        return "rater"
+
+
 def run(args: argparse.Namespace) -> int:
-    rater = (args.rater or getpass.getuser() or "rater").strip()
+    rater = (args.rater or _login_name()).strip()
     if not rater or "," in rater or "\n" in rater:
         sys.stderr.write("gaitwatch review: --rater must be a non-empty name without commas\n")
         return 2
