@@ -127,7 +127,8 @@ function setSpeed(v) {
 function syncVideo(force) {
   if (!S.videoUrl) return;
   const v = $("video");
-  const want = S.t - S.t0 + Number($("video-offset").value || 0);
+  // `gaitwatch record` stamps samples with the video's media time (frame index / fps): the same clock
+  const want = S.t + Number($("video-offset").value || 0);
   if (force || Math.abs(v.currentTime - want) > 0.25) v.currentTime = Math.max(0, want);
 }
 
