@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from browser import chromium_executable, review_server
 from ward_recording import ward_recording
@@ -194,3 +195,31 @@ def test_two_raters_on_one_file_at_once_keep_each_others_rows(ward: Path, tmp_pa
         ("dr_ada", "normal"),
         ("dr_bo", "abnormal"),
     ]
+
+
+def test_a_local_video_plays_under_the_skeletons_on_the_recordings_clock(
+    ward: Path, browser: object, tmp_path: Path
+) -> None:
+    """The clinician's own video file is opened in the browser only (an object URL): the server never sees it."""
+    cv2 = pytest.importorskip("cv2")
+    video = tmp_path / "ward.webm"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"VP80"), 15.0, (1280, 720))
+    frame = np.zeros((720, 1280, 3), dtype=np.uint8)
+    for i in range(15 * 12):
+        frame[:] = (i * 2) % 255
+        writer.write(frame)
+    writer.release()
+    with review_server([str(ward), "--labels", str(tmp_path / "labels.csv")]) as server:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(server.url)
+        page.wait_for_function("document.getElementById('status').textContent.includes('episodes loaded')")
+        page.set_input_files("#video-file", str(video))
+        page.wait_for_function("document.getElementById('video').readyState >= 1")
+        for _ in range(3):
+            page.keyboard.press("Shift+ArrowRight")
+        page.wait_for_function("Math.abs(document.getElementById('video').currentTime - S.t) < 0.1")
+        assert page.evaluate("S.t") == pytest.approx(3.0, abs=0.2)
+        assert page.evaluate("getComputedStyle(document.getElementById('video')).display") == "block"
+    assert all(u.startswith(server.url) or u.startswith("blob:") for u in requests)
