@@ -53,7 +53,9 @@ def test_throughput_run_reports_consistent_stage_costs_and_the_pose_share(tmp_pa
     assert 0.0 < report["cores_used"] <= 2.5
     # Pose can never be more than all of the work: the share is a fraction (a little slack for rounding).
     assert 0.0 < report["pose_share_ratio"] <= 1.05
-    assert 0.0 < report["pose_share_ratio_alone"] <= 1.05
+    # The "alone" figure times the pose model at another moment than the run, so on a shared machine it can
+    # exceed 1 without anything being wrong: only its presence is a specification, its size is a measurement.
+    assert report["pose_share_ratio_alone"] > 0.0
     stages = run["stages_per_frame"]
     assert set(stages) == {"detect", "track", "pose", "gait"}
     assert stages["pose"]["median_ms"] > 0.0
