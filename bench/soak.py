@@ -211,7 +211,7 @@ async def soak(args: argparse.Namespace) -> int:
             samples.append(s)
             if warm is None and s.t_s >= args.warmup_s:
                 warm = s
-            pending = service.metrics.outbox_pending._value.get()
+            pending = service.metrics.outbox_pending_count
             print(
                 f"{s.t_s:7.0f} {s.rss_mb:8.1f} {s.fds:5d} {s.tasks:6d} {s.threads:8d} {pending:8.0f} "
                 f"{lag_p99_ms(service):11.1f}",
