@@ -421,6 +421,9 @@ async def test_central_broker_outage_loses_nothing_and_the_ward_keeps_its_alerts
         for ward in wards:
             # Published to the ward broker, but no integrator has acknowledged them: the daemon keeps them.
             await until_metric(ward.daemon, "gaitwatch_outbox_unacked", lambda v: v >= 20, "20 unacked")
+            # ... and to the PC it does not look like a broker outage: its own broker took them all.
+            await until_metric(ward.daemon, "gaitwatch_outbox_pending", lambda v: v == 0, "none pending")
+            assert (await scrape(ward.metrics_port))["gaitwatch_mqtt_connected"] == 1
 
         await asyncio.to_thread(central.start)
 
