@@ -277,10 +277,18 @@ def ward_camera() -> PinholeCamera:
     return PinholeCamera.looking((3.6, 0.6, 2.6), 135.0, 30.0, 700.0, (1280, 720))
 
 
-def marks_calibration(camera: PinholeCamera, rng: np.random.Generator) -> FloorCalibration:
-    """The camera calibrated from 8 floor marks measured to +-2 cm, clicked to the pixel."""
+def floor_marks(camera: PinholeCamera) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Image pixels (clicked to the pixel) and floor metres of the marks of a 1.5 m grid the camera sees."""
     marks = np.array([[x, y] for x in (-1.0, 0.5, 2.0) for y in (1.0, 2.5, 4.0)])
     img = np.round(camera.project(np.c_[marks, np.zeros(len(marks))]))
+    w, h = 2.0 * camera.k[0, 2], 2.0 * camera.k[1, 2]
+    seen = np.all(np.isfinite(img), axis=1) & (img[:, 0] >= 0) & (img[:, 0] < w) & (img[:, 1] >= 0) & (img[:, 1] < h)
+    return img[seen], marks[seen]
+
+
+def marks_calibration(camera: PinholeCamera, rng: np.random.Generator) -> FloorCalibration:
+    """The camera calibrated from the floor marks it sees, measured to +-2 cm."""
+    img, marks = floor_marks(camera)
     return calibrate_from_points(img, marks + rng.uniform(-0.02, 0.02, marks.shape))
 
 
