@@ -103,15 +103,18 @@ def test_people_are_placed_by_feet_upright_and_by_hips_on_a_bed_or_chair() -> No
 
 
 Segment = tuple[str, float]
-_LOCATED: dict[tuple[int, str, ActivityState, int], tuple[Zone | None, bool]] = {}
+_LOCATED: dict[tuple[int, str, ActivityState, int], tuple[ZoneMap, Zone | None, bool]] = {}
 
 
 def located(pose: str, state: ActivityState, variant: int) -> tuple[Zone | None, bool]:
-    """ZONES.locate of one of 8 jittered views of ``pose`` (cached: 8 hours of hops would project 30k poses)."""
+    """ZONES.locate of one of 8 jittered views of ``pose`` (cached: 8 hours of hops would project 30k poses).
+    The entry keeps its zone map: a test that swaps ZONES may get a new map at a freed map's id."""
     key = (id(ZONES), pose, state, variant)
-    if key not in _LOCATED:
-        _LOCATED[key] = ZONES.locate(keypoints(pose, np.random.default_rng(variant)), state)
-    return _LOCATED[key]
+    hit = _LOCATED.get(key)
+    if hit is None or hit[0] is not ZONES:
+        zone, edge = ZONES.locate(keypoints(pose, np.random.default_rng(variant)), state)
+        hit = _LOCATED[key] = (ZONES, zone, edge)
+    return hit[1], hit[2]
 
 
 def run_script(
