@@ -31,6 +31,7 @@ from typing import Final
 
 import numpy as np
 
+from gaitwatch.gait.feature_names import Feature
 from gaitwatch.gait.settings import AlertPolicySettings
 from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, AlertType, Assessment, GaitLabel, GaitMetrics
 
@@ -87,17 +88,17 @@ class AlertPolicy:
         s = self.settings
         evidence = {k: float(v) for k, v in metrics.features.items() if np.isfinite(v)}
         if metrics.cadence_spm is not None:
-            evidence["cadence_spm"] = float(metrics.cadence_spm)
+            evidence[Feature.CADENCE_SPM] = float(metrics.cadence_spm)
         evidence["p_abnormal"] = float(assessment.p_abnormal)
         out = self._fall(metrics, evidence)
         out += self._sit_to_stand(metrics, evidence)
         if not metrics.valid or assessment.label == GaitLabel.UNKNOWN or metrics.quality < s.min_quality:
             return out
         abnormal = assessment.label == GaitLabel.ABNORMAL and assessment.p_abnormal >= s.min_confidence
-        halt = metrics.features.get("halt_s", 0.0)
+        halt = metrics.features.get(Feature.HALT_S, 0.0)
         freezing = abnormal and assessment.pattern == "freezing" and halt >= s.freezing_min_halt_s
         if freezing:
-            self._note_halt(metrics.track_id, metrics.features.get("halt_t", metrics.t_end))
+            self._note_halt(metrics.track_id, metrics.features.get(Feature.HALT_T, metrics.t_end))
         for kind, positive, n, k_start, k_end in (
             # A window whose abnormality is a stop of the feet speaks for the freezing alert only, so one
             # episode never raises two alerts.
@@ -193,13 +194,13 @@ class AlertPolicy:
     def _fall(self, metrics: GaitMetrics, evidence: dict[str, float]) -> list[Alert]:
         s = self.settings
         f = metrics.features
-        lying = f.get("lying_end", 0.0) >= 0.5 or metrics.state == ActivityState.LYING
+        lying = f.get(Feature.LYING_END, 0.0) >= 0.5 or metrics.state == ActivityState.LYING
         key = (metrics.track_id, AlertType.FALL)
-        if key not in self._episodes and "descent_t" not in f:
+        if key not in self._episodes and Feature.DESCENT_T not in f:
             return []  # nothing to watch: keep no state for people who never fell
         ep = self._episode(metrics.track_id, AlertType.FALL)
         t = metrics.t_end
-        descent = f.get("descent_t")
+        descent = f.get(Feature.DESCENT_T)
         # A descent not yet alerted on and not already watched (the same fall is seen by overlapping windows).
         new = descent is not None and (ep.alerted_t is None or abs(descent - ep.alerted_t) > 1.0)
         if new and descent is not None and (ep.candidate_t is None or abs(descent - ep.candidate_t) > 1.0):
@@ -227,7 +228,7 @@ class AlertPolicy:
             ep.alerted_t = ep.candidate_t
             ep.candidate_t = None
             ep.last_emit = t
-            ep.confidence = float(np.clip(f.get("lying_end", 1.0), 0.0, 1.0))
+            ep.confidence = float(np.clip(f.get(Feature.LYING_END, 1.0), 0.0, 1.0))
             ev = dict(evidence)
             ev["lying_s"] = t - ep.t_start
             return [self._alert(key, ep, AlertPhase.START, t, metrics.quality, ev)]
@@ -236,7 +237,7 @@ class AlertPolicy:
     def _sit_to_stand(self, metrics: GaitMetrics, evidence: dict[str, float]) -> list[Alert]:
         s = self.settings
         f = metrics.features
-        dur, t_tr = f.get("sit_to_stand_s"), f.get("sit_to_stand_t")
+        dur, t_tr = f.get(Feature.SIT_TO_STAND_S), f.get(Feature.SIT_TO_STAND_T)
         if dur is None or t_tr is None or dur < s.slow_sit_to_stand_s:
             return []
         key = (metrics.track_id, AlertType.SLOW_SIT_TO_STAND)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gaitwatch.gait.feature_names import Feature
 from gaitwatch.gait.model import GaitModel
 from gaitwatch.gait.types import Assessment, GaitLabel, GaitMetrics
 
@@ -43,23 +44,23 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     # 2011, JAMA; 0.6-1.0 m/s is intermediate, where healthy people strolling also walk); 0.35 body
     # heights/s is ~0.6 m/s. Speed from steps (step length x cadence), measured only for walkers crossing
     # the view (GaitSettings.max_heading_deg).
-    Rule("slow", "speed_from_steps_bh_s", 0.35, 0.04, below=True),
+    Rule("slow", Feature.SPEED_FROM_STEPS_BH_S, 0.35, 0.04, below=True),
     # Cadence below 70 steps/min is far under the healthy adult range (~100-125; Tudor-Locke et al. 2018).
-    Rule("slow", "cadence_spm", 70.0, 4.0, below=True),
+    Rule("slow", Feature.CADENCE_SPM, 70.0, 4.0, below=True),
     # Shuffling: steps shorter than ~0.4 leg lengths (~0.33 m, under half the normal ~0.7 m step).
-    Rule("shuffling", "step_length_ll", 0.40, 0.04, below=True),
+    Rule("shuffling", Feature.STEP_LENGTH_LL, 0.40, 0.04, below=True),
     # A cadence above ~150 steps/min while walking (not running) is festination.
-    Rule("shuffling", "cadence_spm", 150.0, 4.0, below=False),
+    Rule("shuffling", Feature.CADENCE_SPM, 150.0, 4.0, below=False),
     # Step-time variability: CV > 5 % marks fallers / neurological gait (Hausdorff 2005; healthy ~1-3 %).
     # Measured within each foot's steps (a limp's two step times do not count as variability) and with the
     # heel-strike timing noise taken out (see gaitwatch.gait.events: a shuffler's short steps are timed to a
     # few percent only, which the plain CV would read as unsteadiness).
-    Rule("unsteady", "step_time_cv_corrected", 0.055, 0.008, below=False),
+    Rule("unsteady", Feature.STEP_TIME_CV_CORRECTED, 0.055, 0.008, below=False),
     # Step-time asymmetry > 12 % of the mean step (limping; healthy < ~5 %, Patterson et al. 2010).
-    Rule("asymmetric", "step_asymmetry_abs", 0.12, 0.02, below=False),
+    Rule("asymmetric", Feature.STEP_ASYMMETRY_ABS, 0.12, 0.02, below=False),
     # Freezing: the feet stood still for over a second inside a walking window (``halt_s``). A broken rhythm
     # alone is not enough: pose noise at a low frame rate breaks it too.
-    Rule("freezing", "halt_s", 1.0, 0.15, below=False),
+    Rule("freezing", Feature.HALT_S, 1.0, 0.15, below=False),
 )
 
 
@@ -86,8 +87,8 @@ class RuleClassifier:
 def derived_features(features: Mapping[str, float]) -> dict[str, float]:
     """Features computed from others for the rules (the absolute step asymmetry)."""
     out = dict(features)
-    if "step_asymmetry" in out:
-        out["step_asymmetry_abs"] = abs(out["step_asymmetry"])
+    if Feature.STEP_ASYMMETRY in out:
+        out[Feature.STEP_ASYMMETRY_ABS] = abs(out[Feature.STEP_ASYMMETRY])
     return out
 
 

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from scipy.interpolate import CubicSpline
 from scipy.signal import butter, find_peaks, sosfiltfilt
 
+from gaitwatch.gait.feature_names import Feature
 from gaitwatch.gait.prepare import INDEX, PreparedWindow
 from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.gait.spectral import power_spectrum
@@ -189,8 +190,8 @@ def _timing_noise(
     cov1 = float(np.mean(dev[1:][pairs] * dev[:-1][pairs]))
     noise_var = max(-cov1, 0.0)
     return {
-        "event_noise_cv": float(np.sqrt(noise_var) / mean),
-        "step_time_cv_corrected": float(np.sqrt(max(pooled - 2.0 * noise_var, 0.0)) / mean),
+        Feature.EVENT_NOISE_CV: float(np.sqrt(noise_var) / mean),
+        Feature.STEP_TIME_CV_CORRECTED: float(np.sqrt(max(pooled - 2.0 * noise_var, 0.0)) / mean),
     }
 
 
@@ -210,25 +211,25 @@ def step_metrics(events: GaitEvents, f_stride: float) -> dict[str, float]:
         return {}
     st = steps[ok]
     mean = float(np.mean(st))
-    out = {
-        "step_time_mean_s": mean,
-        "step_time_cv": float(np.std(st, ddof=1) / mean),
-        "cadence_events_spm": 60.0 / mean,
-        "steps": float(st.shape[0]),
-        "steps_rejected": float(np.count_nonzero(~ok)),
+    out: dict[str, float] = {
+        Feature.STEP_TIME_MEAN_S: mean,
+        Feature.STEP_TIME_CV: float(np.std(st, ddof=1) / mean),
+        Feature.CADENCE_EVENTS_SPM: 60.0 / mean,
+        Feature.STEPS: float(st.shape[0]),
+        Feature.STEPS_REJECTED: float(np.count_nonzero(~ok)),
     }
     left_steps, right_steps = steps[ok & ends_left], steps[ok & ~ends_left]
     if left_steps.shape[0] >= 2 and right_steps.shape[0] >= 2:
-        out["step_asymmetry"] = float(abs(np.mean(left_steps) - np.mean(right_steps)) / mean)
+        out[Feature.STEP_ASYMMETRY] = float(abs(np.mean(left_steps) - np.mean(right_steps)) / mean)
         # Variability within each foot's steps: a limp (two different step times) inflates the plain CV but
         # not this one, which isolates step-to-step unsteadiness.
         pooled = (np.sum((left_steps - left_steps.mean()) ** 2) + np.sum((right_steps - right_steps.mean()) ** 2)) / (
             left_steps.shape[0] + right_steps.shape[0] - 2
         )
-        out["step_time_cv_within"] = float(np.sqrt(pooled) / mean)
+        out[Feature.STEP_TIME_CV_WITHIN] = float(np.sqrt(pooled) / mean)
         out.update(_timing_noise(steps, ok, ends_left, left_steps, right_steps, pooled, mean))
     strides = np.concatenate([np.diff(events.t[events.left]), np.diff(events.t[~events.left])])
     strides = strides[(strides > 0.5 / f_stride) & (strides < 1.6 / f_stride)]
     if strides.shape[0] >= 3:
-        out["stride_time_cv"] = float(np.std(strides, ddof=1) / np.mean(strides))
+        out[Feature.STRIDE_TIME_CV] = float(np.std(strides, ddof=1) / np.mean(strides))
     return out

@@ -29,6 +29,7 @@ from scipy.signal import butter, sosfiltfilt
 
 from gaitwatch.gait.activity import activity_features, current_state, posture_series
 from gaitwatch.gait.events import detect_heel_strikes, step_metrics
+from gaitwatch.gait.feature_names import Feature
 from gaitwatch.gait.prepare import INDEX, PreparedWindow, prepare_window
 from gaitwatch.gait.resample import longest_run
 from gaitwatch.gait.settings import LEG_LENGTH_PER_HEIGHT, GaitSettings
@@ -68,7 +69,7 @@ def analyze_window(window: GaitWindow, settings: GaitSettings | None = None) -> 
     t_end = float(window.t[-1]) if window.t.shape[0] else 0.0
     prepared, coverage, visibility = prepare_window(window, settings)
     quality = float(np.clip(coverage * visibility, 0.0, 1.0))
-    base = {"coverage": coverage, "visibility": visibility}
+    base: dict[str, float] = {Feature.COVERAGE: coverage, Feature.VISIBILITY: visibility}
     # Posture, transitions and falls come from the camera's own samples, whether or not the person walks.
     posture = posture_series(window, settings.min_visibility) if window.t.shape[0] >= 3 else None
     still = current_state(posture) if posture is not None else ActivityState.UNKNOWN
@@ -77,8 +78,8 @@ def analyze_window(window: GaitWindow, settings: GaitSettings | None = None) -> 
     if prepared is None:
         return GaitMetrics(window.track_id, t_start, t_end, False, quality, still, None, base)
     feats = dict(base)
-    feats["duration_s"] = prepared.duration_s
-    feats["source_hz"] = prepared.source_hz
+    feats[Feature.DURATION_S] = prepared.duration_s
+    feats[Feature.SOURCE_HZ] = prepared.source_hz
     long_enough = prepared.duration_s >= settings.min_duration_s - 0.5 / settings.resample_hz
     if not long_enough:
         return GaitMetrics(window.track_id, t_start, t_end, False, quality, still, None, feats)
@@ -90,14 +91,14 @@ def analyze_window(window: GaitWindow, settings: GaitSettings | None = None) -> 
         again = prepare_window(repair.window, settings)[0]
         if again is not None:
             prepared = again
-    feats["swap_fraction"] = repair.foot_fraction
+    feats[Feature.SWAP_FRACTION] = repair.foot_fraction
     gait = stride_analysis(prepared, settings)
     feats.update(gait.features)
     walking = gait.walking
     state = ActivityState.WALKING if walking else still
     seen_well = (
         repair.foot_fraction <= settings.max_swap_fraction
-        and feats.get("stride_snr", np.inf) >= settings.min_stride_snr  # unknown noise (no trunk seen): pass
+        and feats.get(Feature.STRIDE_SNR, np.inf) >= settings.min_stride_snr  # unknown noise (no trunk seen): pass
     )
     valid = (
         walking
@@ -213,16 +214,16 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
         rhythm = (min(periodic, 1.0) - floor) / (1.0 - floor)
     else:
         swing, periodic, rhythm = 0.0, 0.0, 0.0
-    feats["swing_amp_ll"] = swing
-    feats["periodicity"] = float(np.clip(periodic, 0.0, 1.0))
-    feats["rhythm"] = float(np.clip(rhythm, 0.0, 1.0))
-    feats["spectral_entropy"] = spectral_entropy(comb, _MIN_HZ, hi_band)
+    feats[Feature.SWING_AMP_LL] = swing
+    feats[Feature.PERIODICITY] = float(np.clip(periodic, 0.0, 1.0))
+    feats[Feature.RHYTHM] = float(np.clip(rhythm, 0.0, 1.0))
+    feats[Feature.SPECTRAL_ENTROPY] = spectral_entropy(comb, _MIN_HZ, hi_band)
     jitter = pose_jitter_bh(w)
     if np.isfinite(jitter):
-        feats["pose_jitter_bh"] = jitter
+        feats[Feature.POSE_JITTER_BH] = jitter
         # Stride amplitude over the noise of a separation (two landmarks' jitter, in leg lengths).
         noise_ll = np.sqrt(2.0) * jitter / LEG_LENGTH_PER_HEIGHT
-        feats["stride_snr"] = float(min(swing / noise_ll, 100.0)) if noise_ll > 0 else 100.0
+        feats[Feature.STRIDE_SNR] = float(min(swing / noise_ll, 100.0)) if noise_ll > 0 else 100.0
 
     # Progression: pelvis velocity in body heights per second from a straight-line fit (robust to bounce).
     # The image velocity is divided by the body height once: dividing positions by a body height that changes
@@ -231,11 +232,11 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
     tt = w.t - w.t[0]
     vel = np.polynomial.polynomial.polyfit(tt, w.pelvis, 1)[1] / float(np.mean(body_h))
     speed = float(np.hypot(vel[0], vel[1]))
-    feats["speed_bh_s"] = speed
+    feats[Feature.SPEED_BH_S] = speed
     # Walking towards or away from the camera barely moves the pelvis in the image, but the person grows or
     # shrinks: the relative rate of change of the leg length (1/s) is the speed over the distance.
     approach = float(abs(w.leg_px[-1] - w.leg_px[0]) / (max(w.duration_s, 1e-6) * np.mean(w.leg_px)))
-    feats["approach_rate_per_s"] = approach
+    feats[Feature.APPROACH_RATE_PER_S] = approach
     span = _halt_span(w, f_stride) if peak is not None else None
     still = span[1] - span[0] if span is not None and span[1] - span[0] >= settings.min_halt_s else 0.0
     # A stop is freezing evidence only when the person steps both before and after it within the window (at
@@ -246,40 +247,40 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
         span is not None and span[0] - float(w.t[0]) >= 1.0 / f_stride and float(w.t[-1]) - span[1] >= 1.0 / f_stride
     )
     halt = still if interior else 0.0
-    feats["halt_s"] = halt
+    feats[Feature.HALT_S] = halt
     if span is not None and halt > 0:
         # When the stop happened (pipeline clock): windows overlapping the same stop agree on it, so the alert
         # policy can tell one episode seen by several windows from several episodes.
-        feats["halt_t"] = 0.5 * (span[0] + span[1])
+        feats[Feature.HALT_T] = 0.5 * (span[0] + span[1])
 
     walking = (
         peak is not None
         and swing >= settings.swing_min_ll
-        and feats["rhythm"] >= settings.periodicity_min
+        and feats[Feature.RHYTHM] >= settings.periodicity_min
         and still <= settings.max_halt_fraction * w.duration_s
         and (speed >= settings.walk_speed_min_bh_s or approach >= settings.approach_rate_min_per_s)
     )
     cadence = 120.0 * f_stride if walking else None
     if walking:
-        feats["cadence_spm"] = 120.0 * f_stride
-        feats["stride_freq_hz"] = f_stride
+        feats[Feature.CADENCE_SPM] = 120.0 * f_stride
+        feats[Feature.STRIDE_FREQ_HZ] = f_stride
         # Steps of a walker heading towards or away from the camera are foreshortened by the camera's
         # unknown tilt, and a pose model's world depth barely helps (see the measurements above
         # gaitwatch.gait.offline.synthetic.realistic_noise): step length is only measured for walkers crossing the
         # view, i.e. whose pelvis moves mostly sideways in the image.
         heading = _heading_deg(vel, settings.walk_speed_min_bh_s)
-        feats["heading_deg"] = heading
+        feats[Feature.HEADING_DEG] = heading
         if heading <= settings.max_heading_deg:
-            feats["step_length_ll"] = swing  # ankle separation amplitude ~ step length, in leg lengths
-            feats["speed_from_steps_bh_s"] = swing * LEG_LENGTH_PER_HEIGHT * 2.0 * f_stride
+            feats[Feature.STEP_LENGTH_LL] = swing  # ankle separation amplitude ~ step length, in leg lengths
+            feats[Feature.SPEED_FROM_STEPS_BH_S] = swing * LEG_LENGTH_PER_HEIGHT * 2.0 * f_stride
         # Step-to-step timing (variability, asymmetry, autocorrelation regularity, the pelvis's harmonic
         # ratio) needs each heel strike placed to ~1-2 % of a step, or several stride harmonics below the
         # Nyquist frequency; with too few camera frames per step the pose noise decides instead.
-        feats["frames_per_step"] = w.source_hz / (2.0 * f_stride)
-        if feats["frames_per_step"] >= settings.min_frames_per_step:
+        feats[Feature.FRAMES_PER_STEP] = w.source_hz / (2.0 * f_stride)
+        if feats[Feature.FRAMES_PER_STEP] >= settings.min_frames_per_step:
             events = detect_heel_strikes(w, f_stride, settings)
             if events is not None:
-                feats["event_snr"] = float(min(events.snr, 1e4))
+                feats[Feature.EVENT_SNR] = float(min(events.snr, 1e4))
             if events is not None and events.snr >= settings.min_event_snr:
                 feats.update(step_metrics(events, f_stride))
                 feats.update(_regularity(sep_img, rate, f_stride))
@@ -381,9 +382,9 @@ def _regularity(sep: NDArray[np.float64], rate: float, f_stride: float) -> dict[
     stride_reg = float(np.interp(lag, idx, ac))
     step_reg = float(-np.interp(lag / 2.0, idx, ac))
     return {
-        "stride_regularity": stride_reg,
-        "step_regularity": step_reg,
-        "step_symmetry": float(np.clip(step_reg / stride_reg, -2.0, 2.0)) if abs(stride_reg) > 1e-3 else 0.0,
+        Feature.STRIDE_REGULARITY: stride_reg,
+        Feature.STEP_REGULARITY: step_reg,
+        Feature.STEP_SYMMETRY: float(np.clip(step_reg / stride_reg, -2.0, 2.0)) if abs(stride_reg) > 1e-3 else 0.0,
     }
 
 
@@ -398,8 +399,8 @@ def _harmonic_ratio(w: PreparedWindow, f_stride: float, nyq: float) -> dict[str,
         amps = harmonic_amplitudes(vert, w.rate_hz, f_stride, n_harm)
         odd = float(np.sum(amps[0::2]))
         even = float(np.sum(amps[1::2]))
-        out["harmonic_ratio"] = float(min(even / odd, 20.0)) if odd > 1e-12 else 20.0
-        out["bounce_bh"] = float(amps[1]) if amps.shape[0] > 1 else 0.0
+        out[Feature.HARMONIC_RATIO] = float(min(even / odd, 20.0)) if odd > 1e-12 else 20.0
+        out[Feature.BOUNCE_BH] = float(amps[1]) if amps.shape[0] > 1 else 0.0
     return out
 
 
@@ -407,7 +408,9 @@ def _trunk_lean(w: PreparedWindow) -> dict[str, float]:
     """Trunk lean: angle of the mid-hip to mid-shoulder line from the image vertical (median over the window)."""
     sh = 0.5 * (w.point(Landmark.LEFT_SHOULDER) + w.point(Landmark.RIGHT_SHOULDER))
     trunk = sh - w.pelvis
-    return {"trunk_lean_deg": float(np.degrees(np.arctan2(np.median(np.abs(trunk[:, 0])), -np.median(trunk[:, 1]))))}
+    return {
+        Feature.TRUNK_LEAN_DEG: float(np.degrees(np.arctan2(np.median(np.abs(trunk[:, 0])), -np.median(trunk[:, 1]))))
+    }
 
 
 def _arm_features(w: PreparedWindow, f_stride: float, settings: GaitSettings) -> dict[str, float]:
@@ -417,7 +420,7 @@ def _arm_features(w: PreparedWindow, f_stride: float, settings: GaitSettings) ->
         return {}
     spec = power_spectrum(sep, w.rate_hz, settings.freq_step_hz)
     half = 2.0 / max(w.duration_s, 1e-6)
-    return {"arm_swing_ll": float(np.sqrt(2.0 * _near(spec, f_stride, half, (1,))))}
+    return {Feature.ARM_SWING_LL: float(np.sqrt(2.0 * _near(spec, f_stride, half, (1,))))}
 
 
 def _band_features(w: PreparedWindow, settings: GaitSettings, nyq: float) -> dict[str, float]:
@@ -439,16 +442,16 @@ def _band_features(w: PreparedWindow, settings: GaitSettings, nyq: float) -> dic
     spec = power_spectrum(rel, w.rate_hz, settings.freq_step_hz)
     hi = min(_FREEZE_HI_HZ, nyq)
     total = max(spec.band_power(_MIN_HZ, hi), 1e-12)
-    out = {
-        "power_postural": spec.band_power(_MIN_HZ, _POSTURAL_HZ) / total,
-        "power_locomotor": spec.band_power(_POSTURAL_HZ, _FREEZE_LO_HZ) / total,
-        "power_freeze": spec.band_power(_FREEZE_LO_HZ, hi) / total,
-        "freeze_band_hz": max(0.0, hi - _FREEZE_LO_HZ),
+    out: dict[str, float] = {
+        Feature.POWER_POSTURAL: spec.band_power(_MIN_HZ, _POSTURAL_HZ) / total,
+        Feature.POWER_LOCOMOTOR: spec.band_power(_POSTURAL_HZ, _FREEZE_LO_HZ) / total,
+        Feature.POWER_FREEZE: spec.band_power(_FREEZE_LO_HZ, hi) / total,
+        Feature.FREEZE_BAND_HZ: max(0.0, hi - _FREEZE_LO_HZ),
     }
     acc = Spectrum(spec.freq, spec.power * (2 * np.pi * spec.freq) ** 4)
     loco = acc.band_power(_POSTURAL_HZ, _FREEZE_LO_HZ)
     if hi - _FREEZE_LO_HZ >= 1.0 and loco > 0:
-        out["freeze_index"] = acc.band_power(_FREEZE_LO_HZ, hi) / loco
+        out[Feature.FREEZE_INDEX] = acc.band_power(_FREEZE_LO_HZ, hi) / loco
     else:
-        out["freeze_index"] = 0.0
+        out[Feature.FREEZE_INDEX] = 0.0
     return out

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gaitwatch.gait.feature_names import Feature
+
 MODEL_FORMAT = "gaitwatch-gait-model"
 MODEL_VERSION = 1
 DEFAULT_MODEL_NAME = "default_gait_model.json"
@@ -30,24 +32,24 @@ DEFAULT_MODEL_NAME = "default_gait_model.json"
 # the pose model's quality (jitter, repaired swaps) are deliberately not features: they say nothing about
 # gait, and a model that reads them learns the generator's noise, not the walker's.
 MODEL_FEATURES: tuple[str, ...] = (
-    "cadence_spm",
-    "speed_from_steps_bh_s",
-    "step_length_ll",
-    "rhythm",
-    "halt_s",
-    "stride_regularity",
-    "step_regularity",
-    "harmonic_ratio",
-    "arm_swing_ll",
-    "trunk_lean_deg",
-    "step_time_cv",
-    "step_time_cv_within",
-    "step_time_cv_corrected",
-    "event_noise_cv",
-    "stride_time_cv",
-    "step_asymmetry",
-    "steps_rejected",
-    "source_hz",
+    Feature.CADENCE_SPM,
+    Feature.SPEED_FROM_STEPS_BH_S,
+    Feature.STEP_LENGTH_LL,
+    Feature.RHYTHM,
+    Feature.HALT_S,
+    Feature.STRIDE_REGULARITY,
+    Feature.STEP_REGULARITY,
+    Feature.HARMONIC_RATIO,
+    Feature.ARM_SWING_LL,
+    Feature.TRUNK_LEAN_DEG,
+    Feature.STEP_TIME_CV,
+    Feature.STEP_TIME_CV_WITHIN,
+    Feature.STEP_TIME_CV_CORRECTED,
+    Feature.EVENT_NOISE_CV,
+    Feature.STRIDE_TIME_CV,
+    Feature.STEP_ASYMMETRY,
+    Feature.STEPS_REJECTED,
+    Feature.SOURCE_HZ,
 )
 
 
