@@ -269,7 +269,7 @@ TRACKER_TABLE: Final = LibraryTable(
     # sit lower: on vtest.avi 0.9 kept 4.2 of ~5.8 people tracked on average, 0.7-0.75 kept 4.8.
     new_track_score=0.75,
 )
-GAIT_TABLE: Final = LibraryTable(GaitSettings, "window_s", "hop_s")
+GAIT_TABLE: Final = LibraryTable(GaitSettings, "window_s", "hop_s", "join_max_gap_s")
 ALERTS_TABLE: Final = LibraryTable(
     AlertPolicySettings, "window_count", "k_start", "k_end", "cooldown_s", "update_interval_s", "min_confidence"
 )

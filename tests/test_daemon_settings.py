@@ -194,7 +194,7 @@ def test_library_tables_are_the_library_objects_and_dump_as_their_toml_table() -
     assert settings.alerts == AlertPolicySettings()
     assert settings.tracker == TrackerSettings(new_track_score=0.75)
     dumped = settings.model_dump(mode="json")
-    assert dumped["gait"] == {"window_s": 10.0, "hop_s": 1.0}
+    assert dumped["gait"] == {"window_s": 10.0, "hop_s": 1.0, "join_max_gap_s": 3.0}
     assert set(dumped["alerts"]) == {"window_count", "k_start", "k_end", "cooldown_s", "update_interval_s",
                                      "min_confidence"}  # fmt: skip
     assert parse_settings(settings.model_dump(mode="json")) == settings

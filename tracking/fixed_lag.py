@@ -125,11 +125,12 @@ def _split(rows: FloatArray) -> list[tuple[IntArray, FloatArray, float]]:
     return out
 
 
-def _velocity(
+def edge_velocity(
     t: FloatArray, boxes: FloatArray, edge: IntArray, window_s: float, before: bool
 ) -> tuple[FloatArray, NDArray[np.bool_]]:
     """Box velocity (px/s per coordinate) at observations ``edge`` from the observations within ``window_s``
     before (``before=True``) or after them; also whether it is known (at least two observations in the window).
+    ``t`` is sorted. Shared with the causal joiner (``gaitwatch.tracking.track_joiner``): one rule for both.
     """
     if before:
         other = np.searchsorted(t, t[edge] - window_s - _TIME_EPS, side="left")
@@ -152,11 +153,12 @@ def _paired_iou(a: FloatArray, b: FloatArray) -> FloatArray:
     return out
 
 
-def _agreement(
+def motion_agreement(
     end_box: FloatArray, end_velocity: FloatArray, start_box: FloatArray, start_velocity: FloatArray,
     dt: FloatArray,
 ) -> FloatArray:  # fmt: skip
-    """The weaker of the two overlaps: forward extrapolation vs start box, backward vs end box."""
+    """The weaker of the two overlaps: forward extrapolation vs start box, backward vs end box. A pair passes
+    the two-sided test when this exceeds ``min_overlap``; the causal joiner applies the very same test."""
     forward = _paired_iou(end_box + end_velocity * dt[:, None], start_box)
     backward = _paired_iou(start_box - start_velocity * dt[:, None], end_box)
     out: FloatArray = np.minimum(forward, backward)
@@ -176,9 +178,9 @@ def _link(
     start_v, start_known = np.zeros((n, 4)), np.zeros(n, dtype=bool)
     for i, (frames, boxes, _) in enumerate(tracklets):
         t = frames / frame_rate
-        v, k = _velocity(t, boxes, np.array([len(t) - 1]), s.velocity_window_s, before=True)
+        v, k = edge_velocity(t, boxes, np.array([len(t) - 1]), s.velocity_window_s, before=True)
         end_v[i], end_known[i] = v[0], k[0]
-        v, k = _velocity(t, boxes, np.array([0]), s.velocity_window_s, before=False)
+        v, k = edge_velocity(t, boxes, np.array([0]), s.velocity_window_s, before=False)
         start_v[i], start_known[i] = v[0], k[0]
     # Candidate pairs (ending tracklet a, starting tracklet b): b starts after a ends, within max_gap_s. Found
     # through the sorted start times, so a long recording costs the pairs that exist, not all tracklets squared.
@@ -192,7 +194,9 @@ def _link(
     a_idx, b_idx = a_idx[keep], b_idx[keep].astype(np.int64)
     nxt: dict[int, int] = {}
     if len(a_idx):
-        agree = _agreement(end_box[a_idx], end_v[a_idx], start_box[b_idx], start_v[b_idx], first[b_idx] - last[a_idx])
+        agree = motion_agreement(
+            end_box[a_idx], end_v[a_idx], start_box[b_idx], start_v[b_idx], first[b_idx] - last[a_idx]
+        )
         ok = agree > s.min_overlap
         a_idx, b_idx, agree = a_idx[ok], b_idx[ok], agree[ok]
         # One-to-one on the weaker overlap, over just the tracklets that have a candidate.
@@ -222,9 +226,9 @@ def _fill(frames: IntArray, boxes: FloatArray, track_id: float, frame_rate: floa
     k = np.flatnonzero((gap_frames > 1) & (dt <= s.max_gap_s + _TIME_EPS))
     parts = [np.column_stack([frames.astype(np.float64), np.full(len(frames), track_id), boxes])]
     if len(k):
-        v0, known0 = _velocity(t, boxes, k, s.velocity_window_s, before=True)
-        v1, known1 = _velocity(t, boxes, k + 1, s.velocity_window_s, before=False)
-        agree = _agreement(boxes[k], v0, boxes[k + 1], v1, dt[k])
+        v0, known0 = edge_velocity(t, boxes, k, s.velocity_window_s, before=True)
+        v1, known1 = edge_velocity(t, boxes, k + 1, s.velocity_window_s, before=False)
+        agree = motion_agreement(boxes[k], v0, boxes[k + 1], v1, dt[k])
         for j in k[known0 & known1 & (agree > s.min_overlap)].tolist():
             inner = np.arange(frames[j] + 1, frames[j + 1], dtype=np.int64)
             w = ((inner - frames[j]) / (frames[j + 1] - frames[j]))[:, None]
