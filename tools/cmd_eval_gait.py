@@ -12,7 +12,17 @@ column with the labels and with the classifier (accuracy and Cohen's kappa, per 
 one; and, where the labels carry ground truth, the errors of cadence (steps/min), step-time CV and stride-time
 CV (percentage points), per window (generated data: truth over the window's own steps) or per recording
 (median over its windows). JSON keys include ``balanced_accuracy``, ``cadence_mae_spm``,
-``stride_cv_mae_pp``. Exit 0 on success, 1 on unreadable data.
+``stride_cv_mae_pp``.
+
+With ``--synthetic`` it also checks the floor measures and zone alerts against known geometry, with the code of
+``bench/floor_speed.py`` and ``bench/ward_scenes.py`` (``gaitwatch.gait.offline.floor_eval``,
+``gaitwatch.gait.offline.ward_scenes``), at the same frame rates: ``--walkers W`` generated walkers (default N)
+through four calibrated ward cameras give ``speed_median_ae_mps``, ``speed_p95_ae_mps`` and
+``step_length_median_ae_m``; ``--scenes K`` bed exits and chair rises per frame rate (default 20) give
+``bed_exit_sensitivity`` (``bed_exit`` raised >= 3 s before the patient stood), ``bed_exit_lead_s_median`` and
+``chair_rise_median_ae_s``; ``--night-hours H`` of normal nights per frame rate (default 1) give
+``bed_exit_false_per_8h``. 0 leaves a part out (its keys are null). Generated scenes only: see those modules.
+Exit 0 on success, 1 on unreadable data.
 """
 
 from __future__ import annotations
@@ -27,8 +37,10 @@ import numpy as np
 
 from gaitwatch.gait.model import GaitModel
 from gaitwatch.gait.offline.episodes import is_episode_file
+from gaitwatch.gait.offline.floor_eval import evaluate_floor, summarise
 from gaitwatch.gait.offline.labels import cohen_kappa, labelled_windows, read_labels
 from gaitwatch.gait.offline.training import Evaluation, WindowSet, binary_summary, cross_validate
+from gaitwatch.gait.offline.ward_scenes import evaluate_ward
 from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.tools.cmd_train_gait import load_training_data
 
@@ -58,6 +70,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--model",
         default=None,
         help="evaluate this fixed model file ('default' = the shipped one) instead of cross-validating",
+    )
+    p.add_argument(
+        "--walkers",
+        type=int,
+        default=None,
+        metavar="W",
+        help="for --synthetic: generated walkers for the speed and step-length errors in metres (default N)",
+    )
+    p.add_argument(
+        "--scenes",
+        type=int,
+        default=20,
+        metavar="K",
+        help="for --synthetic: generated bed exits and chair rises per frame rate (default 20)",
+    )
+    p.add_argument(
+        "--night-hours",
+        type=float,
+        default=1.0,
+        metavar="H",
+        help="for --synthetic: hours of generated normal nights per frame rate, for false bed exits (default 1)",
     )
     p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     p.set_defaults(func=run)
@@ -96,6 +129,51 @@ def measure_errors(data: WindowSet, cadence: np.ndarray, features: list[dict[str
     return out
 
 
+FLOOR_KEYS: tuple[str, ...] = ("speed_median_ae_mps", "speed_p95_ae_mps", "step_length_median_ae_m")
+WARD_KEYS: tuple[str, ...] = (
+    "bed_exit_sensitivity",
+    "bed_exit_lead_s_median",
+    "bed_exit_false_per_8h",
+    "chair_rise_median_ae_s",
+)
+
+
+def floor_and_ward_figures(args: argparse.Namespace) -> dict[str, Any]:
+    """Speed and step length in metres on generated walkers seen through calibrated ward cameras, and bed exits,
+    normal nights and chair rises on generated ward scenes (the bench scripts' code), at ``args.fps``. Every key
+    of ``FLOOR_KEYS`` and ``WARD_KEYS`` is present: None when its part was left out or measured nothing."""
+    fps = tuple(float(f) for f in str(args.fps).split(","))
+    walkers = args.synthetic if args.walkers is None else args.walkers
+    out: dict[str, Any] = {}
+    if walkers > 0:
+        sys.stderr.write(f"eval-gait: {walkers} walkers through 4 calibrated ward cameras\n")
+        floor = summarise(evaluate_floor(walkers, fps, args.seed))
+        out["floor"] = {"walkers": walkers, **floor}
+        out.update({k: floor.get(k) for k in FLOOR_KEYS})
+    if args.scenes > 0 or args.night_hours > 0:
+        sys.stderr.write(
+            f"eval-gait: ward scenes ({args.scenes} bed exits and chair rises, {args.night_hours:g} h of nights "
+            "per frame rate)\n"
+        )
+        ward = evaluate_ward(
+            fps,
+            bed_exits=args.scenes,
+            night_hours=args.night_hours,
+            chair_rises=args.scenes,
+            seed=args.seed,
+            night_stretch_min=min(20.0, 60.0 * args.night_hours),
+        )
+        out["ward"] = ward
+        out.update({k: ward.get(k) for k in WARD_KEYS})
+    for k in (*FLOOR_KEYS, *WARD_KEYS):
+        v = out.get(k)
+        out[k] = float(v) if v is not None and np.isfinite(v) else None
+    for part in ("floor", "ward"):
+        if part in out:
+            out[part] = {k: (v if isinstance(v, int) or np.isfinite(v) else None) for k, v in out[part].items()}
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     rows = None
     row_of: list[int] = []
@@ -128,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
     result["cadence_mae_spm"] = errors.get("cadence_mae_spm")
     result["step_cv_mae_pp"] = errors.get("step_cv_mae_pp")
     result["stride_cv_mae_pp"] = errors.get("stride_cv_mae_pp")
+    if args.synthetic:
+        result.update(floor_and_ward_figures(args))
     sys.stdout.write(_report(result))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -232,6 +312,30 @@ def _report(r: dict[str, Any]) -> str:
             lines.append(
                 f"{key} error: MAE={_fmt(r[f'{key}_mae_{unit}'])} "
                 f"median={_fmt(r[f'{key}_median_ae_{unit}'])} {unit} (n={r[f'{key}_n']})"
+            )
+    if r.get("floor"):
+        f = r["floor"]
+        lines.append(
+            f"floor ({f['walkers']} walkers x 4 ward cameras x 2 calibrations): speed error "
+            f"median={_fmt(r['speed_median_ae_mps'])} p95={_fmt(r['speed_p95_ae_mps'])} m/s; "
+            f"step length error median={_fmt(r['step_length_median_ae_m'])} m "
+            f"(n={int(f.get('step_length_measured') or 0)} of {int(f.get('cases') or 0)})"
+        )
+    if r.get("ward"):
+        w = r["ward"]
+        if "bed_exits" in w:
+            lines.append(
+                f"bed exits (n={int(w['bed_exits'])}): sensitivity={_fmt(r['bed_exit_sensitivity'])} "
+                f"(raised >= 3 s before standing), median lead={_fmt(r['bed_exit_lead_s_median'])} s"
+            )
+        if "night_hours" in w:
+            lines.append(
+                f"normal nights ({_fmt(w['night_hours'])} h): false bed_exit per 8 h={_fmt(r['bed_exit_false_per_8h'])}"
+            )
+        if "chair_rises" in w:
+            lines.append(
+                f"chair rises (n={int(w['chair_rises'])}): sit-to-stand time median AE="
+                f"{_fmt(r['chair_rise_median_ae_s'])} s"
             )
     if "rater" in r:
         lines.append("rater: " + " ".join(f"{k}={_fmt(v)}" for k, v in r["rater"].items()))

@@ -355,8 +355,8 @@ def ward_stage(camera: PinholeCamera, bed: Bed, rng: np.random.Generator) -> Gai
 CHAIR_POLYGON = np.array([[1.2, 2.0], [1.8, 2.0], [1.8, 2.6], [1.2, 2.6]])
 
 
-def evaluate_bed_exits(n: int, fps: float, seed: int) -> dict[str, float]:
-    """``n`` bed exits: the share called at least 3 s before the stand-up began, the median lead."""
+def bed_exit_leads(n: int, fps: float, seed: int) -> NDArray[np.float64]:
+    """``n`` bed exits: per scene, how long before the stand-up began ``bed_exit`` started (-inf: never)."""
     rng = np.random.default_rng(seed)
     camera, bed = ward_camera(), Bed()
     leads = []
@@ -366,20 +366,27 @@ def evaluate_bed_exits(n: int, fps: float, seed: int) -> dict[str, float]:
         alerts, _ = run_scene([Actor(1, script, h)], camera, ward_stage(camera, bed, rng), rng, fps=fps)
         start = [a.t_observed for a in alerts if a.type == AlertType.BED_EXIT and a.phase == AlertPhase.START]
         leads.append(script_times(script)["standing"] - start[0] if start else -np.inf)
-    lead = np.array(leads)
+    return np.array(leads, dtype=np.float64)
+
+
+def _bed_exit_figures(lead: NDArray[np.float64]) -> dict[str, float]:
+    called = lead[np.isfinite(lead)]
     return {
-        "bed_exits": float(n),
-        "bed_exit_sensitivity": float(np.mean(lead >= 3.0)),
-        "bed_exit_detected": float(np.mean(np.isfinite(lead))),
-        "bed_exit_lead_s_median": float(np.median(lead[np.isfinite(lead)]))
-        if np.any(np.isfinite(lead))
-        else float("nan"),
+        "bed_exits": float(lead.shape[0]),
+        "bed_exit_sensitivity": float(np.mean(lead >= 3.0)) if lead.shape[0] else float("nan"),
+        "bed_exit_detected": float(called.shape[0]) / max(lead.shape[0], 1),
+        "bed_exit_lead_s_median": float(np.median(called)) if called.shape[0] else float("nan"),
     }
 
 
-def evaluate_nights(hours: float, fps: float, seed: int) -> dict[str, float]:
-    """Normal nights (turning, sitting up and lying back, a nurse at the bedside every ~20 min) for ``hours``:
-    false bed_exit alerts per 8 hours."""
+def evaluate_bed_exits(n: int, fps: float, seed: int) -> dict[str, float]:
+    """``n`` bed exits: the share called at least 3 s before the stand-up began, the median lead."""
+    return _bed_exit_figures(bed_exit_leads(n, fps, seed))
+
+
+def night_false_alerts(hours: float, fps: float, seed: int, stretch_min: float = 20.0) -> tuple[int, float]:
+    """Normal nights (turning, sitting up and lying back, a nurse at the bedside every ~``stretch_min``
+    minutes) for at least ``hours``: the false bed_exit alerts and the hours generated."""
     rng = np.random.default_rng(seed)
     camera, bed = ward_camera(), Bed()
     stage = ward_stage(camera, bed, rng)
@@ -388,7 +395,7 @@ def evaluate_nights(hours: float, fps: float, seed: int) -> dict[str, float]:
     staff_id = 100
     while t0 < hours * 3600.0:
         h = 1.70
-        night = night_script(bed, rng, h, 20.0)
+        night = night_script(bed, rng, h, stretch_min)
         length = script_times(night)["end"]
         staff_id += 1
         staff = staff_script(bed, rng, 1.65)
@@ -396,11 +403,19 @@ def evaluate_nights(hours: float, fps: float, seed: int) -> dict[str, float]:
         alerts, _ = run_scene([Actor(1, night, h), Actor(staff_id, staff, 1.65)], camera, stage, rng, fps=fps, t0=t0)
         false += sum(1 for a in alerts if a.type == AlertType.BED_EXIT and a.phase == AlertPhase.START)
         t0 += length + 1.0
-    return {"night_hours": t0 / 3600.0, "bed_exit_false_per_8h": false * 8.0 * 3600.0 / t0}
+    return false, t0 / 3600.0
 
 
-def evaluate_chair_rises(n: int, fps: float, seed: int) -> dict[str, float]:
-    """``n`` sit-to-stands from the chair zone: share reported as chair_rise, median error of their time."""
+def evaluate_nights(hours: float, fps: float, seed: int, stretch_min: float = 20.0) -> dict[str, float]:
+    """Normal nights (turning, sitting up and lying back, a nurse at the bedside every ~20 min) for ``hours``:
+    false bed_exit alerts per 8 hours."""
+    false, done = night_false_alerts(hours, fps, seed, stretch_min)
+    return {"night_hours": done, "bed_exit_false_per_8h": false * 8.0 / done if done > 0 else float("nan")}
+
+
+def chair_rise_errors(n: int, fps: float, seed: int) -> tuple[int, NDArray[np.float64]]:
+    """``n`` sit-to-stands from the chair zone: how many were reported as chair_rise, and the absolute errors
+    of the sit-to-stand times reported (s, against the generated movement's duration)."""
     rng = np.random.default_rng(seed)
     camera, bed = ward_camera(), Bed()
     errors = []
@@ -416,9 +431,54 @@ def evaluate_chair_rises(n: int, fps: float, seed: int) -> dict[str, float]:
             got = rises[0].evidence.get("sit_to_stand_s")
             if got is not None:
                 errors.append(abs(got - truth))
+    return found, np.array(errors, dtype=np.float64)
+
+
+def _chair_figures(n: int, found: int, errors: NDArray[np.float64]) -> dict[str, float]:
     return {
         "chair_rises": float(n),
         "chair_rise_detected": found / max(n, 1),
-        "chair_rise_timed": float(len(errors)) / max(n, 1),
-        "chair_rise_median_ae_s": float(np.median(errors)) if errors else float("nan"),
+        "chair_rise_timed": float(errors.shape[0]) / max(n, 1),
+        "chair_rise_median_ae_s": float(np.median(errors)) if errors.shape[0] else float("nan"),
     }
+
+
+def evaluate_chair_rises(n: int, fps: float, seed: int) -> dict[str, float]:
+    """``n`` sit-to-stands from the chair zone: share reported as chair_rise, median error of their time."""
+    found, errors = chair_rise_errors(n, fps, seed)
+    return _chair_figures(n, found, errors)
+
+
+def evaluate_ward(
+    fps_list: tuple[float, ...],
+    *,
+    bed_exits: int,
+    night_hours: float,
+    chair_rises: int,
+    seed: int,
+    night_stretch_min: float = 20.0,
+) -> dict[str, float]:
+    """The figures of ``evaluate_bed_exits``, ``evaluate_nights`` and ``evaluate_chair_rises`` pooled over
+    ``fps_list`` (``bed_exits`` and ``chair_rises`` scenes and ``night_hours`` per frame rate; the k-th frame
+    rate uses seeds ``seed + k``, ``seed + 100 + k``, ``seed + 200 + k``, as ``bench/ward_scenes.py`` does for
+    each frame rate). A count of 0 leaves that part out."""
+    out: dict[str, float] = {}
+    leads, errors = [], []
+    false, hours, found = 0, 0.0, 0
+    for k, fps in enumerate(fps_list):
+        if bed_exits:
+            leads.append(bed_exit_leads(bed_exits, fps, seed + k))
+        if night_hours:
+            f, h = night_false_alerts(night_hours, fps, seed + 100 + k, night_stretch_min)
+            false, hours = false + f, hours + h
+        if chair_rises:
+            n_found, err = chair_rise_errors(chair_rises, fps, seed + 200 + k)
+            found += n_found
+            errors.append(err)
+    if leads:
+        out.update(_bed_exit_figures(np.concatenate(leads)))
+    if hours > 0:
+        out.update({"night_hours": hours, "bed_exit_false_per_8h": false * 8.0 / hours})
+    if errors:
+        out.update(_chair_figures(chair_rises * len(fps_list), found, np.concatenate(errors)))
+    return out
