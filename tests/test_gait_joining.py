@@ -15,7 +15,9 @@ from numpy.typing import NDArray
 
 from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
+from gaitwatch.gait.offline.replay import replay
 from gaitwatch.gait.offline.synthetic import SyntheticWalk, WalkerParams, generate_walk
+from gaitwatch.gait.recording import Recording
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.gait.stage import GaitStage
 from gaitwatch.gait.types import GaitResult
@@ -137,3 +139,28 @@ def test_joiner_is_causal_and_one_to_one() -> None:
             assert joiner.joined_id(1) is None and joiner.joined_id(2) is None
     assert decided == {4.0: [(3, 2), (4, 1)]}
     assert joiner.joined_id(4) == 1 and joiner.joined_id(3) == 2
+
+
+def test_a_recording_of_the_break_replays_to_the_same_joined_windows() -> None:
+    # What the daemon saw live (the stage fed frame by frame) and what `gaitwatch replay` makes of the recording
+    # of it (online ids, and when the tracker dropped each) are the same windows: the joiner lives in the stage.
+    walk = _walk(seed=5)
+    people = _occluded(walk, (9.0, 10.2))
+    live = _run(_stage(), people)
+    ids = np.concatenate([np.full(t.shape[0], tid, dtype=np.int64) for tid, t, _, _ in people])
+    times = np.concatenate([t for _, t, _, _ in people])
+    ended_ids = np.array([tid for tid, _, _, _ in people], dtype=np.int64)
+    ended_t = np.array([t[-1] + MAX_AGE_S for _, t, _, _ in people])
+    rec = Recording(
+        ids,
+        times,
+        np.concatenate([kp for _, _, kp, _ in people]),
+        np.concatenate([w for _, _, _, w in people]),
+        {"fps": FPS},
+        ended_ids[ended_t <= times.max()],
+        ended_t[ended_t <= times.max()],
+        float(times.max()),
+    )
+    offline = replay(rec, _stage())
+    assert {w.metrics.track_id for w in live} == {1}
+    assert list(offline.windows) == live
