@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gaitwatch.tracking.fixed_lag import FixedLagSettings, fixed_lag_rows
+from gaitwatch.tracking.track_joiner import TrackJoiner
 
 FPS = 10.0
 W, H = 40.0, 100.0
@@ -149,3 +150,41 @@ def test_every_observed_box_is_kept_and_no_id_has_two_boxes_on_a_frame(
     # Ids only ever merge into an existing one, and output is sorted by frame then id.
     assert set(out[:, 1].tolist()) <= set(observed[:, 1].tolist())
     assert np.all(np.diff(out[:, 0]) >= 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000))
+def test_the_causal_joiner_links_what_the_fixed_lag_pass_links(seed: int) -> None:
+    # One rule, two moments: people walking at their own pace in both directions, each broken into tracklets by
+    # short losses (a new id after each); the joiner, fed frame by frame as the online tracker reports them
+    # (a track held 2 s after its last box), makes exactly the links the fixed-lag pass makes afterwards.
+    rng = np.random.default_rng(seed)
+    rows: list[np.ndarray] = []
+    next_id = 1
+    for person in range(3):
+        vx = float(rng.choice([-1.0, 1.0]) * rng.uniform(30.0, 120.0))
+        frame, x0, y = 1 + int(rng.integers(0, 20)), float(rng.uniform(100.0, 700.0)), 150.0 + 250.0 * person
+        while frame < 150:
+            length = int(rng.integers(12, 40))
+            rows.append(walk(next_id, range(frame, frame + length), x0, vx, y))
+            next_id += 1
+            frame += length + int(rng.integers(2, 25))  # hidden 0.1-2.4 s
+    observed = np.vstack(rows)
+    observed[:, 2:] += rng.normal(0.0, 1.5, size=(len(observed), 4))
+    out = fixed_lag_rows(observed, FPS)
+    expected: dict[int, int] = {}
+    for track_id in np.unique(observed[:, 1]):
+        first = observed[observed[:, 1] == track_id][0]
+        head = out[(out[:, 0] == first[0]) & np.all(out[:, 2:] == first[2:], axis=1), 1]
+        expected[int(track_id)] = int(head[0])
+    joiner = TrackJoiner()
+    causal: dict[int, int] = {}
+    last_frame = {int(i): int(observed[observed[:, 1] == i, 0].max()) for i in np.unique(observed[:, 1])}
+    first_frame = {int(i): int(observed[observed[:, 1] == i, 0].min()) for i in np.unique(observed[:, 1])}
+    for frame in range(1, int(observed[:, 0].max()) + 2 + int(4 * FPS)):
+        now = observed[observed[:, 0] == frame]
+        alive = [i for i in last_frame if first_frame[i] <= frame <= last_frame[i] + 2 * FPS]
+        for join in joiner.update(frame / FPS, now[:, 1].astype(np.int64), now[:, 2:6], alive):
+            causal[join.online_id] = join.joined_id
+    assert any(track != head for track, head in expected.items()), "a scenario with links"
+    assert {i: causal.get(i, i) for i in last_frame} == expected

@@ -88,10 +88,6 @@ class TrackJoiner:
             return online_id
         return None if track.succeeded else track.joined_id
 
-    def pending(self, online_id: int) -> bool:
-        track = self._tracks.get(online_id)
-        return track is not None and track.pending
-
     def may_be_continued(self, joined_id: int, t: float) -> bool:
         """Whether the identity ``joined_id`` can still be continued by a later track: its last online track
         was dropped by the tracker less than ``max_gap_s`` after its last observation, or a track that started
