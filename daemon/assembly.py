@@ -128,7 +128,9 @@ def build_floor_stage(camera_id: str, settings: Settings) -> FloorStage | None:
     camera = next((c for c in settings.cameras if c.id == camera_id), None)
     if camera is None or (camera.calibration is None and not camera.zones):
         return None
-    return FloorStage(camera.floor_calibration(), camera.zone_map(), min_visibility=settings.gait.min_visibility)
+    return FloorStage(
+        camera.floor_calibration(), camera.zone_map(), settings.exits, min_visibility=settings.gait.min_visibility
+    )
 
 
 def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedModels) -> CameraPipeline:

@@ -30,6 +30,7 @@ from gaitwatch.daemon.library_settings import (
     borrow,
 )
 from gaitwatch.daemon.redact import redact_value
+from gaitwatch.gait.bed_exit import ExitSettings
 from gaitwatch.gait.floor import CalibrationError, FloorCalibration, calibrate_from_camera, calibrate_from_points
 from gaitwatch.gait.settings import AlertPolicySettings, GaitSettings
 from gaitwatch.gait.zones import Zone, ZoneKind, ZoneMap
@@ -273,6 +274,10 @@ GAIT_TABLE: Final = LibraryTable(GaitSettings, "window_s", "hop_s", "join_max_ga
 ALERTS_TABLE: Final = LibraryTable(
     AlertPolicySettings, "window_count", "k_start", "k_end", "cooldown_s", "update_interval_s", "min_confidence"
 )
+# Bed-exit and chair-rise timing, for every camera with zones (meaning and trade-offs: gait.bed_exit.ExitSettings).
+EXITS_TABLE: Final = LibraryTable(
+    ExitSettings, "in_bed_s", "confirm_s", "leave_s", "back_in_bed_s", "seated_s", "sts_series_s", "rise_settle_s"
+)
 
 
 class BlazePoseDetectorSettingsModel(BorrowingSection):
@@ -491,6 +496,7 @@ class Settings(ConfigSection):
     pose: PoseSettingsModel = PoseSettingsModel()
     gait: Annotated[GaitSettings, GAIT_TABLE] = Field(default_factory=GAIT_TABLE.default)
     alerts: Annotated[AlertPolicySettings, ALERTS_TABLE] = Field(default_factory=ALERTS_TABLE.default)
+    exits: Annotated[ExitSettings, EXITS_TABLE] = Field(default_factory=EXITS_TABLE.default)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)

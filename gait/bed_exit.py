@@ -21,6 +21,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from annotated_types import Interval
 
 from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, AlertType
 from gaitwatch.gait.zones import Zone, ZoneKind
@@ -50,15 +53,24 @@ class ExitSettings:
     time grows as later windows see the standing that ends it. Longer reports later and times better.
     priority: of bed_exit alerts (a patient at fall risk getting up needs a nurse now)."""
 
-    in_bed_s: float = 5.0
-    confirm_s: float = 1.0
-    leave_s: float = 2.0
-    back_in_bed_s: float = 10.0
-    seated_s: float = 1.0
-    sts_series_s: float = 60.0
-    rise_settle_s: float = 2.0
+    # Annotated ranges: what an admin may configure (the daemon's [exits] table, see
+    # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs.
+    in_bed_s: Annotated[float, Interval(ge=0.0, le=600.0)] = 5.0
+    confirm_s: Annotated[float, Interval(ge=0.0, le=30.0)] = 1.0
+    leave_s: Annotated[float, Interval(ge=0.0, le=60.0)] = 2.0
+    back_in_bed_s: Annotated[float, Interval(ge=0.0, le=600.0)] = 10.0
+    seated_s: Annotated[float, Interval(ge=0.0, le=600.0)] = 1.0
+    sts_series_s: Annotated[float, Interval(gt=0.0, le=600.0)] = 60.0
+    rise_settle_s: Annotated[float, Interval(ge=0.0, le=10.0)] = 2.0
     priority: str = "high"
     chair_priority: str = "low"
+
+    def __post_init__(self) -> None:
+        for name in ("in_bed_s", "confirm_s", "leave_s", "back_in_bed_s", "seated_s", "rise_settle_s"):
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"ExitSettings.{name} must be >= 0 seconds")
+        if not self.sts_series_s > 0.0:
+            raise ValueError("ExitSettings.sts_series_s must be > 0 seconds")
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,11 @@ class FloorStage:
         self._min_visibility = min_visibility
         self._watch = ExitWatch(self._settings)
 
+    @property
+    def exit_settings(self) -> ExitSettings:
+        """The bed-exit and chair-rise timing this camera's ExitWatch runs with."""
+        return self._settings
+
     def fresh(self) -> FloorStage:
         """The same calibration and zones, no track state (for a replay from scratch)."""
         return FloorStage(self.calibration, self.zones, self._settings, self._min_visibility)
