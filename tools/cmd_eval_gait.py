@@ -42,7 +42,7 @@ from gaitwatch.gait.offline.labels import cohen_kappa, labelled_windows, read_la
 from gaitwatch.gait.offline.training import Evaluation, WindowSet, binary_summary, cross_validate
 from gaitwatch.gait.offline.ward_scenes import evaluate_ward
 from gaitwatch.gait.settings import GaitSettings
-from gaitwatch.tools.cmd_train_gait import load_training_data
+from gaitwatch.tools.cmd_train_gait import add_data_arguments, load_training_data
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,17 +53,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("labels", type=Path, nargs="?", metavar="LABELS.csv", help="labels file of recordings")
-    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="evaluate on N generated subjects")
-    p.add_argument("--seed", type=int, default=7, help="seed for --synthetic (default 7)")
-    p.add_argument("--fps", default="15,30", help="frame rates for --synthetic, comma-separated")
-    p.add_argument(
-        "--views",
-        default="20,90",
-        help="for --synthetic: range of walking directions to the optical axis, degrees (default 20,90: "
-        "side and oblique)",
-    )
-    p.add_argument("--kind", choices=("svm", "gnb"), default="svm", help="binary model (default svm)")
+    add_data_arguments(p, "evaluate", seed=7, fps="15,30", views="20,90", views_note="side and oblique")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over subjects (default 5)")
     p.add_argument("--hop", type=float, default=2.0, help="seconds between windows (default 2)")
     p.add_argument(

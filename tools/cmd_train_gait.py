@@ -37,19 +37,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("labels", type=Path, nargs="?", metavar="LABELS.csv", help="labels file of recordings")
-    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="train on N generated subjects")
-    p.add_argument("--seed", type=int, default=2026, help="seed for --synthetic (default 2026)")
-    p.add_argument("--fps", default="7,15,30", help="frame rates for --synthetic, comma-separated")
-    p.add_argument(
-        "--views",
-        default="0,90",
-        help="for --synthetic: range of walking directions to the optical axis, degrees (default 0,90: all)",
-    )
-    p.add_argument("--kind", choices=("svm", "gnb"), default="svm", help="binary model (default svm)")
+    add_data_arguments(p, "train", seed=2026, fps="7,15,30", views="0,90", views_note="all")
     p.add_argument("--hop", type=float, default=2.0, help="seconds between training windows (default 2)")
     p.add_argument("--out", type=Path, default=Path("gait_model.json"), help="model file to write")
     p.set_defaults(func=run)
+
+
+def add_data_arguments(
+    p: argparse.ArgumentParser, verb: str, *, seed: int, fps: str, views: str, views_note: str
+) -> None:
+    """Where the windows come from (a labels file or ``--synthetic`` subjects) and the binary model kind:
+    shared by ``train-gait`` and ``eval-gait``, which read them through :func:`load_training_data`."""
+    p.add_argument("labels", type=Path, nargs="?", metavar="LABELS.csv", help="labels file of recordings")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N", help=f"{verb} on N generated subjects")
+    p.add_argument("--seed", type=int, default=seed, help=f"seed for --synthetic (default {seed})")
+    p.add_argument("--fps", default=fps, help="frame rates for --synthetic, comma-separated")
+    p.add_argument(
+        "--views",
+        default=views,
+        help=f"for --synthetic: range of walking directions to the optical axis, degrees (default {views}: "
+        f"{views_note})",
+    )
+    p.add_argument("--kind", choices=("svm", "gnb"), default="svm", help="binary model (default svm)")
 
 
 def load_training_data(args: argparse.Namespace, what: str) -> tuple[WindowSet, dict[str, Any]]:
