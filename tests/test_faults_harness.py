@@ -477,9 +477,9 @@ class Integrator:
     def on(self, topic_suffix: str) -> list[dict[str, Any]]:
         return [r.json() for r in self.received if r.topic.endswith(topic_suffix)]
 
-    async def until(self, predicate: Callable[[], bool], what: str) -> None:
+    async def until(self, predicate: Callable[[], bool], what: str, timeout_s: float = GUARD_S) -> None:
         try:
-            async with asyncio.timeout(GUARD_S):
+            async with asyncio.timeout(timeout_s):
                 while not predicate():
                     self._changed.clear()
                     with contextlib.suppress(TimeoutError):

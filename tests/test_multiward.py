@@ -210,15 +210,7 @@ class CentralIntegrator(Integrator):
 
     async def until_recovered(self, predicate: Callable[[], bool], what: str) -> None:
         """``until`` with ``RECOVERY_S`` instead of ``GUARD_S`` (waiting for a bridge's next reconnect attempt)."""
-        try:
-            async with asyncio.timeout(RECOVERY_S):
-                while not predicate():
-                    self._changed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(0.5):
-                            await self._changed.wait()
-        except TimeoutError:
-            pytest.fail(f"timed out waiting for {what} (received {len(self.received)} messages)")
+        await self.until(predicate, what, timeout_s=RECOVERY_S)
 
     def ids_from(self, host: str) -> set[str]:
         return {a["alert_id"] for a in self.alerts() if a["host"] == host}
