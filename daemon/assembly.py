@@ -14,7 +14,6 @@ from gaitwatch.gait.alerts import AlertPolicy
 from gaitwatch.gait.classifier import GaitClassifier
 from gaitwatch.gait.floor_stage import FloorStage
 from gaitwatch.gait.model import MODEL_VERSION
-from gaitwatch.gait.settings import AlertPolicySettings
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings
 from gaitwatch.pose.landmark_refinement import LandmarkRefinedDetector, LandmarkRefinementSettings
@@ -29,7 +28,7 @@ from gaitwatch.tracking.detector_union import UnionDetector
 from gaitwatch.tracking.hog import HogPersonDetector
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings, OnnxPersonDetector
 from gaitwatch.tracking.search_regions import SearchRegionPlanner, SearchRegionSettings
-from gaitwatch.tracking.tracker import Tracker, TrackerSettings
+from gaitwatch.tracking.tracker import Tracker
 
 # OpenCV's own thread pool (HOG, resize, colour conversion) is capped so that it does not fight the pose
 # models and the camera readers over a 2-core ward PC: parallelism comes from the daemon's own threads
@@ -91,16 +90,6 @@ def build_pose_backend(settings: Settings) -> PoseBackend:
         assert p.student_dir is not None  # enforced by PoseSettingsModel
         return StudentBackend(StudentSettings(model_dir=p.student_dir, num_threads=p.num_threads))
     return BlazePoseBackend(library_settings(BlazePoseSettings, p))
-
-
-# [tracker] and [alerts] are the library's settings objects themselves (gaitwatch.daemon.library_settings); these
-# accessors stay for callers that predate that (the service, `gaitwatch distill`).
-def alert_policy_settings(settings: Settings) -> AlertPolicySettings:
-    return settings.alerts
-
-
-def tracker_settings(settings: Settings) -> TrackerSettings:
-    return settings.tracker
 
 
 class SharedModels:

@@ -32,7 +32,7 @@ from typing import Any
 from gaitwatch.daemon import __version__
 from gaitwatch.daemon.alert_intake import AlertIntake
 from gaitwatch.daemon.alerting import Alerting, EmittedAlert
-from gaitwatch.daemon.assembly import alert_policy_settings, build_camera_pipeline
+from gaitwatch.daemon.assembly import build_camera_pipeline
 from gaitwatch.daemon.camera_runner import CameraRunner
 from gaitwatch.daemon.config_checks import config_warnings
 from gaitwatch.daemon.counters import ServiceCounters
@@ -183,7 +183,7 @@ class Service:
         plan = plan_reload(self.settings, new)
         self.settings = merge_reloadable(self.settings, new)
         configure_logging(self.settings.service.log_level)
-        policy = alert_policy_settings(self.settings)
+        policy = self.settings.alerts
         cameras = {c.id: c for c in self.settings.cameras}
         for camera in self._cameras:
             camera.reconfigure(cameras[camera.id], policy)

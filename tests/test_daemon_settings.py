@@ -131,14 +131,13 @@ def test_a_huge_config_file_is_refused_without_reading_it_all(tmp_path: Path) ->
 
 def test_every_tracker_key_reaches_the_tracker() -> None:
     """A key declared in [tracker] but not passed on would be accepted and silently ignored."""
-    from gaitwatch.daemon.assembly import tracker_settings
     from gaitwatch.daemon.settings import TRACKER_TABLE
 
     changed = {"min_hits": 4, "max_age_s": 3.5, "iou_threshold": 0.21, "min_score": 0.11, "high_score": 0.61,
                "new_track_score": 0.66, "score_noise_floor": 0.45, "recovery_iou_threshold": 0.33}  # fmt: skip
     assert set(changed) == set(TRACKER_TABLE.keys), "every key is exercised here"
     settings = parse_settings({"cameras": [{"id": "a", "source": "x.mp4"}], "tracker": changed})
-    library = tracker_settings(settings)
+    library = settings.tracker
     assert isinstance(library, TrackerSettings)
     assert {k: getattr(library, k) for k in changed} == changed
 
