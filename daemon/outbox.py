@@ -37,12 +37,22 @@ Threads: the API is synchronous and blocking (each write waits for an fsync); ca
 ``asyncio.to_thread``, never on the event loop. An internal lock serializes calls, so the pipeline's
 ``add`` and a drainer's ``mark_published`` may run in different worker threads at once. One process owns
 the file.
+
+A file deleted under the running daemon (an admin's ``rm -rf`` of the state directory): SQLite keeps writing
+to the unlinked inode without a word, and every alert still pending would vanish at the next restart. So each
+write transaction first checks that ``path`` still names the file that was opened (device and inode). When the
+file is gone, the outbox writes a complete copy of itself back to ``path`` (``VACUUM INTO`` from the open
+connection, which still reads the deleted file), recreating the directory if it can, and carries on there: no
+row, ``seq`` or delivery state is lost. When another file has taken its place, or the copy cannot be written,
+the write fails with ``OutboxStorageError`` naming the cause, and the daemon holds alerts in memory and raises
+``outbox_unavailable`` as for any storage fault.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import re
 import sqlite3
 import threading
@@ -54,6 +64,8 @@ from types import TracebackType
 from typing import Final
 
 from gaitwatch.daemon.payloads import ack_token_of, with_ack_token
+
+log = logging.getLogger(__name__)
 
 # The sink every outbox had before schema 3 (and the default of every per-delivery method).
 MQTT_SINK: Final = "mqtt"
@@ -266,6 +278,8 @@ class Outbox:
         except OutboxStorageError:
             self._conn.close()
             raise
+        # The file this connection writes to: see "A file deleted under the running daemon" above.
+        self._file_id = _file_identity(path)
 
     def _outbox_columns(self) -> set[str]:
         return {str(r[1]) for r in self._conn.execute("PRAGMA table_info(outbox)").fetchall()}
@@ -406,6 +420,7 @@ class Outbox:
         """One write transaction under the lock: committed (fsync'ed) when the block ends, rolled back on any
         error; an SQLite error becomes an ``OutboxStorageError`` that says what was being done."""
         with self._lock:
+            self._ensure_on_disk()
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
@@ -416,6 +431,48 @@ class Outbox:
             except BaseException:
                 self._rollback()
                 raise
+
+    def _ensure_on_disk(self) -> None:
+        """Before a write: make sure ``path`` is still the file this connection writes to (under the lock).
+
+        Deleted (``rm`` of the file or of the whole state directory): write a copy of the open database back to
+        ``path`` and reopen it there, so nothing pending is lost at the next restart. Replaced by another file,
+        or not recreatable: ``OutboxStorageError`` naming what to do; the connection stays on the old inode, so
+        the daemon keeps reading its backlog while it holds new alerts in memory."""
+        current = _file_identity(self.path)
+        if current == self._file_id:
+            return
+        if current is not None:
+            raise OutboxStorageError(
+                self.path,
+                f"outbox {self.path}: the file was replaced by another one while gaitwatch was running; new "
+                "alerts are held in memory; restore the original file or restart gaitwatch to adopt the new one",
+            )
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._conn.execute("VACUUM INTO ?", (str(self.path),))
+            fresh = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise OutboxStorageError(
+                self.path,
+                f"outbox {self.path}: the file was deleted while gaitwatch was running and could not be written "
+                f"again ({exc}); new alerts are held in memory; recreate {self.path.parent} (writable by "
+                "gaitwatch) or restart the service",
+            ) from exc
+        try:
+            fresh.execute("PRAGMA journal_mode=WAL")
+            fresh.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            fresh.close()
+            raise _storage_error(self.path, "reopen", exc) from exc
+        self._conn.close()
+        self._conn = fresh
+        self._file_id = _file_identity(self.path)
+        rows = self._count()
+        log.warning("outbox %s was deleted while running; rewritten from the open copy, rows=%d", self.path, rows)
+
+    def _count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def _rollback(self) -> None:
         """Abandon a failed transaction; the error that caused it is what the caller reports."""
@@ -703,6 +760,15 @@ class Outbox:
             )
             for r in rows
         ]
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, or None when there is none."""
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _opt_float(value: object) -> float | None:

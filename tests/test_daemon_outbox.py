@@ -569,3 +569,49 @@ def test_an_outbox_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         db.execute("PRAGMA user_version=4")
     with pytest.raises(OutboxStorageError, match="newer gaitwatch"):
         Outbox(path, 10)
+
+
+def test_state_directory_deleted_under_the_outbox_is_written_back_with_every_row(tmp_path: Path) -> None:
+    """An admin's ``rm -rf`` of the state directory: SQLite would keep writing to the deleted inode and the
+    pending alerts would vanish at the next restart. The next write rewrites the file from the open copy."""
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "outbox.sqlite"
+    with Outbox(path, 100, ack_required=True) as box:
+        seqs = [box.add("t", body(f"a{i}"), f"a{i}", now_wall=T0 + i) for i in range(5)]
+        box.mark_published_many(seqs[:2], now_wall=T0 + 10)
+        shutil.rmtree(state)
+        later = box.add("t", body("after-rm"), "after-rm", now_wall=T0 + 20)
+        assert path.is_file(), "the outbox file is back where the daemon's next start looks for it"
+        assert later == seqs[-1] + 1
+        assert box.mark_published(later, now_wall=T0 + 21)
+    with Outbox(path, 100, ack_required=True) as reopened:  # the next start
+        assert [r.alert_id for r in reopened.unacked(T0 + 100, 10)] == ["a0", "a1", "after-rm"]
+        assert [r.seq for r in reopened.pending(10)] == seqs[2:]
+        assert reopened.add("t", body("next"), "next") == later + 1, "seq keeps growing"
+
+
+def test_outbox_file_replaced_under_the_outbox_refuses_writes_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    with make(tmp_path) as box:
+        box.add("t", b"x", "a0", now_wall=T0)
+        path.unlink()
+        with sqlite3.connect(path) as other:
+            other.execute("CREATE TABLE foreign_table (x)")
+        with pytest.raises(OutboxStorageError, match="replaced by another") as err:
+            box.add("t", b"x", "a1", now_wall=T0)
+        assert str(path) in str(err.value)
+        assert [r.alert_id for r in box.pending(10)] == ["a0"], "the backlog is still readable"
+
+
+def test_outbox_deleted_where_it_cannot_be_written_back_is_a_storage_error(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    path = state / "outbox.sqlite"
+    with Outbox(path, 10) as box:
+        box.add("t", b"x", "a0", now_wall=T0)
+        shutil.rmtree(state)
+        state.write_text("a file where the state directory was")
+        with pytest.raises(OutboxStorageError, match="deleted while gaitwatch was running") as err:
+            box.add("t", b"x", "a1", now_wall=T0)
+        assert str(path) in str(err.value)

@@ -144,3 +144,29 @@ async def _run_cli(config: Path) -> Any:
         timeout=GUARD_S,
         check=False,
     )
+
+
+async def test_state_directory_removed_under_the_running_daemon_loses_no_pending_alert(tmp_path: Path) -> None:
+    """An admin's ``rm -rf`` of the state directory while alerts wait for a broker that is down: before, SQLite
+    went on writing to the deleted file and every pending alert vanished at the next start. Now the outbox is
+    written back where the next start reads it, with every alert in ``seq`` order."""
+    from gaitwatch.tools.local_broker import free_port
+
+    config = write_config(tmp_path / "daemon.toml", base_config(tmp_path, free_port()))  # nobody listens
+    state = tmp_path / "state-pc1"
+    async with daemon(config, tmp_path) as d:
+        await d.wait_ready()
+        await d.alerts(10)
+        await d.until(lambda: "done 10" in d.lines, "the first burst")
+        shutil.rmtree(state)
+        await d.alerts(10)
+        await d.until(lambda: d.lines.count("done 10") == 2, "the second burst")
+        assert await d.stop() == 0
+    assert len(d.stored) == 20 and not d.held, "every alert committed, none held in memory"
+    with sqlite3.connect(state / "outbox.sqlite3") as db:
+        rows = db.execute(
+            "SELECT o.alert_id FROM outbox o JOIN deliveries d ON d.seq = o.seq AND d.sink = 'mqtt' "
+            "WHERE d.delivered_at IS NULL ORDER BY o.seq"
+        ).fetchall()
+    assert [r[0] for r in rows if r[0] in set(d.stored)] == d.stored, "all 20, in the order they were raised"
+    assert "was deleted while running" in d.log_text()
