@@ -13,8 +13,9 @@ What is sent (built by pure functions, ``detected_issue`` and ``gait_observation
   window that cannot be sent is dropped, the next supersedes it) becomes an ``Observation`` with category
   ``activity``, ``effectivePeriod`` = the window, the same ``subject``/``device`` references, and one
   ``component`` per metric the camera could measure: cadence (steps/min), walking speed (body heights/s),
-  step length (leg lengths), stride- and step-time variability and step asymmetry (ratios). What was not
-  measured is left out, never guessed. Invalid and non-walking windows are not sent.
+  step length (leg lengths), stride- and step-time variability and step asymmetry (ratios), and, where the
+  camera has a floor calibration, walking speed (m/s), step and stride length (m) and distance walked (m).
+  What was not measured is left out, never guessed. Invalid and non-walking windows are not sent.
 
 Why ``DetectedIssue`` for alerts: it is the R4 resource for "an actual or potential clinical issue" detected
 by a system, with the fields an alert needs (an event time or period, a severity, a ``Device`` as author, an
@@ -24,8 +25,10 @@ need a second request to end it. ``DeviceAlert`` (which names fall detectors in 
 FHIR R6 and no R4 server stores it; ``DetectedIssue`` maps onto it field by field (identifier, code,
 severity -> priority, identified -> occurrence, author -> device, patient -> subject) when servers move on.
 
-Codes: speed and step length are relative to the person's own body height and leg length (the camera is not
-calibrated in metres), so the LOINC / HL7 PHR walking-speed codes, which mean m/s, would mislead. The codes,
+Codes: the relative speed and step length are in the person's own body heights and leg lengths, and the metre
+figures exist only on calibrated cameras, so each has a code of its own (``walking-speed`` in
+``{body_height}/s``, ``walking-speed-m`` in UCUM ``m/s``): one code for both would let a chart plot body
+heights per second as metres per second. The codes,
 identifiers and references therefore live under a configurable namespace (``FhirConfig.namespace``,
 ``urn:gaitwatch`` by default: ``urn:gaitwatch:alert-id``, ``:incident-id``, ``:alert-type``, ``:gait-metric``,
 ``:gait-window``, ``:track``, ``:device``), which a site maps to its terminology with a ConceptMap.
@@ -247,7 +250,14 @@ _COMPONENTS: Final = (
     ("stride_time_cv", "stride-time-variability", "Stride time coefficient of variation", "ratio", "1"),
     ("step_time_cv", "step-time-variability", "Step time coefficient of variation", "ratio", "1"),
     ("step_asymmetry", "step-asymmetry", "Step time asymmetry", "ratio", "1"),
+    # From the camera's floor calibration (top-level payload keys; null, hence left out, without one).
+    ("speed_mps", "walking-speed-m", "Walking speed on the floor", "m/s", "m/s"),
+    ("step_length_m", "step-length-m", "Step length on the floor", "m", "m"),
+    ("stride_length_m", "stride-length-m", "Stride length on the floor", "m", "m"),
+    ("distance_m", "distance-walked-m", "Distance walked in the window", "m", "m"),
 )
+# Gait payload keys outside ``features`` that components read.
+_TOP_LEVEL: Final = ("cadence_spm", "speed_mps", "step_length_m", "stride_length_m", "distance_m")
 
 
 def gait_observation(payload: Mapping[str, Any], config: FhirConfig) -> dict[str, Any] | None:
@@ -256,7 +266,7 @@ def gait_observation(payload: Mapping[str, Any], config: FhirConfig) -> dict[str
     if payload.get("schema") != GAIT_SCHEMA or not payload.get("valid") or not payload.get("subject"):
         return None
     features: Mapping[str, Any] = payload.get("features") or {}
-    values = {**features, "cadence_spm": payload.get("cadence_spm")}
+    values = {**features, **{key: payload.get(key) for key in _TOP_LEVEL}}
     components = [
         {
             "code": _concept(config, "gait-metric", code, display),

@@ -38,7 +38,16 @@ from gaitwatch.daemon.payloads import (
     technical_alert_body,
 )
 from gaitwatch.daemon.settings import FhirSettings
-from gaitwatch.gait.types import ActivityState, Alert, AlertPhase, AlertType, Assessment, GaitLabel, GaitMetrics
+from gaitwatch.gait.types import (
+    ActivityState,
+    Alert,
+    AlertPhase,
+    AlertType,
+    Assessment,
+    FloorReading,
+    GaitLabel,
+    GaitMetrics,
+)
 
 GUARD_S = 15.0  # upper bound on any single wait, so a failure fails instead of hanging
 IDENTITY = PublisherIdentity(site="ward7", host="pc1", boot_id="b00t", software_version="0.1.0", ward="7")
@@ -90,7 +99,7 @@ def camera_offline(i: int) -> bytes:
     )
 
 
-def walking_window() -> bytes:
+def walking_window(floor: FloorReading | None = None) -> bytes:
     metrics = GaitMetrics(
         track_id=17,
         t_start=100.0,
@@ -106,6 +115,7 @@ def walking_window() -> bytes:
             "step_asymmetry": 0.05,
             "rhythm": 0.9,
         },
+        floor=floor,
     )
     assessment = Assessment(17, GaitLabel.NORMAL, 0.1)
     return gait_payload(metrics, assessment, camera="bay1", identity=IDENTITY, clock=CLOCK)
@@ -160,6 +170,24 @@ def test_a_walking_window_is_a_valid_observation_with_one_component_per_measured
         "code": "/min",
     }
     assert values["walking-speed"]["code"] == "{body_height}/s", "relative speed: never presented as m/s"
+
+
+def test_a_calibrated_camera_adds_metre_components_under_codes_of_their_own() -> None:
+    floor = FloorReading(floor_xy=(1.0, 2.0), speed_mps=0.83, step_length_m=0.52, stride_length_m=1.04)
+    resource = gait_observation(json.loads(walking_window(floor)), config())
+    assert resource is not None
+    Observation.model_validate(resource)
+    values = {c["code"]["coding"][0]["code"]: c["valueQuantity"] for c in resource["component"]}
+    assert values["walking-speed-m"] == {
+        "value": 0.83,
+        "unit": "m/s",
+        "system": "http://unitsofmeasure.org",
+        "code": "m/s",
+    }
+    assert values["step-length-m"]["value"] == 0.52 and values["step-length-m"]["code"] == "m"
+    assert values["stride-length-m"]["value"] == 1.04
+    assert values["walking-speed"]["code"] == "{body_height}/s", "the relative speed keeps its own code"
+    assert "distance-walked-m" not in values, "not measured in this window: left out"
 
 
 def test_the_validation_is_real_a_broken_resource_is_refused() -> None:
