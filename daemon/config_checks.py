@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+from gaitwatch.daemon import fhir_sink
 from gaitwatch.daemon.mqtt import MqttConfigError, TlsConfig, tls_context
 from gaitwatch.daemon.redact import redact_text
 from gaitwatch.daemon.settings import ConfigError, Settings, read_secret
@@ -40,6 +41,12 @@ def check_references(settings: Settings) -> list[str]:
                 tls_context(TlsConfig(ca_file=m.tls.ca_file, cert_file=m.tls.cert_file, key_file=m.tls.key_file))
             except MqttConfigError as exc:
                 problems.append(f"mqtt.tls: {exc}")
+    if settings.fhir.enabled:
+        # The token and the CA as the daemon reads them at start (exit 78 there too), so ExecStartPre= says it.
+        try:
+            fhir_sink.tls_context(fhir_sink.FhirConfig.from_settings(settings.fhir))
+        except fhir_sink.FhirConfigError as exc:
+            problems.append(str(exc))
     if settings.pose.model_path is not None and not settings.pose.model_path.is_file():
         problems.append(f"pose.model_path: {settings.pose.model_path} does not exist or is not a file")
     if settings.pose.student_dir is not None and not settings.pose.student_dir.is_dir():

@@ -296,6 +296,17 @@ def gait_observation(payload: Mapping[str, Any], config: FhirConfig) -> dict[str
     }
 
 
+def tls_context(config: FhirConfig) -> ssl.SSLContext | None:
+    """The TLS context of an https server (its ``ca_file``, else the system's CAs); None for http.
+    ``FhirConfigError`` names ``fhir.ca_file`` when it cannot be loaded."""
+    if urlsplit(config.base_url).scheme != "https":
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise FhirConfigError(f"fhir.ca_file {config.ca_file}: cannot load CA certificates: {exc}") from exc
+
+
 def conditional_create_query(identifier: Mapping[str, str]) -> str:
     """The ``If-None-Exist`` value for a resource's identifier: ``identifier=<system>|<value>``, each part
     percent-encoded as a search parameter value (``|`` separates them; ``:`` and ``/`` are kept)."""
@@ -324,12 +335,7 @@ class FhirSink:
     def __init__(self, config: FhirConfig) -> None:
         self.config = config
         self._base = config.base_url.rstrip("/")
-        self._ssl: ssl.SSLContext | None = None
-        if urlsplit(config.base_url).scheme == "https":
-            try:
-                self._ssl = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
-            except (OSError, ssl.SSLError) as exc:
-                raise FhirConfigError(f"fhir.ca_file {config.ca_file}: cannot load CA certificates: {exc}") from exc
+        self._ssl = tls_context(config)
         self._session: aiohttp.ClientSession | None = None
         self._gait: deque[dict[str, Any]] = deque(maxlen=GAIT_QUEUE)
         self._gait_ready = asyncio.Event()

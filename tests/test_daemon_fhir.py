@@ -8,6 +8,8 @@ import asyncio
 import json
 import logging
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -566,3 +568,30 @@ async def test_an_unreadable_fhir_token_file_stops_start_up_with_exit_78(mosquit
         assert await d.wait_exit() == 78
         assert "fhir.token_file" in d.log_text() and "no-such-token not found" in d.log_text()
         assert not any(line.startswith("ready") for line in d.lines)
+
+
+@pytest.mark.parametrize(
+    ("fhir", "named"),
+    [
+        ({"base_url": "http://127.0.0.1:9/fhir", "token_file": "{tmp}/no-such-token"}, "no-such-token not found"),
+        ({"base_url": "https://127.0.0.1:9/fhir", "ca_file": "{tmp}/not-a-ca.pem"}, "cannot load CA certificates"),
+    ],
+)
+def test_check_config_names_an_unusable_fhir_token_or_ca_before_start(
+    tmp_path: Path, fhir: dict[str, str], named: str
+) -> None:
+    """ExecStartPre='s check-config says it (exit 78), not the daemon's start after it."""
+    from test_faults_harness import base_config, write_config
+
+    (tmp_path / "not-a-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n")
+    section = {"enabled": True, **{k: v.format(tmp=tmp_path) for k, v in fhir.items()}}
+    config = write_config(tmp_path / "daemon.toml", base_config(tmp_path, 1883, fhir=section))
+    done = subprocess.run(
+        [sys.executable, "-m", "gaitwatch.tools.cli", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 78, done.stderr
+    assert "fhir." in done.stderr and named in done.stderr
