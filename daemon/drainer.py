@@ -211,7 +211,7 @@ class SinkDrainer:
         except OutboxError as exc:
             self._log_error("cannot read outbox size", str(exc))
             return
-        self._metrics.set_outbox(stats.pending, stats.oldest_pending_age_s)
+        self._metrics.set_outbox(stats.pending, stats.oldest_pending_age_s, stats.pending_by_sink)
         self._metrics.set_outbox_rows(stats.rows, stats.unacked)
 
     def _log_error(self, message: str, error: str, **extra: object) -> None:

@@ -48,8 +48,8 @@ class ServiceMetrics(DaemonMetrics):
 
     outbox_pending_count: int = 0
 
-    def set_outbox(self, pending: int, oldest_age_s: float) -> None:
-        super().set_outbox(pending, oldest_age_s)
+    def set_outbox(self, pending: int, oldest_age_s: float, pending_by_sink: Mapping[str, int] | None = None) -> None:
+        super().set_outbox(pending, oldest_age_s, pending_by_sink)
         self.outbox_pending_count = pending
 
 
@@ -272,7 +272,7 @@ class Health:
                 log.error("outbox clean-up failed error=%s", exc)
             else:
                 self._metrics.outbox_cleaned.inc(deleted)
-                self._metrics.set_outbox(stats.pending, stats.oldest_pending_age_s)
+                self._metrics.set_outbox(stats.pending, stats.oldest_pending_age_s, stats.pending_by_sink)
                 self._metrics.set_outbox_rows(stats.rows, stats.unacked)
                 if deleted:
                     log.info("outbox clean-up deleted=%d rows=%d", deleted, stats.rows)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import platform
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from threading import Thread
 from typing import Final, NoReturn
@@ -109,6 +109,13 @@ class DaemonMetrics:
         )
         self.outbox_pending = Gauge(
             "gaitwatch_outbox_pending", "Alerts stored but not yet acknowledged by the broker", registry=r
+        )
+        self.sink_pending = Gauge(
+            "gaitwatch_sink_pending",
+            "Alerts owed to this sink (mqtt, fhir) and not delivered to it yet: a FHIR server that is down or "
+            "refuses the credentials shows here while MQTT delivers",
+            ["sink"],
+            registry=r,
         )
         self.outbox_oldest_age = Gauge(
             "gaitwatch_outbox_oldest_pending_age_seconds",
@@ -252,9 +259,11 @@ class DaemonMetrics:
                 self._alert_types.add(type_)
         self.alerts.labels(category=category, type=type_).inc()
 
-    def set_outbox(self, pending: int, oldest_age_s: float) -> None:
+    def set_outbox(self, pending: int, oldest_age_s: float, pending_by_sink: Mapping[str, int] | None = None) -> None:
         self.outbox_pending.set(pending)
         self.outbox_oldest_age.set(oldest_age_s)
+        for sink, count in (pending_by_sink or {}).items():
+            self.sink_pending.labels(sink=sink).set(count)
 
     def outbox_overflow(self) -> None:
         """An alert was refused by a full outbox: alert on ``increase(gaitwatch_outbox_full_total) > 0``."""

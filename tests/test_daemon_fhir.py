@@ -358,6 +358,24 @@ def drainer(box: Outbox, sink: FhirSink) -> SinkDrainer:
 # -- transport -----------------------------------------------------------------------------------------------
 
 
+async def test_a_fhir_server_that_is_down_shows_as_that_sinks_backlog_while_mqtt_delivers(tmp_path: Path) -> None:
+    """``gaitwatch_sink_pending{sink}``: hospital IT sees which receiver is behind, not just that one is."""
+    from gaitwatch.daemon.metrics import DaemonMetrics
+
+    box = fhir_outbox(tmp_path)
+    metrics = DaemonMetrics(version="test", cameras=["bay1"])
+    sink = FhirSink(config(f"http://127.0.0.1:{free_port()}/fhir"))  # nobody listens
+    d = SinkDrainer(box, sink, idle_poll_s=0.05, retry_initial_s=0.02, retry_max_s=0.1, metrics=metrics)
+    seqs = [box.add("gaitwatch/v1/ward7/pc1/alert/bay1", fall(i), f"pc1:b00t:{i}") for i in range(1, 4)]
+    box.mark_published_many(seqs, sink="mqtt")
+    assert await d.drain_once() == 0
+    await sink.close()
+    text = metrics.render().decode()
+    assert 'gaitwatch_sink_pending{sink="fhir"} 3.0' in text
+    assert 'gaitwatch_sink_pending{sink="mqtt"} 0.0' in text
+    box.close()
+
+
 async def test_server_down_keeps_alerts_and_delivers_them_once_it_is_back(tmp_path: Path) -> None:
     port = free_port()
     box = fhir_outbox(tmp_path)
