@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,15 +28,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gaitwatch.tools.local_broker import Mosquitto, free_port
+
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO / "config" / "grafana" / "gaitwatch-dashboard.json"
 RATE_INTERVAL = "15s"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_port(port: int, timeout_s: float = 20.0) -> None:
@@ -49,28 +44,6 @@ async def wait_port(port: int, timeout_s: float = 20.0) -> None:
             return
         await asyncio.sleep(0.1)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
-
-
-class Mosquitto:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n", encoding="utf-8")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def launch(self) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
-
-    async def start(self) -> None:
-        self.launch()
-        await wait_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
 
 
 def start_prometheus(workdir: Path, target_port: int) -> tuple[subprocess.Popen[bytes], int]:
@@ -105,7 +78,7 @@ async def run_daemon(seconds: float, outage_s: float, workdir: Path, metrics_por
     from gaitwatch.tools.demo import shipped_clip
 
     broker = Mosquitto(workdir)
-    await broker.start()
+    broker.start()
     settings = parse_settings(
         {
             "service": {"site": "demo", "host": "ward3-pc1", "state_dir": str(workdir / "state")},
@@ -125,10 +98,10 @@ async def run_daemon(seconds: float, outage_s: float, workdir: Path, metrics_por
             elapsed = time.monotonic() - started
             emitted = await service.emit_technical_alert("test", priority="low")
             await service.emit_technical_alert("test", AlertPhase.END, incident_id=emitted.incident_id)
-            if not outage_done and elapsed >= outage_at and broker.proc is not None:
+            if not outage_done and elapsed >= outage_at and broker.running:
                 broker.stop()
-            if not outage_done and elapsed >= outage_at + outage_s and broker.proc is None:
-                await broker.start()
+            if not outage_done and elapsed >= outage_at + outage_s and not broker.running:
+                broker.start()
                 outage_done = True
             await asyncio.sleep(3.0)
     finally:
