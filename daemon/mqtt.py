@@ -573,8 +573,10 @@ async def subscription(
     host: str, port: int, topic: str, *, client_id: str = "", timeout_s: float = 10.0
 ) -> AsyncIterator[AsyncIterator[tuple[str, bytes]]]:
     """Subscribe to ``topic`` (wildcards allowed) and yield an iterator of ``(topic, payload)``: what a
-    nurse-call integrator sees. Used by the demo to show the daemon's own messages."""
-    async with aiomqtt.Client(host, port, identifier=client_id, timeout=timeout_s) as client:
+    nurse-call integrator sees, over MQTT 5 like the daemon. Used by the demo to show the daemon's own messages."""
+    async with aiomqtt.Client(
+        host, port, identifier=client_id, timeout=timeout_s, protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
         await client.subscribe(topic, qos=1, timeout=timeout_s)
 
         async def messages() -> AsyncIterator[tuple[str, bytes]]:

@@ -92,6 +92,8 @@ async def test_daemon_publishes_per_person_gait_metrics_to_mosquitto(
     assert statuses[0] == "online" and statuses[-1] == "offline"
     # No image or pixel data ever leaves the PC: every message is small JSON.
     assert all(len(p) < 16_384 for _, p in received)
+    # The broker's own log: the integrator's side (the demo's viewer) speaks MQTT 5, like the daemon.
+    assert dict(mosquitto.connections())["integrator"] == "5"  # type: ignore[attr-defined]
 
 
 def test_demo_command_prints_the_summary_line(short_clip: Path) -> None:
