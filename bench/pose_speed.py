@@ -17,6 +17,10 @@ whole per-person path (``estimate``: first pass, aligned second pass, lying hypo
 of the last 30% of the video, which ``scripts/build_pose_int8.py`` does not calibrate on, and the agreement
 is PCK of full-int8 against full at 0.05 and 0.1 of the box's longer side (people full finds, presence >= 0.5).
 
+A breakdown of one crop follows for full and full-int8, in thread CPU time (``run_roi_profiled``): the warp that
+cuts the crop, feeding it to the model (colour order, int8 or float), the model's invoke, and decoding its
+outputs to frame pixels; what is not the model is what ``run_roi`` can still cut without touching the model.
+
 Ends with ``pose_speed: full_ms=X lite_ms=Y [student_ms=S] default_ms=Z default_vs_full=R``: median ms per
 crop, the default model being ``BlazePoseSettings().model`` and R = full_ms / default_ms. Shared machines
 make single runs noisy: compare medians, not best cases.
@@ -85,6 +89,27 @@ def time_models(
             backend.run_roi(frame, roi)
             out[model].append(1000.0 * (time.perf_counter() - start))
     return out
+
+
+def stage_breakdown(model: ModelVariant, frame: NDArray[np.uint8], boxes: NDArray[np.float64]) -> str:
+    """Median thread CPU milliseconds of each stage of one ``run_roi`` (see the module docstring)."""
+    backend = BlazePoseBackend(BlazePoseSettings(model=model, num_threads=1))
+    for box in boxes[:10]:
+        backend.run_roi(frame, roi_from_box(box))
+    stages: dict[str, list[float]] = {"warp": [], "feed": [], "invoke": [], "decode": []}
+    for box in boxes:
+        _, times = backend.run_roi_profiled(frame, roi_from_box(box))
+        for name, seconds in (
+            ("warp", times.warp),
+            ("feed", times.feed),
+            ("invoke", times.invoke),
+            ("decode", times.decode),
+        ):
+            stages[name].append(1000.0 * seconds)
+    med = {name: statistics.median(ms) for name, ms in stages.items()}
+    total = sum(med.values())
+    parts = ", ".join(f"{name} {ms:.3f} ms ({ms / total:.0%})" for name, ms in med.items())
+    return f"breakdown {model} (thread CPU, median per crop over {len(boxes)} crops): {parts}"
 
 
 def agreement(video: Path, detections: Path, model: ModelVariant) -> str:
@@ -173,6 +198,8 @@ def main() -> None:
             f"{per_person:.1f} ms/person = {1000.0 / per_person:.0f} people/s/core"
         )
     print(f"full-int8 vs full: {medians['full'] / medians['full-int8']:.2f}x faster per crop")
+    for model in ("full", "full-int8"):
+        print(stage_breakdown(model, frame, boxes))
     detections = args.video.parent / "vtest_PETS09-S2L1_det.txt"
     if args.video.name == "vtest.avi" and args.video.is_file() and detections.is_file():
         print(agreement(args.video, detections, "full-int8"))

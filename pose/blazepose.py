@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast, get_args
@@ -28,11 +29,9 @@ from gaitwatch.pose.roi import (
     DEFAULT_ROI_SCALE,
     MODEL_INPUT_SIZE,
     Roi,
-    crop_to_frame,
     extract_crop,
     roi_from_alignment,
     roi_from_box,
-    rotate_world,
 )
 from gaitwatch.pose.types import Poses
 
@@ -163,6 +162,18 @@ class CropLandmarks:
         return roi_from_alignment(self.aux[0], self.aux[1], scale)
 
 
+@dataclass(frozen=True, slots=True)
+class CropStageTimes:
+    """Thread CPU seconds of one ``run_roi``: cutting the crop out of the frame (``warp``), writing it into the
+    model's input as RGB (``feed``), the model itself (``invoke``) and mapping its outputs back to frame pixels
+    (``decode``)."""
+
+    warp: float
+    feed: float
+    invoke: float
+    decode: float
+
+
 def misalignment(current: Roi, aligned: Roi) -> float:
     """How far an ROI is from the aligned one the model asks for: centre offset in ROI sides, plus rotation in
     quarter turns, plus the log ratio of sides. 0 means the second pass would see the same crop."""
@@ -201,8 +212,42 @@ def _input_quantization(detail: dict[str, Any], path: Path, hint: str) -> Litera
 
 
 def _sigmoid(x: NDArray[np.float32]) -> NDArray[np.float32]:
-    # Clip so exp never overflows on extreme logits (the model emits about +-20 at most, but be safe).
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0))), dtype=np.float32)
+    # Bounded below so exp never overflows on extreme logits (the model emits about +-20 at most, but be safe);
+    # a ufunc, not np.clip, whose Python wrapper costs more than the 33 exponentials here.
+    return np.asarray(1.0 / (1.0 + np.exp(-np.maximum(x, np.float32(-60.0)))), dtype=np.float32)
+
+
+def _decode(points: NDArray[np.float32], world_raw: NDArray[np.float32], presence: float, roi: Roi) -> CropLandmarks:
+    """The model's raw outputs for ``roi`` as a :class:`CropLandmarks` in frame pixels (``crop_to_frame`` and
+    ``rotate_world`` written out for one crop: this runs for every crop and numpy's per-call cost dominates)."""
+    k = roi.side / MODEL_INPUT_SIZE
+    c, s = math.cos(roi.angle), math.sin(roi.angle)
+    half = 0.5 * MODEL_INPUT_SIZE
+    u = points[:, 0].astype(np.float64) - half
+    v = points[:, 1].astype(np.float64) - half
+    xy = np.empty((_NUM_POINTS, 2), dtype=np.float64)
+    xy[:, 0] = (k * c) * u - (k * s) * v + roi.cx
+    xy[:, 1] = (k * s) * u + (k * c) * v + roi.cy
+    keypoints = np.empty((NUM_LANDMARKS, 3), dtype=np.float32)
+    keypoints[:, :2] = xy[:NUM_LANDMARKS]
+    keypoints[:, 2] = _sigmoid(points[:NUM_LANDMARKS, 3])
+    world = np.empty((NUM_LANDMARKS, 3), dtype=np.float32)
+    if roi.angle == 0.0:
+        world[:] = world_raw
+    else:
+        # World landmarks are in the crop's axes: turn x-y by the ROI angle, as ``rotate_world`` does.
+        wx = world_raw[:, 0].astype(np.float64)
+        wy = world_raw[:, 1].astype(np.float64)
+        world[:, 0] = c * wx - s * wy
+        world[:, 1] = s * wx + c * wy
+        world[:, 2] = world_raw[:, 2]
+    return CropLandmarks(
+        keypoints=keypoints,
+        world=world,
+        presence=min(max(presence, 0.0), 1.0),
+        aux=xy[NUM_LANDMARKS:],
+        roi=roi,
+    )
 
 
 class BlazePoseBackend:
@@ -241,6 +286,8 @@ class BlazePoseBackend:
                 f"(1, {MODEL_INPUT_SIZE}, {MODEL_INPUT_SIZE}, 3); {hint}"
             )
         self._input_index = int(inputs[0]["index"])
+        # RGB scratch crop for float models (int8 models are fed in place, see _feed).
+        self._rgb = np.empty((MODEL_INPUT_SIZE, MODEL_INPUT_SIZE, 3), dtype=np.uint8)
         self._input_quantization = _input_quantization(inputs[0], self.model_path, hint)
         outputs = {str(d["name"]): int(d["index"]) for d in interp.get_output_details()}
         missing = [n for n in (_OUT_LANDMARKS, _OUT_PRESENCE, _OUT_WORLD) if n not in outputs]
@@ -271,34 +318,43 @@ class BlazePoseBackend:
     def run_roi(self, image: NDArray[np.uint8], roi: Roi) -> CropLandmarks:
         """Run the model once on ``roi`` of the BGR frame ``image``; landmarks come back in frame pixels."""
         crop = extract_crop(image, roi, MODEL_INPUT_SIZE, replicate_border=self.settings.replicate_border)
+        self._feed(crop)
+        self._interp.invoke()
+        return self._decode_outputs(roi)
+
+    def run_roi_profiled(self, image: NDArray[np.uint8], roi: Roi) -> tuple[CropLandmarks, CropStageTimes]:
+        """``run_roi`` with the thread CPU time of each of its stages (for bench/pose_speed.py)."""
+        t0 = time.thread_time()
+        crop = extract_crop(image, roi, MODEL_INPUT_SIZE, replicate_border=self.settings.replicate_border)
+        t1 = time.thread_time()
+        self._feed(crop)
+        t2 = time.thread_time()
+        self._interp.invoke()
+        t3 = time.thread_time()
+        result = self._decode_outputs(roi)
+        t4 = time.thread_time()
+        return result, CropStageTimes(warp=t1 - t0, feed=t2 - t1, invoke=t3 - t2, decode=t4 - t3)
+
+    def _decode_outputs(self, roi: Roi) -> CropLandmarks:
+        points = self._interp.get_tensor(self._out_landmarks).reshape(_NUM_POINTS, 5)
+        world_raw = self._interp.get_tensor(self._out_world).reshape(_NUM_POINTS, 3)[:NUM_LANDMARKS]
+        presence = float(self._interp.get_tensor(self._out_presence).reshape(-1)[0])
+        return _decode(points, world_raw, presence, roi)
+
+    def _feed(self, crop: NDArray[np.uint8]) -> None:
+        """Write the BGR crop into the interpreter's input tensor as RGB, without an intermediate copy."""
         # Colour conversion on the 256x256 crop only: converting the full frame would cost more than the warp.
-        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-        tensor: NDArray[np.int8] | NDArray[np.float32]
+        # tensor() is a view of the interpreter's own buffer; it must be dropped before invoke().
+        target = self._interp.tensor(self._input_index)()[0]
         if self._input_quantization == "pixel-128":
             # int8 input of scale 1/255, zero point -128: pixel p is p - 128, the same bits as p XOR 0x80.
-            tensor = np.bitwise_xor(rgb, np.uint8(0x80)).view(np.int8)
+            rgb = target.view(np.uint8)
+            cv2.cvtColor(crop, cv2.COLOR_BGR2RGB, dst=rgb)
+            np.bitwise_xor(rgb, np.uint8(0x80), out=rgb)
         else:
-            tensor = rgb.astype(np.float32)
-            tensor *= 1.0 / 255.0
-        self._interp.set_tensor(self._input_index, tensor[None])
-        self._interp.invoke()
-        raw = np.asarray(self._interp.get_tensor(self._out_landmarks), dtype=np.float32)
-        points = raw.reshape(_NUM_POINTS, 5)
-        world_raw = np.asarray(self._interp.get_tensor(self._out_world), dtype=np.float32).reshape(_NUM_POINTS, 3)
-        presence = float(np.asarray(self._interp.get_tensor(self._out_presence)).reshape(-1)[0])
-
-        xy = crop_to_frame(points[:, :2], roi, MODEL_INPUT_SIZE)
-        keypoints = np.empty((NUM_LANDMARKS, 3), dtype=np.float32)
-        keypoints[:, :2] = xy[:NUM_LANDMARKS]
-        keypoints[:, 2] = _sigmoid(points[:NUM_LANDMARKS, 3])
-        world = rotate_world(world_raw[:NUM_LANDMARKS], roi.angle).astype(np.float32)
-        return CropLandmarks(
-            keypoints=keypoints,
-            world=world,
-            presence=min(max(presence, 0.0), 1.0),
-            aux=xy[NUM_LANDMARKS:],
-            roi=roi,
-        )
+            rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB, dst=self._rgb)
+            np.multiply(rgb, np.float32(1.0 / 255.0), out=target)
+        del target
 
     def estimate_one(self, image: NDArray[np.uint8], xyxy: NDArray[np.float64]) -> CropLandmarks:
         """One person: first pass on the box's ROI, then optionally the aligned second pass."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -12,6 +13,7 @@ from numpy.typing import NDArray
 from gaitwatch.pose.backend import PoseBackend
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, ModelVariant, PoseModelError
 from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
+from gaitwatch.pose.roi import Roi, crop_to_frame, extract_crop, roi_from_box, rotate_world
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VIDEO = SHARED / "video" / "vtest.avi"
@@ -217,3 +219,53 @@ def test_lying_person_is_found_by_the_turned_hypotheses(
     # person's height; the untried upright ROI on a lying person does far worse.
     assert float(np.median(err_lying)) < 0.05
     assert float(np.median(err_plain)) > 2 * float(np.median(err_lying))
+
+
+@needs_shared
+@pytest.mark.parametrize("model", ["full", "full-int8"])
+def test_run_roi_gives_exactly_the_models_answer_mapped_to_the_frame(
+    model: ModelVariant, pets_people: tuple[NDArray[np.uint8], NDArray[np.float64]]
+) -> None:
+    """run_roi writes the crop into the interpreter in place and maps the outputs with its own arithmetic; it
+    must give what the plain route gives: RGB crop through set_tensor, then crop_to_frame and rotate_world."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    frame, people = pets_people
+    backend = BlazePoseBackend(BlazePoseSettings(model=model))
+    plain: Any = Interpreter(model_path=str(backend.model_path), num_threads=1)
+    plain.allocate_tensors()
+    detail = plain.get_input_details()[0]
+    outputs = {str(d["name"]): int(d["index"]) for d in plain.get_output_details()}
+    box_roi = roi_from_box(people[0])
+    for roi in (box_roi, Roi(box_roi.cx, box_roi.cy, box_roi.side, 0.4)):
+        rgb = cv2.cvtColor(extract_crop(frame, roi), cv2.COLOR_BGR2RGB)
+        if detail["dtype"] == np.int8:
+            tensor: NDArray[Any] = (rgb.astype(np.int16) - 128).astype(np.int8)
+        else:
+            tensor = rgb.astype(np.float32) * np.float32(1.0 / 255.0)
+        plain.set_tensor(int(detail["index"]), tensor[None])
+        plain.invoke()
+        points = plain.get_tensor(outputs["Identity"]).reshape(39, 5)
+        world = plain.get_tensor(outputs["Identity_4"]).reshape(39, 3)[:NUM_LANDMARKS]
+        presence = float(plain.get_tensor(outputs["Identity_1"]).reshape(-1)[0])
+
+        got = backend.run_roi(frame, roi)
+        assert got.presence == pytest.approx(presence, abs=1e-7)
+        np.testing.assert_allclose(got.keypoints[:, :2], crop_to_frame(points[:NUM_LANDMARKS, :2], roi), atol=1e-3)
+        np.testing.assert_allclose(got.keypoints[:, 2], 1.0 / (1.0 + np.exp(-points[:NUM_LANDMARKS, 3])), atol=1e-5)
+        np.testing.assert_allclose(got.world, rotate_world(world, roi.angle), atol=1e-6)
+        np.testing.assert_allclose(got.aux, crop_to_frame(points[NUM_LANDMARKS:, :2], roi), atol=1e-3)
+
+
+@needs_shared
+def test_profiled_run_roi_is_run_roi_with_its_stage_times(
+    full: BlazePoseBackend, pets_people: tuple[NDArray[np.uint8], NDArray[np.float64]]
+) -> None:
+    frame, people = pets_people
+    roi = roi_from_box(people[0])
+    result, times = full.run_roi_profiled(frame, roi)
+    reference = full.run_roi(frame, roi)
+    np.testing.assert_array_equal(result.keypoints, reference.keypoints)
+    assert result.presence == reference.presence
+    assert min(times.warp, times.feed, times.invoke, times.decode) >= 0.0
+    assert times.invoke > 0.0  # the model itself always takes some CPU time
