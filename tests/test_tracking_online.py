@@ -119,9 +119,9 @@ GROUPS = {
 # Committed online-output figures (MOTA, IDF1, HOTA in %) of the default tracker, measured with
 # `gaitwatch eval-mot` (output=online); the best roboflow `trackers` peer per group is in the README table.
 ONLINE_BASELINE = {
-    "MOT15": (65.0, 77.0, 50.8),
-    "MOT17": (49.4, 60.0, 50.9),
-    "KITTI": (52.4, 72.2, 45.0),
+    "MOT15": (65.5, 78.6, 52.0),
+    "MOT17": (49.4, 60.2, 51.2),
+    "KITTI": (52.3, 72.3, 45.0),
 }
 
 

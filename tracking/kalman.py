@@ -85,59 +85,73 @@ def _cxcywh(xyxy: FloatArray) -> FloatArray:
 
 
 class BoxFilterBank:
-    """The filters of many boxes as column-wise arrays; row ``i`` is one box. Mutable tracker state.
+    """The filters of many boxes as one array; row ``i`` is one box. Mutable tracker state.
 
-    ``x`` (N, 4) position part (cx, cy, w, h), ``v`` (N, 4) rates per second, and per coordinate the
-    covariance blocks ``p_pp`` (position variance), ``p_pv`` (position-rate covariance), ``p_vv`` (rate
-    variance), each (N, 4).
+    Per row, five 4-vectors (one entry per coordinate cx, cy, w, h): ``x`` position part, ``v`` rates per second,
+    and the covariance blocks ``p_pp`` (position variance), ``p_pv`` (position-rate covariance), ``p_vv`` (rate
+    variance); the properties of those names are views of rows of one (N, 5, 4) array, so updating or saving the
+    matched rows is one gather and one scatter, not five of each (this runs on every frame).
     """
 
-    __slots__ = ("_q_pos", "_q_rate", "_saved", "p_pp", "p_pv", "p_vv", "settings", "v", "x")
+    __slots__ = ("_q_pos", "_q_rate", "_s", "_saved", "settings")
 
     def __init__(self, settings: KalmanSettings) -> None:
         self.settings = settings
-        self.x = np.zeros((0, 4))
-        self.v = np.zeros((0, 4))
-        self.p_pp = np.zeros((0, 4))
-        self.p_pv = np.zeros((0, 4))
-        self.p_vv = np.zeros((0, 4))
-        self._saved = np.zeros((0, 5, 4))  # per row: a checkpoint of (x, v, p_pp, p_pv, p_vv)
+        self._s = np.zeros((0, 5, 4))  # per row: x, v, p_pp, p_pv, p_vv
+        self._saved = np.zeros((0, 5, 4))  # per row: a checkpoint of the same
         s = settings
         # Spectral densities per unit height^2: position random walk and white-noise acceleration.
         self._q_pos = np.array([s.pos_noise, s.pos_noise, s.size_noise, s.size_noise]) ** 2
         self._q_rate = np.array([s.vel_noise, s.vel_noise, s.size_vel_noise, s.size_vel_noise]) ** 2
 
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return int(self._s.shape[0])
+
+    @property
+    def x(self) -> FloatArray:
+        """(N, 4) centre x, centre y, width, height (a view)."""
+        return self._s[:, 0]
+
+    @property
+    def v(self) -> FloatArray:
+        """(N, 4) their rates in pixels per second (a view)."""
+        return self._s[:, 1]
+
+    @property
+    def p_pp(self) -> FloatArray:
+        return self._s[:, 2]
+
+    @property
+    def p_pv(self) -> FloatArray:
+        return self._s[:, 3]
+
+    @property
+    def p_vv(self) -> FloatArray:
+        return self._s[:, 4]
 
     def add(self, xyxy: FloatArray) -> None:
         """Append filters starting at boxes ``xyxy`` (K, 4) with unknown velocity."""
         s = self.settings
         z = _cxcywh(xyxy.reshape(-1, 4))
         h = np.maximum(z[:, 3:4], _MIN_SIZE_PX)
-        pos_var = (2.0 * s.meas_std * h) ** 2 * np.ones((1, 4))  # two measurement stds: one detection
-        rate_std = s.init_vel_std * h * np.array([[1.0, 1.0, _SIZE_RATE_PRIOR, _SIZE_RATE_PRIOR]])
-        self.x = np.vstack([self.x, z])
-        self.v = np.vstack([self.v, np.zeros_like(z)])
-        self.p_pp = np.vstack([self.p_pp, pos_var])
-        self.p_pv = np.vstack([self.p_pv, np.zeros_like(z)])
-        self.p_vv = np.vstack([self.p_vv, rate_std**2])
-        self._saved = np.concatenate([self._saved, self._pack(np.arange(len(self) - len(z), len(self)))])
+        block = np.zeros((z.shape[0], 5, 4))
+        block[:, 0] = z
+        block[:, 2] = (2.0 * s.meas_std * h) ** 2  # two measurement stds: one detection
+        block[:, 4] = (s.init_vel_std * h * np.array([[1.0, 1.0, _SIZE_RATE_PRIOR, _SIZE_RATE_PRIOR]])) ** 2
+        self._s = np.concatenate([self._s, block])
+        self._saved = np.concatenate([self._saved, block])
 
     def keep(self, mask: NDArray[np.bool_]) -> None:
         """Drop the rows where ``mask`` is False."""
-        self.x, self.v = self.x[mask], self.v[mask]
-        self.p_pp, self.p_pv, self.p_vv = self.p_pp[mask], self.p_pv[mask], self.p_vv[mask]
+        self._s = self._s[mask]
         self._saved = self._saved[mask]
 
     def predict(self, dt: FloatArray, rows: IntArray | None = None) -> None:
         """Advance rows (all by default) by ``dt`` seconds (scalar or one per row); ``dt <= 0`` is a no-op."""
         # Whole-array arithmetic with as few numpy calls as possible: this runs on every frame for every track.
         dt = np.maximum(np.asarray(dt, dtype=np.float64).reshape(-1, 1), 0.0)  # (N, 1) or (1, 1)
-        if rows is None:
-            x, v, p_pp, p_pv, p_vv = self.x, self.v, self.p_pp, self.p_pv, self.p_vv
-        else:
-            x, v, p_pp, p_pv, p_vv = self.x[rows], self.v[rows], self.p_pp[rows], self.p_pv[rows], self.p_vv[rows]
+        g = self._s if rows is None else self._s[rows]  # all rows: in place; else a copy written back below
+        x, v, p_pp, p_pv, p_vv = g[:, 0], g[:, 1], g[:, 2], g[:, 3], g[:, 4]
         # A box cannot shrink through zero: if coasting would do that, the size rate was noise; stop it.
         size_rate = v[:, 2:]
         size_rate[x[:, 2:] + dt * size_rate < _MIN_SIZE_PX] = 0.0
@@ -145,15 +159,12 @@ class BoxFilterBank:
         q_rate_dt = self._q_rate * h2 * dt
         # F = [[1, dt], [0, 1]] per coordinate; Q = continuous white-noise acceleration (exact for any dt,
         # so irregular gaps compose) plus a random walk of the position.
-        new_pp = p_pp + dt * (2.0 * p_pv + dt * p_vv) + self._q_pos * h2 * dt + q_rate_dt * (dt * dt / 3.0)
-        new_pv = p_pv + dt * p_vv + q_rate_dt * (dt / 2.0)
-        new_vv = p_vv + q_rate_dt
-        new_x = x + dt * v
-        if rows is None:
-            self.p_pp, self.p_pv, self.p_vv, self.x = new_pp, new_pv, new_vv, new_x
-        else:
-            self.p_pp[rows], self.p_pv[rows], self.p_vv[rows], self.x[rows] = new_pp, new_pv, new_vv, new_x
-            self.v[rows] = v
+        p_pp += dt * (2.0 * p_pv + dt * p_vv) + self._q_pos * h2 * dt + q_rate_dt * (dt * dt / 3.0)
+        p_pv += dt * p_vv + q_rate_dt * (dt / 2.0)
+        p_vv += q_rate_dt
+        x += dt * v
+        if rows is not None:
+            self._s[rows] = g
 
     def update(self, rows: IntArray, xyxy: FloatArray, noise_scale: FloatArray | None = None) -> None:
         """Fuse observed boxes ``xyxy`` (K, 4) into ``rows`` (K,), taken at the filters' current time.
@@ -167,33 +178,48 @@ class BoxFilterBank:
         r = (self.settings.meas_std * np.maximum(z[:, 3:4], _MIN_SIZE_PX)) ** 2
         if noise_scale is not None:
             r = r * noise_scale.reshape(-1, 1)
-        p_pp, p_pv, p_vv = self.p_pp[rows], self.p_pv[rows], self.p_vv[rows]
+        g = self._s[rows]
+        x, v, p_pp, p_pv, p_vv = g[:, 0], g[:, 1], g[:, 2], g[:, 3], g[:, 4]
         s = p_pp + r
         k_pos, k_rate = p_pp / s, p_pv / s
-        innovation = z - self.x[rows]
-        self.x[rows] = self.x[rows] + k_pos * innovation
-        self.v[rows] = self.v[rows] + k_rate * innovation
-        self.p_pp[rows] = p_pp * r / s
-        self.p_pv[rows] = p_pv * r / s
-        self.p_vv[rows] = p_vv - k_rate * p_pv
+        innovation = z - x
+        p_vv -= k_rate * p_pv
+        x += k_pos * innovation
+        v += k_rate * innovation
+        shrink = r / s
+        p_pp *= shrink
+        p_pv *= shrink
+        self._s[rows] = g
 
     def xyxy(self, rows: IntArray | None = None) -> FloatArray:
         """Current box estimates (N, 4) xyxy; negative sizes are clipped to 0 so a box is never inverted."""
-        x = self.x if rows is None else self.x[rows]
-        half_w = 0.5 * np.maximum(x[:, 2], 0.0)
-        half_h = 0.5 * np.maximum(x[:, 3], 0.0)
-        return np.stack([x[:, 0] - half_w, x[:, 1] - half_h, x[:, 0] + half_w, x[:, 1] + half_h], axis=1)
+        x = self._s[:, 0] if rows is None else self._s[rows, 0]
+        centre = x[:, :2]
+        half = 0.5 * np.maximum(x[:, 2:], 0.0)
+        return np.concatenate([centre - half, centre + half], axis=1)
 
-    def _pack(self, rows: IntArray) -> FloatArray:
-        return np.stack([self.x[rows], self.v[rows], self.p_pp[rows], self.p_pv[rows], self.p_vv[rows]], axis=1)
+    def mahalanobis_sq(self, rows: IntArray, xyxy: FloatArray) -> FloatArray:
+        """Squared Mahalanobis distance (len(rows), M) of boxes ``xyxy`` (M, 4) from the predictions of ``rows``.
+
+        The innovation covariance is the prediction's plus the measurement noise of an average box (``meas_std``
+        of the track's height); with the block-diagonal model it is diagonal, so the distance is a sum of four
+        squared, normalised differences of cx, cy, w and h.
+        """
+        x = self._s[rows, 0]  # (K, 4)
+        r = (self.settings.meas_std * np.maximum(x[:, 3:4], _MIN_SIZE_PX)) ** 2
+        inv_var = 1.0 / (self._s[rows, 2] + r)  # (K, 4)
+        z = _cxcywh(xyxy.reshape(-1, 4))  # (M, 4)
+        diff = z[None, :, :] - x[:, None, :]  # (K, M, 4)
+        out: FloatArray = np.einsum("kmc,kmc,kc->km", diff, diff, inv_var)
+        return out
 
     def checkpoint(self, rows: IntArray) -> None:
         """Remember the current filters of ``rows`` (e.g. right after an observation)."""
-        self._saved[rows] = self._pack(rows)
+        self._saved[rows] = self._s[rows]
 
     def rewind(self, row: int) -> None:
         """Put a row back to its last :meth:`checkpoint` (to re-run it from an earlier observation)."""
-        self.x[row], self.v[row], self.p_pp[row], self.p_pv[row], self.p_vv[row] = self._saved[row]
+        self._s[row] = self._saved[row]
 
     def state(self, row: int) -> FloatArray:
         """One row's 8-vector state ``[cx, cy, w, h, vcx, vcy, vw, vh]``."""
