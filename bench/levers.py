@@ -37,6 +37,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "whole frame at every detection": {"detector": {"full_frame_interval_s": 0.0}},
     "whole frame every 1 s": {"detector": {"full_frame_interval_s": 1.0}},
     "HOG on the grey image": {"detector": {"hog": {"grayscale": True}}},
+    "no recovery crops": {"detector": {"recovery_crops_per_frame": 0}},
+    "one recovery crop": {"detector": {"recovery_crops_per_frame": 1}},
 }
 REFERENCE_MIN_SCORE = 0.5
 COVERED_IOU = 0.4

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from gaitwatch.daemon.assembly import SharedModels, build_camera_pipeline
-from gaitwatch.daemon.pipeline import FrameResult
+from gaitwatch.daemon.pipeline import FrameResult, own_motion_regions
 from gaitwatch.daemon.settings import parse_settings
+from gaitwatch.pose.recovery import RecoverySettings, recovery_candidates
 from gaitwatch.tools.demo import shipped_clip
 from gaitwatch.tracking.types import Frame, TrackState
 
@@ -72,3 +73,24 @@ def test_tracks_keep_following_people_between_detections(results: list[FrameResu
     for r in between:
         fresh = r.tracks.since_update_s[np.isin(r.tracks.ids, r.poses.track_ids)]
         assert np.all(fresh < 1e-6), "a posed track was corrected by its own keypoint box in this frame"
+
+
+def test_a_known_walkers_own_motion_gets_no_recovery_crop_and_a_newcomer_still_does() -> None:
+    # A walker 100 px tall moved 30 px right since the last detection: the image changed where they were and
+    # where they are. A newcomer walked into view elsewhere.
+    before = np.array([[100.0, 100.0, 140.0, 200.0]])
+    now = np.array([[130.0, 100.0, 170.0, 200.0]])
+    newcomer = np.array([[400.0, 100.0, 440.0, 200.0]])
+    motion = np.concatenate([before, now, newcomer])
+    settings = RecoverySettings(crops_per_frame=2, min_height=0.1)
+    # Their own box alone leaves the walker's grown moving region unexplained: a crop would pose them again.
+    assert len(recovery_candidates(motion, now, 480, settings)) == 2
+    explained = np.concatenate([now, own_motion_regions(before, now, settings.join_margin)])
+    chosen = recovery_candidates(motion, explained, 480, settings)
+    assert chosen.shape == (1, 4)
+    assert chosen[0, 0] <= 400.0 <= 440.0 <= chosen[0, 2]
+
+
+def test_own_motion_regions_span_both_boxes_grown_by_the_margin() -> None:
+    regions = own_motion_regions(np.array([[10.0, 20.0, 30.0, 60.0]]), np.array([[20.0, 10.0, 40.0, 50.0]]), 0.1)
+    np.testing.assert_allclose(regions, [[5.0, 5.0, 45.0, 65.0]])

@@ -102,6 +102,39 @@ def test_pool_lends_each_backend_to_one_caller_at_a_time(samples: list[Sample]) 
     assert not clash.is_set()
 
 
+def test_one_callers_crops_split_across_idle_backends_come_back_in_order(samples: list[Sample]) -> None:
+    """One camera's frame with several people uses both interpreters when the other inference thread is idle:
+    the crops run on two threads at once and the rows come back as one backend would give them."""
+    threads_seen: dict[int, set[str]] = {}
+
+    class Noted:
+        """A real backend that notes which thread runs it."""
+
+        def __init__(self) -> None:
+            self.inner = _lite()
+            self.name, self.model_version = self.inner.name, self.inner.model_version
+            threads_seen[id(self)] = set()
+
+        def estimate(self, image: NDArray[np.uint8], ids: NDArray[np.int64], xyxy: NDArray[np.float64]) -> Poses:
+            threads_seen[id(self)].add(threading.current_thread().name)
+            return self.inner.estimate(image, ids, xyxy)
+
+    single = _lite()
+    split = PoseBackendPool(Noted, 2)
+    for sample in samples:
+        expected, got = _estimate(single, sample), _estimate(split, sample)
+        np.testing.assert_array_equal(got.track_ids, expected.track_ids)
+        np.testing.assert_allclose(got.keypoints, expected.keypoints, atol=1e-3)
+        np.testing.assert_allclose(got.presence, expected.presence, atol=1e-4)
+        assert split.helper_cpu_s() > 0.0, "the helper thread's share of the work is reported to the caller"
+    names = set().union(*threads_seen.values())
+    assert any(n.startswith("inference-pose-split") for n in names) and threading.current_thread().name in names
+
+    whole = PoseBackendPool(Noted, 2, split_idle=False)
+    _estimate(whole, samples[0])
+    assert whole.helper_cpu_s() == 0.0
+
+
 def test_pool_needs_a_backend() -> None:
     with pytest.raises(ValueError, match="at least one backend"):
         PoseBackendPool(_lite, 0)
