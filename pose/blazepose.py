@@ -15,6 +15,7 @@ import hashlib
 import importlib.resources
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast, get_args
@@ -336,10 +337,14 @@ class BlazePoseBackend:
         return result, CropStageTimes(warp=t1 - t0, feed=t2 - t1, invoke=t3 - t2, decode=t4 - t3)
 
     def _decode_outputs(self, roi: Roi) -> CropLandmarks:
+        return _decode(*self._raw_outputs(), roi)
+
+    def _raw_outputs(self) -> tuple[NDArray[np.float32], NDArray[np.float32], float]:
+        """Copies of the last invoke's landmarks (39, 5), world landmarks (33, 3) and presence."""
         points = self._interp.get_tensor(self._out_landmarks).reshape(_NUM_POINTS, 5)
         world_raw = self._interp.get_tensor(self._out_world).reshape(_NUM_POINTS, 3)[:NUM_LANDMARKS]
         presence = float(self._interp.get_tensor(self._out_presence).reshape(-1)[0])
-        return _decode(points, world_raw, presence, roi)
+        return points, world_raw, presence
 
     def _feed(self, crop: NDArray[np.uint8]) -> None:
         """Write the BGR crop into the interpreter's input tensor as RGB, without an intermediate copy."""
@@ -356,21 +361,56 @@ class BlazePoseBackend:
             np.multiply(rgb, np.float32(1.0 / 255.0), out=target)
         del target
 
+    def run_rois(self, image: NDArray[np.uint8], rois: Sequence[Roi]) -> list[CropLandmarks]:
+        """``run_roi`` on several ROIs of one frame, stage by stage: every crop is cut first, then the model runs
+        on them back to back, then every answer is decoded. The answers are run_roi's, bit for bit; the CPU
+        time is about 2% lower (0.12-0.16 ms per crop measured with full-int8, groups of 5): the model's
+        invoke sweeps megabytes of weights through the caches, and the warp and decoding code no longer pay
+        to reload what it evicted after every crop, nor the model after every warp."""
+        crops = [
+            extract_crop(image, roi, MODEL_INPUT_SIZE, replicate_border=self.settings.replicate_border) for roi in rois
+        ]
+        raw: list[tuple[NDArray[np.float32], NDArray[np.float32], float]] = []
+        for crop in crops:
+            self._feed(crop)
+            self._interp.invoke()
+            raw.append(self._raw_outputs())  # get_tensor copies: the next invoke does not overwrite them
+        return [_decode(points, world, presence, roi) for (points, world, presence), roi in zip(raw, rois, strict=True)]
+
     def estimate_one(self, image: NDArray[np.uint8], xyxy: NDArray[np.float64]) -> CropLandmarks:
         """One person: first pass on the box's ROI, then optionally the aligned second pass."""
-        roi = roi_from_box(xyxy, self.settings.roi_scale)
-        first = self.run_roi(image, roi)
-        if self.settings.lying_hypotheses and xyxy[2] - xyxy[0] > xyxy[3] - xyxy[1]:
-            for angle in (0.5 * math.pi, -0.5 * math.pi):
-                turned = self.run_roi(image, Roi(roi.cx, roi.cy, roi.side, angle))
-                if turned.presence > first.presence:
-                    first = turned
-        if not self.settings.uses_second_pass or first.presence < _SECOND_PASS_MIN_PRESENCE:
-            return first
-        aligned = first.alignment_roi(self.settings.alignment_scale)
-        if misalignment(first.roi, aligned) < self.settings.skip_aligned_below:
-            return first
-        return self.run_roi(image, aligned)
+        return self._estimate_boxes(image, np.asarray(xyxy, dtype=np.float64)[None])[0]
+
+    def _estimate_boxes(self, image: NDArray[np.uint8], xyxy: NDArray[np.float64]) -> list[CropLandmarks]:
+        """Every box of one frame, each pass over all of them at once (``run_rois``).
+
+        Per box: the first pass on the box's ROI (and, for a box wider than tall, on that ROI turned by +90 and
+        -90 degrees, keeping the most confident in that order), then the aligned second pass unless the first
+        found nobody or its aligned ROI is already close (see ``BlazePoseSettings``)."""
+        s = self.settings
+        rois = [roi_from_box(box, s.roi_scale) for box in xyxy]
+        hypotheses: list[tuple[int, Roi]] = [(i, roi) for i, roi in enumerate(rois)]
+        if s.lying_hypotheses:
+            for i, (roi, box) in enumerate(zip(rois, xyxy, strict=True)):
+                if box[2] - box[0] > box[3] - box[1]:
+                    hypotheses += [(i, Roi(roi.cx, roi.cy, roi.side, a)) for a in (0.5 * math.pi, -0.5 * math.pi)]
+        answers = self.run_rois(image, [roi for _, roi in hypotheses])
+        best: list[CropLandmarks] = answers[: len(rois)]
+        for (i, _), turned in zip(hypotheses[len(rois) :], answers[len(rois) :], strict=True):
+            if turned.presence > best[i].presence:
+                best[i] = turned
+        if not s.uses_second_pass:
+            return best
+        second: list[tuple[int, Roi]] = []
+        for i, first in enumerate(best):
+            if first.presence < _SECOND_PASS_MIN_PRESENCE:
+                continue
+            aligned = first.alignment_roi(s.alignment_scale)
+            if misalignment(first.roi, aligned) >= s.skip_aligned_below:
+                second.append((i, aligned))
+        for (i, _), result in zip(second, self.run_rois(image, [roi for _, roi in second]), strict=True):
+            best[i] = result
+        return best
 
     def estimate(self, image: NDArray[np.uint8], track_ids: NDArray[np.int64], xyxy: NDArray[np.float64]) -> Poses:
         """See ``PoseBackend.estimate``: one row per box, in input order."""
@@ -384,8 +424,7 @@ class BlazePoseBackend:
         keypoints = np.empty((n, NUM_LANDMARKS, 3), dtype=np.float32)
         world = np.empty((n, NUM_LANDMARKS, 3), dtype=np.float32)
         presence = np.empty(n, dtype=np.float32)
-        for i in range(n):
-            result = self.estimate_one(image, np.asarray(xyxy[i], dtype=np.float64))
+        for i, result in enumerate(self._estimate_boxes(image, np.asarray(xyxy, dtype=np.float64))):
             keypoints[i] = result.keypoints
             world[i] = result.world
             presence[i] = result.presence

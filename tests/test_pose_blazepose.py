@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,14 @@ import pytest
 from numpy.typing import NDArray
 
 from gaitwatch.pose.backend import PoseBackend
-from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, ModelVariant, PoseModelError
+from gaitwatch.pose.blazepose import (
+    BlazePoseBackend,
+    BlazePoseSettings,
+    CropLandmarks,
+    ModelVariant,
+    PoseModelError,
+    misalignment,
+)
 from gaitwatch.pose.keypoints import NUM_LANDMARKS, Landmark
 from gaitwatch.pose.roi import Roi, crop_to_frame, extract_crop, roi_from_box, rotate_world
 
@@ -269,3 +277,40 @@ def test_profiled_run_roi_is_run_roi_with_its_stage_times(
     assert result.presence == reference.presence
     assert min(times.warp, times.feed, times.invoke, times.decode) >= 0.0
     assert times.invoke > 0.0  # the model itself always takes some CPU time
+
+
+def _one_by_one(backend: BlazePoseBackend, frame: NDArray[np.uint8], box: NDArray[np.float64]) -> CropLandmarks:
+    """The per-person rule written out crop by crop with run_roi (what estimate groups across people)."""
+    s = backend.settings
+    roi = roi_from_box(box, s.roi_scale)
+    first = backend.run_roi(frame, roi)
+    if s.lying_hypotheses and box[2] - box[0] > box[3] - box[1]:
+        for angle in (0.5 * math.pi, -0.5 * math.pi):
+            turned = backend.run_roi(frame, Roi(roi.cx, roi.cy, roi.side, angle))
+            if turned.presence > first.presence:
+                first = turned
+    if not s.uses_second_pass or first.presence < 0.05:
+        return first
+    aligned = first.alignment_roi(s.alignment_scale)
+    if misalignment(first.roi, aligned) < s.skip_aligned_below:
+        return first
+    return backend.run_roi(frame, aligned)
+
+
+@needs_shared
+@pytest.mark.parametrize("skip_aligned_below", [0.0, 0.15])
+def test_estimate_groups_crops_across_people_without_mixing_them_up(
+    skip_aligned_below: float, pets_people: tuple[NDArray[np.uint8], NDArray[np.float64]]
+) -> None:
+    """estimate runs each pass for all people at once; every person must still get their own one-by-one
+    answer, with walkers, a wide (lying-sized) box and an empty background box in one frame."""
+    frame, people = pets_people
+    backend = BlazePoseBackend(BlazePoseSettings(model="full-int8", skip_aligned_below=skip_aligned_below))
+    boxes = np.vstack([people, [[300.0, 300.0, 420.0, 360.0], [700.0, 20.0, 740.0, 110.0]]])
+    poses = backend.estimate(frame, np.arange(len(boxes), dtype=np.int64), boxes)
+    for i, box in enumerate(boxes):
+        expected = _one_by_one(backend, frame, box)
+        np.testing.assert_array_equal(poses.keypoints[i], expected.keypoints)
+        np.testing.assert_array_equal(poses.world[i], expected.world)
+        assert poses.presence[i] == np.float32(expected.presence)
+    assert int(np.sum(poses.presence >= 0.5)) >= len(people) - 1  # the walkers are found (not a vacuous match)
