@@ -21,6 +21,10 @@ A breakdown of one crop follows for full and full-int8, in thread CPU time (``ru
 cuts the crop, feeding it to the model (colour order, int8 or float), the model's invoke, and decoding its
 outputs to frame pixels; what is not the model is what ``run_roi`` can still cut without touching the model.
 
+The per-person cost of the default model on the video's detector boxes (whole ``estimate`` path) is then timed
+two ways in turns, frame by frame: one ``estimate`` call for all people of the frame (each pass runs for all of
+them at once, see ``BlazePoseBackend.run_rois``) and one call per person.
+
 Ends with ``pose_speed: full_ms=X lite_ms=Y [student_ms=S] default_ms=Z default_vs_full=R``: median ms per
 crop, the default model being ``BlazePoseSettings().model`` and R = full_ms / default_ms. Shared machines
 make single runs noisy: compare medians, not best cases.
@@ -148,6 +152,42 @@ def agreement(video: Path, detections: Path, model: ModelVariant) -> str:
     )
 
 
+def per_person_grouping(video: Path, detections: Path, model: ModelVariant) -> str:
+    """Thread CPU ms per person of ``estimate``: all people of a frame in one call vs one call per person."""
+    det = np.loadtxt(detections, delimiter=",")
+    backend = BlazePoseBackend(BlazePoseSettings(model=model, num_threads=1))
+    cap = cv2.VideoCapture(str(video))
+    grouped = single = 0.0
+    people = index = 0
+    while True:
+        ok, raw = cap.read()
+        if not ok:
+            break
+        index += 1
+        rows = det[(det[:, 0] == index) & (det[:, 6] > 0.5)]  # MOT frame numbers are 1-based
+        if index % AGREEMENT_EVERY or len(rows) == 0:
+            continue
+        frame = np.asarray(raw, dtype=np.uint8)
+        xyxy = np.c_[rows[:, 2], rows[:, 3], rows[:, 2] + rows[:, 4], rows[:, 3] + rows[:, 5]].astype(np.float64)
+        ids = np.arange(len(rows), dtype=np.int64)
+        for grouped_first in (index % 2 == 0, index % 2 != 0):  # alternate which goes first
+            start = time.thread_time()
+            if grouped_first:
+                backend.estimate(frame, ids, xyxy)
+                grouped += time.thread_time() - start
+            else:
+                for i in range(len(rows)):
+                    backend.estimate(frame, ids[i : i + 1], xyxy[i : i + 1])
+                single += time.thread_time() - start
+        people += len(rows)
+    cap.release()
+    return (
+        f"per person ({model}, whole estimate path, {people} detector boxes of every {AGREEMENT_EVERY}th frame of "
+        f"{video.name}, thread CPU): {1000.0 * grouped / people:.2f} ms with one call per frame, "
+        f"{1000.0 * single / people:.2f} ms with one call per person ({1.0 - grouped / single:.1%} less)"
+    )
+
+
 def time_student(
     student_dir: Path, frame: NDArray[np.uint8], boxes: NDArray[np.float64]
 ) -> tuple[list[float], list[float]] | None:
@@ -194,7 +234,7 @@ def main() -> None:
         per_person = passes * med
         print(
             f"{model}: {med:.2f} ms/crop median, {p90:.2f} ms p90 over {len(ms)} crops, "
-            f"{1000.0 / med:.0f} crops/s on one core; default config ({passes} pass(es)) "
+            f"{1000.0 / med:.0f} crops/s on one core; {passes} pass(es) on every person "
             f"{per_person:.1f} ms/person = {1000.0 / per_person:.0f} people/s/core"
         )
     print(f"full-int8 vs full: {medians['full'] / medians['full-int8']:.2f}x faster per crop")
@@ -203,6 +243,7 @@ def main() -> None:
     detections = args.video.parent / "vtest_PETS09-S2L1_det.txt"
     if args.video.name == "vtest.avi" and args.video.is_file() and detections.is_file():
         print(agreement(args.video, detections, "full-int8"))
+        print(per_person_grouping(args.video, detections, BlazePoseSettings().model))
     else:
         print(f"agreement: not measured ({args.video} or {detections} not found)")
     last = f"pose_speed: full_ms={medians['full']:.2f} lite_ms={medians['lite']:.2f}"
