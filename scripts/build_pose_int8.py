@@ -32,7 +32,9 @@ float model)::
     /tmp/qvenv/bin/python scripts/build_pose_int8.py quantize --calibration /tmp/pose_calibration.npz
 
 Built here with ai-edge-quantizer 0.10.0 / ai-edge-litert 2.3.0; the result's sha256 is in
-``pose/models/NOTICE.md``. Exit codes: 0 built, 1 missing or unreadable input (named on stderr), 2 bad usage.
+``pose/models/NOTICE.md``. ``quantize --float-stem-ops N --out FILE`` builds a variant with only the first N ops
+float (default 11, the shipped model) for measuring; pose/README.md has the figures of 3, 5, 8, 9 and 10.
+Exit codes: 0 built, 1 missing or unreadable input (named on stderr), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -246,7 +248,7 @@ def _drop_unused_tensors(model: Any, graph: Any) -> None:
 # Step 3: quantization (throw-away venv with ai-edge-quantizer)
 
 
-def float_op_scopes(float_model: bytes) -> list[str]:
+def float_op_scopes(float_model: bytes, float_stem_ops: int = FLOAT_STEM_OPS) -> list[str]:
     """Output tensor names of the ops that stay float (see step 3 in the module docstring)."""
     from ai_edge_litert import schema_py_generated as schema
 
@@ -259,19 +261,19 @@ def float_op_scopes(float_model: bytes) -> list[str]:
         small = len(shape) == 4 and shape[1] <= FLOAT_MAX_SIDE
         # The heads stay float so the landmark output is not one int8 scale shared by pixels, depths and logits
         # (steps of about 1.3 crop pixels and 1.3 visibility logits).
-        if index < FLOAT_STEM_OPS or small or re.search(FLOAT_HEADS, name):
+        if index < float_stem_ops or small or re.search(FLOAT_HEADS, name):
             scopes.append(name)
     return scopes
 
 
-def quantize(float_model: bytes, crops: np.ndarray[Any, Any]) -> bytes:
+def quantize(float_model: bytes, crops: np.ndarray[Any, Any], float_stem_ops: int = FLOAT_STEM_OPS) -> bytes:
     """Integer model calibrated on ``crops`` (RGB uint8), float where ``float_op_scopes`` says."""
     from ai_edge_quantizer import calibrator, quantizer, recipe
     from ai_edge_quantizer.utils import qsv_utils
 
     qt = quantizer.Quantizer(bytearray(float_model))
     qt.load_quantization_recipe(recipe.static_wi8_ai8())
-    for scope in float_op_scopes(float_model):
+    for scope in float_op_scopes(float_model, float_stem_ops):
         # An op's scope is its output tensor names joined (and ended) by ";".
         qt.update_quantization_recipe(
             regex="^" + re.escape(scope) + "(;|$)",
@@ -314,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     quant_p.add_argument("--calibration", type=Path, required=True, help=".npz written by the crops step")
     quant_p.add_argument("--float-model", type=Path, default=FLOAT_MODEL)
     quant_p.add_argument("--out", type=Path, default=INT8_MODEL)
+    quant_p.add_argument(
+        "--float-stem-ops",
+        type=int,
+        default=FLOAT_STEM_OPS,
+        help=f"leading ops of the pruned graph kept float (default {FLOAT_STEM_OPS}, the shipped model; fewer is "
+        "faster and less accurate, see pose/README.md)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.step == "crops":
@@ -326,13 +335,15 @@ def main(argv: list[str] | None = None) -> int:
             np.savez_compressed(args.out, crops=crops)
             sys.stdout.write(f"wrote {len(crops)} calibration crops to {args.out}\n")
             return 0
+        if args.float_stem_ops < 0:
+            parser.error("--float-stem-ops must be >= 0")
         if not args.calibration.is_file():
             raise BuildError(f"calibration crops not found: {args.calibration} (run the crops step first)")
         if not args.float_model.is_file():
             raise BuildError(f"float model not found: {args.float_model}")
         crops = np.load(args.calibration)["crops"]
         pruned = pruned_float_model(args.float_model.read_bytes())
-        model = quantize(pruned, crops)
+        model = quantize(pruned, crops, args.float_stem_ops)
         args.out.write_bytes(model)
         sys.stdout.write(
             f"wrote {args.out} ({len(model)} bytes, sha256 {hashlib.sha256(model).hexdigest()}) from "

@@ -155,3 +155,20 @@ def test_int8_lying_people_are_found_by_the_turned_hypotheses(
     expected = np.stack([h - upright.keypoints[:, :, 1], upright.keypoints[:, :, 0]], axis=-1)
     heights = (xyxy[:, 3] - xyxy[:, 1])[:, None]
     assert float(np.median(np.linalg.norm(lying.keypoints[:, :, :2] - expected, axis=-1) / heights)) < 0.05
+
+
+def test_float_stem_ops_keeps_exactly_the_leading_ops_float() -> None:
+    """--float-stem-ops N (for measuring cheaper variants) keeps the first N ops of the pruned graph float and
+    leaves the rest of the rule (small maps, heads) alone; the default is the shipped model's rule."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    build = _load_build_script()
+    pruned = build.pruned_float_model(packaged_model_path("full").read_bytes())
+    graph = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(pruned, 0)).subgraphs[0]
+    names = [graph.tensors[op.outputs[0]].name.decode() for op in graph.operators]
+    shipped = build.float_op_scopes(pruned)
+    assert shipped == build.float_op_scopes(pruned, build.FLOAT_STEM_OPS)
+    assert names[: build.FLOAT_STEM_OPS] == shipped[: build.FLOAT_STEM_OPS]
+    fewer = build.float_op_scopes(pruned, 3)
+    assert set(shipped) - set(fewer) == set(names[3 : build.FLOAT_STEM_OPS])
+    assert set(fewer) <= set(shipped)
