@@ -37,7 +37,12 @@ def assign(cost: NDArray[np.float64], max_cost: float) -> tuple[IntArray, IntArr
         # Solvers reject inf/NaN; a cost just above anything real keeps those pairs last-resort and gated out.
         big = (float(np.abs(work[finite]).max()) if finite.any() else 0.0) + abs(max_cost) + 1.0
         work[~finite] = big
-    if min(n_rows, n_cols) >= _LAP_MIN_SIZE:
+    if n_rows == 1 or n_cols == 1:
+        # One track or one detection (most frames of a ward camera): the optimum is the cheapest pair.
+        best = int(np.argmin(work.ravel()))
+        rows = np.array([0 if n_rows == 1 else best], dtype=np.int64)
+        cols = np.array([best if n_rows == 1 else 0], dtype=np.int64)
+    elif min(n_rows, n_cols) >= _LAP_MIN_SIZE:
         _, row_to_col, _ = lap.lapjv(work, extend_cost=True)
         rows = np.flatnonzero(row_to_col >= 0).astype(np.int64)
         cols = np.asarray(row_to_col[rows], dtype=np.int64)

@@ -453,17 +453,18 @@ class Tracker:
         known = [k for k, row in enumerate(rows.tolist()) if tracks[row].heading is not None]
         if not known or det_xyxy.shape[0] == 0:
             return out
-        # Plain per-axis arrays rather than (K, M, 2) stacks: small matrices, where numpy's per-call overhead
-        # is the cost.
-        rows_known = rows[known].tolist()
-        heading = np.array([tracks[row].heading for row in rows_known]).T  # (2, K)
-        origin = np.array([tracks[row].recent[-1][1:] for row in rows_known]).T  # (2, K): last observed centre
-        dx = 0.5 * (det_xyxy[:, 0] + det_xyxy[:, 2]) - origin[0][:, None]  # (K, M)
-        dy = 0.5 * (det_xyxy[:, 1] + det_xyxy[:, 3]) - origin[1][:, None]
+        # Per track: heading (unit vector) and the centre of its last observation, built as one (4, K) array, and
+        # plain per-axis arithmetic rather than (K, M, 2) stacks: on these small matrices numpy's per-call
+        # overhead is the cost.
+        hx, hy, ox, oy = np.array(
+            [(*tracks[row].heading, *tracks[row].recent[-1][1:]) for row in rows[known].tolist()]
+        ).T
+        dx = 0.5 * (det_xyxy[:, 0] + det_xyxy[:, 2]) - ox[:, None]  # (K, M)
+        dy = 0.5 * (det_xyxy[:, 1] + det_xyxy[:, 3]) - oy[:, None]
         norm = np.hypot(dx, dy)
-        dot = dx * heading[0][:, None] + dy * heading[1][:, None]
+        dot = dx * hx[:, None] + dy * hy[:, None]
         cos = np.divide(dot, norm, out=np.ones_like(norm), where=norm > 1e-6)
-        out[known] = np.arccos(np.clip(cos, -1.0, 1.0)) / math.pi
+        out[known] = np.arccos(np.minimum(np.maximum(cos, -1.0), 1.0)) * (1.0 / math.pi)
         return out
 
     def _advance(self, t: float) -> None:
