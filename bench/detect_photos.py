@@ -1,7 +1,10 @@
 """Person-detector recall on the shared annotated photos, upright and turned 90 degrees, by posture.
 
     .venv/bin/python bench/detect_photos.py [--data ../shared/data/pose] [--detector blazepose|hog|hog+blazepose]
-        [--labels tests/data/posture_labels.csv] [--fit-box]
+        [--labels tests/data/posture_labels.csv] [--config FILE] [--fit-box]
+
+``--detector default`` (or ``--config FILE`` with any kind) builds the detector a daemon config builds (its
+``[detector]`` table; the built-in defaults without ``--config``).
 
 People are the annotations of COCO, CrowdPose, PoseTrack18 (COCO-format json) and MPII with at least one
 labelled keypoint. COCO-format people use their ``bbox``; MPII gives no box, so its people get the box of their
@@ -30,7 +33,7 @@ from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
 from gaitwatch.daemon.assembly import build_detector
-from gaitwatch.daemon.settings import Settings, parse_settings
+from gaitwatch.daemon.settings import Settings, load_settings, parse_settings
 from gaitwatch.tracking.boxes import iou_matrix
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,8 +100,18 @@ def matched_iou(truth: NDArray[np.float64], found: NDArray[np.float64]) -> NDArr
     return out
 
 
-def detector_settings(kind: str) -> Settings:
-    return parse_settings({"cameras": [{"id": "bench", "source": "photos"}], "detector": {"kind": kind}})
+def detector_settings(kind: str, config: Path | None = None) -> Settings:
+    """The settings of ``config`` (else the built-in defaults), with detector kind ``kind`` unless it is
+    ``default`` (the configured kind)."""
+    if config is not None:
+        settings = load_settings(config)
+    else:
+        settings = parse_settings({"cameras": [{"id": "bench", "source": "photos"}]}, "<defaults>")
+    if kind == "default":
+        return settings
+    data = settings.model_dump()
+    data["detector"]["kind"] = kind
+    return parse_settings(data, f"--detector {kind}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,13 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--detector", default="blazepose")
     parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
+    parser.add_argument("--config", type=Path, default=None, help="daemon config whose [detector] to build")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if not (args.data / "coco" / "test_coco.json").is_file():
         print(f"error: no shared pose photos under {args.data}; pass --data PATH/TO/shared/data/pose", file=sys.stderr)
         return 2
     cv2.setNumThreads(1)
-    detector = build_detector(detector_settings(args.detector))
+    detector = build_detector(detector_settings(args.detector, args.config))
     people = load_people(args.data)
     labels = load_labels(args.labels)
     posture = [labels.get((p.dataset, str(p.annotation_id)), "unlabelled") for p in people]

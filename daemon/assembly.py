@@ -44,14 +44,25 @@ def build_detector(settings: Settings) -> PersonDetector:
     if d.kind == "blazepose":
         return build_blazepose_detector(settings)
     if d.kind == "hog+blazepose":
-        return UnionDetector([HogPersonDetector(d.hog), build_blazepose_detector(settings)])
+        hog, blazepose = HogPersonDetector(d.hog), build_blazepose_detector(settings)
+        if d.blazepose_scans == "whole_frame":
+            # A search region is looked at whole, in one pass: it is about one person's size.
+            return UnionDetector(
+                [hog], whole_frame_parts=[blazepose], fallback_parts=[build_blazepose_detector(settings, 0.0)]
+            )
+        return UnionDetector([hog, blazepose])
     return HogPersonDetector(d.hog)
 
 
-def build_blazepose_detector(settings: Settings) -> PersonDetector:
-    """The BlazePose person detector, its finds checked and boxed by the landmark model unless configured off."""
-    b = settings.detector.blazepose
-    detector = BlazePosePersonDetector(library_settings(BlazePoseDetectorSettings, b))
+def build_blazepose_detector(settings: Settings, tile_fraction: float | None = None) -> PersonDetector:
+    """The BlazePose person detector, its finds checked and boxed by the landmark model unless configured off.
+    Beside HOG (kind ``hog+blazepose``) it looks for near people only: tiles of ``near_tile_fraction``;
+    ``tile_fraction`` overrides the tiles (0: the whole image only)."""
+    d = settings.detector
+    b = d.blazepose
+    tiles = b.near_tile_fraction if d.kind == "hog+blazepose" else b.tile_fraction
+    tiles = tiles if tile_fraction is None else tile_fraction
+    detector = BlazePosePersonDetector(library_settings(BlazePoseDetectorSettings, b, tile_fraction=tiles))
     if not b.refine_with_landmarks:
         return detector
     # The crop is already aligned with the body: no second pass, no lying hypotheses.

@@ -287,6 +287,7 @@ class BlazePoseDetectorSettingsModel(BorrowingSection):
     min_score: float = borrow(BlazePoseDetectorSettings, "min_score")
     nms_iou: float = borrow(BlazePoseDetectorSettings, "nms_iou")
     tile_fraction: float = borrow(BlazePoseDetectorSettings, "tile_fraction")
+    near_tile_fraction: float = borrow(BlazePoseDetectorSettings, "near_tile_fraction")
     tile_overlap: float = borrow(BlazePoseDetectorSettings, "tile_overlap")
     min_tile_px: int = borrow(BlazePoseDetectorSettings, "min_tile_px")
     model_path: Path | None = borrow(BlazePoseDetectorSettings, "model_path")
@@ -304,8 +305,13 @@ class DetectorSettings(BorrowingSection):
 
     # hog: OpenCV HOG (upright walkers). blazepose: MediaPipe's BlazePose person detector on the whole image and
     # tiles, each find checked by the pose landmark model (also seated, bent and lying people; ~5x HOG's CPU time
-    # on a whole 768x576 frame). hog+blazepose: both on every scan, boxes merged (figures: README).
-    kind: Literal["hog", "onnx", "blazepose", "hog+blazepose"] = "hog"
+    # on a whole 768x576 frame). hog+blazepose (default): HOG on every scan and BlazePose, in coarse tiles for near
+    # people, beside it (figures: README).
+    kind: Literal["hog", "onnx", "blazepose", "hog+blazepose"] = "hog+blazepose"
+    # hog+blazepose: BlazePose on whole-frame scans (every full_frame_interval_s) and, in one pass, on the search
+    # regions at least 0.4 of the frame tall that HOG finds nobody in (a near seated or lying patient keeps their
+    # track; walkers HOG finds and far people cost nothing more), or on "all" scans, every search region included.
+    blazepose_scans: Literal["whole_frame", "all"] = "whole_frame"
     interval_s: float = Field(0.5, ge=0.0, le=10.0)
     # Between full-frame scans only the regions that changed since the last detection and those around tracked
     # people are searched (``gaitwatch.tracking.search_regions``); 0 = always the whole frame. Unset: 2 s for HOG

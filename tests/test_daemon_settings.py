@@ -152,7 +152,8 @@ def test_every_borrowed_key_reaches_its_library_object() -> None:
             "cameras": [{"id": "a", "source": "x.mp4"}],
             "detector": {"recovery_crops_per_frame": 3, "recovery_min_height": 0.11, "onnx_model": "/m.onnx",
                          "onnx_min_score": 0.21, "onnx_person_class": 2, "onnx_nms_iou": 0.41,
-                         "blazepose": {"min_score": 0.31, "nms_iou": 0.32, "tile_fraction": 0.33, "tile_overlap": 0.34,
+                         "blazepose": {"min_score": 0.31, "nms_iou": 0.32, "tile_fraction": 0.33,
+                                       "near_tile_fraction": 0.37, "tile_overlap": 0.34,
                                        "min_tile_px": 99, "model_path": "/d.tflite", "refine_min_presence": 0.36}},
             "pose": {"model": "lite", "model_path": "/p.tflite", "num_threads": 2, "roi_scale": 1.4,
                      "second_pass": "on", "max_rate_hz": 11.0, "stationary_rate_hz": 2.5},
@@ -165,7 +166,7 @@ def test_every_borrowed_key_reaches_its_library_object() -> None:
             assert getattr(section, key) != getattr(defaults, key), f"{key}: give it a non-default value here"
             assert getattr(library_settings(source.cls, section), source.name) == getattr(section, key), key
             checked += 1
-    assert checked == 20
+    assert checked == 21
 
 
 def test_a_value_the_library_refuses_is_a_config_error_naming_the_key() -> None:

@@ -30,6 +30,8 @@ from gaitwatch.tracking.blazepose_detector import (
 from gaitwatch.tracking.boxes import iou_matrix
 from gaitwatch.tracking.detector_union import UnionDetector
 from gaitwatch.tracking.hog import HogPersonDetector
+from gaitwatch.tracking.search_regions import detect_in_regions
+from gaitwatch.tracking.types import Detections
 
 REPO = Path(__file__).resolve().parents[1]
 COCO = REPO.parent / "shared" / "data" / "pose" / "coco"
@@ -247,3 +249,75 @@ def test_union_keeps_each_detectors_people_once() -> None:
     assert 0 < len(union) <= parts.shape[0]
     # Every part's box is either in the union or overlaps a kept box by more than the NMS threshold.
     assert np.all(iou_matrix(parts, union.xyxy).max(axis=1) > 0.4 - 1e-9)
+
+
+def test_default_detector_is_hog_with_near_people_blazepose_on_whole_frames() -> None:
+    union = build_detector(_settings())
+    assert isinstance(union, UnionDetector)
+    assert [type(p) for p in union.parts] == [HogPersonDetector]
+    (near,) = union.whole_frame_parts
+    assert isinstance(near, LandmarkRefinedDetector)
+    # Beside HOG, BlazePose looks for near people: coarse tiles; alone it keeps the fine ones for far people.
+    assert near.detector.settings.tile_fraction == BlazePoseDetectorSettings().near_tile_fraction
+    alone = build_detector(_settings(kind="blazepose"))
+    assert isinstance(alone, LandmarkRefinedDetector)
+    assert alone.detector.settings.tile_fraction == BlazePoseDetectorSettings().tile_fraction
+    assert len(plan_tiles(768, 576, near.detector.settings)) < len(plan_tiles(768, 576, alone.detector.settings)) / 3
+    every_scan = build_detector(_settings(kind="hog+blazepose", blazepose_scans="all"))
+    assert isinstance(every_scan, UnionDetector) and len(every_scan.parts) == 2 and not every_scan.whole_frame_parts
+    with pytest.raises(ValueError, match="near_tile_fraction"):
+        BlazePoseDetectorSettings(near_tile_fraction=0.05)
+
+
+@needs_photos
+def test_tall_search_regions_get_blazepose_only_where_hog_finds_nobody() -> None:
+    image, box, _ = _annotation(SEATED)
+    union = build_detector(_settings())
+    assert isinstance(union, UnionDetector)
+    hog = union.parts[0]
+    # A whole-frame scan (or a still image) runs BlazePose too and finds the seated man HOG misses.
+    assert iou_matrix(box[None], union.detect(image).xyxy).max(initial=0.0) >= 0.5
+    # A search region around him: HOG finds nobody there, so BlazePose looks at it (whole, in one pass).
+    pad = 0.35 * (box[3] - box[1])
+    around = np.array([[max(box[0] - pad, 0.0), max(box[1] - pad, 0.0), box[2] + pad, box[3] + pad]]).round()
+    around[0, 2:] = np.minimum(around[0, 2:], [image.shape[1], image.shape[0]])
+    assert len(detect_in_regions(hog, image, around, 0.3)) == 0
+    assert iou_matrix(box[None], detect_in_regions(union, image, around, 0.3).xyxy).max(initial=0.0) >= 0.5
+    # The same region cut from a frame three times as tall could only hold a far person: HOG's alone.
+    x0, y0, x1, y1 = around[0].astype(int)
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    assert len(union.detect_region(crop, 3 * crop.shape[0])) == 0
+    # A region HOG finds people in is HOG's alone: exactly HOG's boxes, no network pass.
+    whole = np.array([[0.0, 0.0, float(image.shape[1]), float(image.shape[0])]])
+    hog_boxes = detect_in_regions(hog, image, whole, 0.3)
+    assert len(hog_boxes)
+    np.testing.assert_array_equal(detect_in_regions(union, image, whole, 0.3).xyxy, hog_boxes.xyxy)
+
+
+class _FixedBoxes:
+    """A detector reporting the same boxes for any image: the input of the union's merging rules."""
+
+    def __init__(self, xyxy: list[list[float]], score: list[float]) -> None:
+        self.found = Detections(np.asarray(xyxy, dtype=np.float64), np.asarray(score, dtype=np.float64))
+
+    def detect(self, image: NDArray[np.uint8]) -> Detections:
+        return self.found
+
+
+def test_union_drops_a_box_on_part_of_a_better_boxed_person() -> None:
+    image = np.zeros((480, 640, 3), dtype=np.uint8)
+    whole = [250.0, 120.0, 430.0, 370.0]  # a near person, boxed whole
+    legs = [350.0, 190.0, 400.0, 350.0]  # a find on their legs: inside, IoU 0.18
+    head = [300.0, 120.0, 350.0, 245.0]  # HOG's window on their head and shoulders
+    beside = [440.0, 130.0, 520.0, 360.0]  # somebody next to them
+    union = UnionDetector(
+        [_FixedBoxes([head, beside], [0.8, 0.7])], whole_frame_parts=[_FixedBoxes([whole, legs], [1.0, 0.95])]
+    )
+    np.testing.assert_array_equal(union.detect(image).xyxy, [whole, beside])
+    # A better-scored box is not dropped for lying inside a weaker one; HOG's boxes hold no other box (a far walker
+    # overlapping a loose HOG window stays).
+    assert (
+        len(UnionDetector([_FixedBoxes([head], [0.9])], whole_frame_parts=[_FixedBoxes([whole], [0.5])]).detect(image))
+        == 2
+    )
+    assert len(UnionDetector([_FixedBoxes([whole, head], [0.9, 0.5])]).detect(image)) == 2

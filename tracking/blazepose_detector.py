@@ -224,6 +224,12 @@ class BlazePoseDetectorSettings:
         0.74; 0.3 = 30 tiles + the whole frame, recall 0.78 / precision 0.92 at about 1.3x the CPU time
         (the network passes double, but fewer false finds need a landmark pass). Same recall on the shared
         photos either way.
+    near_tile_fraction:
+        ``tile_fraction`` when BlazePose runs beside HOG (the daemon's ``hog+blazepose``): HOG finds the far,
+        upright people the small tiles are for, and BlazePose is there for near, seated, bent and lying people,
+        who fill a good part of a tile of 0.6 x the shorter side (a 346-px tile of a 576-px frame holds a
+        150-px person at 0.43 of its side). On 768 x 576 that is 6 tiles and the whole frame, a quarter of the
+        passes of 0.3.
     tile_overlap:
         Fraction of a tile shared with its neighbour. A person cut by a tile edge is still found whole in
         the neighbour when the overlap is at least their width; more overlap costs more tiles.
@@ -250,6 +256,7 @@ class BlazePoseDetectorSettings:
     head_nms_iou: float = 0.3
     nms_iou: Annotated[float, Interval(gt=0.0, le=1.0)] = 0.4
     tile_fraction: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.3
+    near_tile_fraction: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.6
     tile_overlap: Annotated[float, Interval(ge=0.0, le=0.75)] = 0.25
     min_tile_px: Annotated[int, Interval(ge=16, le=4096)] = 128
     weighted_nms: bool = True
@@ -268,6 +275,11 @@ class BlazePoseDetectorSettings:
             raise ValueError(
                 f"BlazePoseDetectorSettings.tile_fraction must be 0 (whole image only) or in [0.1, 1]; "
                 f"got {self.tile_fraction}"
+            )
+        if not (self.near_tile_fraction == 0.0 or 0.1 <= self.near_tile_fraction <= 1.0):
+            raise ValueError(
+                f"BlazePoseDetectorSettings.near_tile_fraction must be 0 (whole image only) or in [0.1, 1]; "
+                f"got {self.near_tile_fraction}"
             )
         if not (0.0 <= self.tile_overlap <= 0.75):
             raise ValueError(f"BlazePoseDetectorSettings.tile_overlap must be in [0, 0.75]; got {self.tile_overlap}")

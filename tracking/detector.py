@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,3 +21,12 @@ class PersonDetector(Protocol):
     """
 
     def detect(self, image: NDArray[np.uint8]) -> Detections: ...
+
+
+@runtime_checkable
+class RegionAwareDetector(PersonDetector, Protocol):
+    """A detector that scans search regions (``gaitwatch.tracking.search_regions``) otherwise than whole frames:
+    ``detect_region`` runs on each region's crop, ``frame_height`` being the height of the frame it was cut
+    from (so the detector can tell a region that may hold a near person from one around a far one)."""
+
+    def detect_region(self, crop: NDArray[np.uint8], frame_height: int) -> Detections: ...

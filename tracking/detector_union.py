@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -16,20 +18,83 @@ class UnionDetector:
     HOG finds far, upright walkers cheaply; BlazePose finds near, seated, bent and lying people. A person both
     find is kept once: the better-scored box wins where two overlap by more than ``nms_iou`` (lower merges
     two people side by side into one; higher keeps both detectors' boxes of one person, which the tracker
-    would birth as two tracks). Thread-safe when every part is.
+    would birth as two tracks). A box lying ``contained`` (0.8) or more of its area inside a better-scored box of
+    a whole-frame or fallback part is dropped too (a HOG window or a BlazePose find on part of a near person who
+    is boxed whole). Thread-safe when every part is.
+
+    ``whole_frame_parts`` run on whole frames only, not on the search regions scanned in between
+    (``detect_region``): a detector whose cost per image is fixed (a network pass or several) costs as much on
+    each small region as on a frame. On a search region at least ``fallback_min_height`` of the frame's height
+    tall (one that may hold a near person: the planner grows a person's box by 0.35 of its height on each side,
+    so 0.4 of the frame holds people from about a quarter of the frame up), ``fallback_parts`` run when ``parts``
+    found nobody in it. A region is there because something moved or a tracked person is in it, so a tall region
+    HOG finds nobody in is where a near seated, bent or lying person may be (a patient sitting still keeps their
+    track through HOG's misses), while regions of walkers HOG finds and of far people cost no network pass.
     """
 
-    def __init__(self, parts: list[PersonDetector], nms_iou: float = 0.4) -> None:
+    def __init__(
+        self,
+        parts: Sequence[PersonDetector],
+        nms_iou: float = 0.4,
+        whole_frame_parts: Sequence[PersonDetector] = (),
+        fallback_parts: Sequence[PersonDetector] = (),
+        contained: float = 0.8,
+        fallback_min_height: float = 0.4,
+    ) -> None:
         if not parts:
-            raise ValueError("UnionDetector needs at least one detector")
+            raise ValueError("UnionDetector needs at least one detector that also scans search regions")
         if not (0.0 < nms_iou <= 1.0):
             raise ValueError(f"UnionDetector.nms_iou must be in (0, 1]; got {nms_iou}")
+        if not (0.0 < contained <= 1.0):
+            raise ValueError(f"UnionDetector.contained must be in (0, 1]; got {contained}")
+        if not (0.0 <= fallback_min_height <= 1.0):
+            raise ValueError(f"UnionDetector.fallback_min_height must be in [0, 1]; got {fallback_min_height}")
         self.parts = list(parts)
+        self.whole_frame_parts = list(whole_frame_parts)
+        self.fallback_parts = list(fallback_parts)
         self.nms_iou = nms_iou
+        self.contained = contained
+        self.fallback_min_height = fallback_min_height
 
     def detect(self, image: NDArray[np.uint8]) -> Detections:
-        found = [part.detect(image) for part in self.parts]
+        """All parts on a whole frame (or a still image)."""
+        return self._merged(self.parts + self.whole_frame_parts, image)
+
+    def detect_region(self, crop: NDArray[np.uint8], frame_height: int) -> Detections:
+        """A search region's crop: ``parts``, then ``fallback_parts`` where a tall region holds nobody for them."""
+        found = self._merged(self.parts, crop)
+        if len(found) or not self.fallback_parts or crop.shape[0] < self.fallback_min_height * frame_height:
+            return found
+        return self._merged(self.fallback_parts, crop)
+
+    def _merged(self, parts: list[PersonDetector], image: NDArray[np.uint8]) -> Detections:
+        found = [part.detect(image) for part in parts]
         xyxy = np.concatenate([f.xyxy for f in found])
         score = np.concatenate([f.score for f in found])
+        # Boxes of the whole-frame and fallback parts (the near-people detector) may hold a part-box of their person.
+        near = np.concatenate([np.full(len(f), part not in self.parts) for part, f in zip(parts, found, strict=True)])
         kept = nms(xyxy, score, self.nms_iou)
+        kept = kept[~_inside_a_better_box(xyxy[kept], score[kept], near[kept].astype(bool), self.contained)]
         return Detections(np.ascontiguousarray(xyxy[kept]), np.ascontiguousarray(score[kept]))
+
+
+def _inside_a_better_box(
+    xyxy: NDArray[np.float64], score: NDArray[np.float64], container: NDArray[np.bool_], contained: float
+) -> NDArray[np.bool_]:
+    """Boxes lying ``contained`` or more of their area inside a better-scored ``container`` box (one of the near-
+    people detector's): a HOG window on a near person's head and shoulders, a BlazePose find on their legs, inside
+    the box of the whole person. NMS keeps them (their IoU with the whole box is small) and the tracker would
+    birth a second track on the same person. HOG's boxes are no containers: a far walker overlapping a loose HOG
+    box stays."""
+    n = len(score)
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    x1 = np.maximum(xyxy[:, None, 0], xyxy[None, :, 0])
+    y1 = np.maximum(xyxy[:, None, 1], xyxy[None, :, 1])
+    x2 = np.minimum(xyxy[:, None, 2], xyxy[None, :, 2])
+    y2 = np.minimum(xyxy[:, None, 3], xyxy[None, :, 3])
+    inter = np.clip(x2 - x1, 0.0, None) * np.clip(y2 - y1, 0.0, None)
+    own = np.maximum((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]), 1e-9)
+    inside = (inter / own[:, None] >= contained) & (score[None, :] > score[:, None]) & container[None, :]
+    dropped: NDArray[np.bool_] = inside.any(axis=1)
+    return dropped

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitwatch.tracking.boxes import area, nms
-from gaitwatch.tracking.detector import PersonDetector
+from gaitwatch.tracking.detector import PersonDetector, RegionAwareDetector
 from gaitwatch.tracking.types import Detections
 
 FloatArray = NDArray[np.float64]
@@ -217,14 +217,19 @@ def detect_in_regions(
     """Run ``detector`` on each region's crop and return the people in frame coordinates.
 
     Regions do not overlap (``merge_overlapping``), but a person on the seam of two touching regions can be
-    found partly in both: ``nms_iou`` suppresses the weaker of two such boxes.
+    found partly in both: ``nms_iou`` suppresses the weaker of two such boxes. A ``RegionAwareDetector`` scans
+    each region with its ``detect_region``.
     """
     boxes: list[FloatArray] = []
     scores: list[FloatArray] = []
     for x0, y0, x1, y1 in regions.astype(np.int64):
         if x1 <= x0 or y1 <= y0:
             continue
-        found = detector.detect(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        if isinstance(detector, RegionAwareDetector):
+            found = detector.detect_region(crop, image.shape[0])
+        else:
+            found = detector.detect(crop)
         if len(found.score):
             boxes.append(found.xyxy + np.array([x0, y0, x0, y0], dtype=np.float64))
             scores.append(found.score)
