@@ -43,11 +43,25 @@ def test_birth_after_min_hits_then_coasting_then_death_after_max_age_seconds() -
 
 def test_death_by_age_with_skipped_and_irregular_frames() -> None:
     tracker = Tracker(TrackerSettings(min_hits=1, max_age_s=1.0))
+    assert only(tracker.update(dets(BOX), -0.1)) == (1, TrackState.CONFIRMED)
     assert only(tracker.update(dets(BOX), 0.0)) == (1, TrackState.CONFIRMED)
     assert only(tracker.update(Detections.empty(), 0.7)) == (1, TrackState.LOST)
     assert len(tracker.predict(0.95)) == 1
     assert len(tracker.predict(1.0)) == 1
     assert len(tracker.update(Detections.empty(), 1.37)) == 0
+
+
+def test_a_track_seen_once_is_reported_at_once_with_min_hits_1_but_dropped_when_the_next_detector_frame_misses_it() -> (
+    None
+):
+    tracker = Tracker(TrackerSettings(min_hits=1, max_age_s=1.0))
+    assert only(tracker.update(dets(BOX), 0.0)) == (1, TrackState.CONFIRMED)
+    assert only(tracker.predict(0.1)) == (1, TrackState.CONFIRMED)  # no detector ran: not a miss
+    assert len(tracker.update(Detections.empty(), 0.2)) == 0
+    # Seen twice, a track outlives a miss as LOST.
+    tracker.update(dets(BOX), 0.3)
+    tracker.update(dets(BOX), 0.4)
+    assert only(tracker.update(Detections.empty(), 0.5)) == (2, TrackState.LOST)
 
 
 def test_death_by_age_applies_in_predict_only_runs() -> None:
@@ -74,6 +88,7 @@ def test_tentative_track_survives_frames_without_detection() -> None:
 
 def test_lost_track_is_recovered_with_its_id() -> None:
     tracker = Tracker(TrackerSettings(min_hits=1, max_age_s=1.0))
+    tracker.update(dets(BOX), -0.1)
     tracker.update(dets(BOX), 0.0)
     tracker.update(Detections.empty(), 0.1)
     tracker.update(Detections.empty(), 0.2)
@@ -121,6 +136,7 @@ def test_correct_is_a_hit_for_known_ids_and_ignores_unknown_ones() -> None:
 
 def test_correct_revives_a_lost_track_and_predict_then_correct_at_same_time_is_consistent() -> None:
     tracker = Tracker(TrackerSettings(min_hits=1, max_age_s=1.0))
+    tracker.update(dets(BOX), -0.1)
     tracker.update(dets(BOX), 0.0)
     tracker.update(Detections.empty(), 0.1)
     predicted = tracker.predict(0.2)
