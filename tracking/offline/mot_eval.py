@@ -39,6 +39,12 @@ class OnlineTracker(Protocol):
     def update(self, detections: Detections, t: float) -> Tracks: ...
 
 
+# The fixed-lag output leaves out tracks observed on fewer frames than this: one-frame flickers (the online output,
+# which cannot wait, reports them once confirmed). With min_hits 1, 2 rather than 1 gained KITTI fixed-lag MOTA
+# +1.3 (KITTI-trk-0013 +3.6), IDF1 +0.6, HOTA +0.2, MOT15 IDF1 -0.1, MOT17 unchanged; with min_hits >= 2 no
+# confirmed track has fewer than 2 observations, so nothing changes there.
+FIXED_LAG_MIN_OBSERVATIONS = 2
+
 ONLINE = "online"
 FIXED_LAG = "fixed_lag"
 
@@ -60,8 +66,10 @@ def track_outputs(sequence: MotSequence, tracker: OnlineTracker, max_gap_s: floa
     MOTChallenge convention (coasting boxes are not reported). This is what the daemon's urgent path (falls and
     other alerts) works from.
 
-    ``fixed_lag`` (``fixed_lag.py``): every observed box of a track that ever became CONFIRMED is reported,
-    including its tentative first frames; then tracklets that end and start within ``max_gap_s`` seconds of each
+    ``fixed_lag`` (``fixed_lag.py``): every observed box of a track that ever became CONFIRMED and was observed on
+    at least ``FIXED_LAG_MIN_OBSERVATIONS`` frames is reported, including its tentative first frames (a consumer
+    with a lag sees whether a track was ever seen again: one seen once is a flicker, and with ``min_hits`` 1 it was
+    confirmed at once); then tracklets that end and start within ``max_gap_s`` seconds of each
     other are joined, and gaps up to that long are filled by interpolation, wherever the motion extrapolated
     from both sides of the gap agrees. A consumer that waits ``max_gap_s + FixedLagSettings.velocity_window_s``
     seconds before using a box can produce exactly this online, which is how gait windows (several seconds
@@ -89,7 +97,9 @@ def track_outputs(sequence: MotSequence, tracker: OnlineTracker, max_gap_s: floa
     # No joining or filling with a zero window: just the sorted rows, as the fixed-lag code orders them.
     outputs = {ONLINE: fixed_lag_rows(every[np.array(online_flags)], sequence.frame_rate, FixedLagSettings(0.0))}
     if max_gap_s is not None:
-        ever = every[np.isin(every[:, 1], np.array(sorted(confirmed), dtype=np.float64))]
+        ids, seen = np.unique(every[:, 1], return_counts=True)
+        kept = ids[(seen >= FIXED_LAG_MIN_OBSERVATIONS) & np.isin(ids, np.array(sorted(confirmed), dtype=np.float64))]
+        ever = every[np.isin(every[:, 1], kept)]
         outputs[FIXED_LAG] = fixed_lag_rows(ever, sequence.frame_rate, FixedLagSettings(max_gap_s=max(max_gap_s, 0.0)))
     return outputs
 
