@@ -97,9 +97,10 @@ class BlazePoseSettings:
     box ROI (``misalignment``: centre offset in ROI sides + rotation in quarter turns + log size ratio): the
     second crop would be nearly the same and so would its answer. Measured with the full model on the shared
     sets (PCK@0.1, ankles): always on COCO 0.829 (0.762), CrowdPose 0.769, PoseTrack18 0.584 (0.450); with
-    0.15: COCO 0.834 (0.762), CrowdPose 0.744, PoseTrack18 0.597 (0.550); off: COCO 0.785 (0.667). On upright
-    walkers (vtest.avi) the misalignment median is 0.08 and only 7% of people get the second pass, so the pose
-    cost per walker drops from ~2 model runs to ~1.07. 0 = always run it.
+    0.15: COCO 0.834 (0.762), CrowdPose 0.744, PoseTrack18 0.597 (0.550); off: COCO 0.785 (0.667). On the boxes
+    the daemon poses on vtest.avi (``bench/second_pass.py``) 16% get the second pass: 1.22 model runs per box
+    instead of 2.02 always-on; 0.2 would make it 1.12 at agreement with always-on PCK@0.1 0.962 instead of 0.972.
+    0 = always run it.
     ``alignment_scale``: side of the second-pass ROI as a multiple of the alignment circle's diameter;
     1.25 is MediaPipe's value and measured best among 1.1-1.4.
     ``lying_hypotheses``: for a box wider than tall (someone lying in bed or on the floor), also run the
