@@ -180,9 +180,9 @@ GROUPS = {
 # Committed online-output figures (MOTA, IDF1, HOTA in %) of the default tracker, measured with
 # `gaitwatch eval-mot` (output=online); the best roboflow `trackers` peer per group is in the README table.
 ONLINE_BASELINE = {
-    "MOT15": (66.6, 79.3, 52.8),
-    "MOT17": (49.8, 60.3, 51.4),
-    "KITTI": (50.9, 71.7, 45.1),
+    "MOT15": (65.5, 78.6, 52.0),
+    "MOT17": (49.4, 60.2, 51.2),
+    "KITTI": (52.3, 72.3, 45.0),
 }
 
 

@@ -37,7 +37,7 @@ The Kalman state is BoT-SORT's x, y, w, h (see ``kalman.py``), prediction is dt-
 camera-motion compensation (ward cameras do not move), and IDs are per-instance counters.
 
 Lifecycle: a track is born from an unmatched confident detection, TENTATIVE until it has had ``min_hits``
-observations (with the default of 1 it is CONFIRMED at once), turns LOST when a detector frame does not match
+observations (with ``min_hits`` 1 it is CONFIRMED at once), turns LOST when a detector frame does not match
 it, returns to CONFIRMED when matched again, and is deleted once it has gone ``max_age_s`` seconds without an
 observation. A TENTATIVE track that a detector frame does not match is deleted at once (with ``min_hits`` >= 2,
 one-frame false positives never become tracks).
@@ -81,11 +81,12 @@ class TrackerSettings:
         daemon spends pose inference on it. Higher suppresses flickering false detections but delays every
         new person by that many detector frames. 1 (a confident detection, score >= ``new_track_score``,
         confirms its track at once; until its second observation the track is matched on buffered boxes, like a
-        tentative one, since its velocity is unknown) beat 2 on the online output: MOT15 MOTA / IDF1 / HOTA
-        +1.1 / +0.8 / +0.8, MOT17 +0.4 / +0.1 / +0.1, KITTI -2.6 / +0.1 / +0.2 (its one-frame false
-        detections are reported: KITTI-trk-0013 MOTA 36.8 -> 28.3), and on vtest.avi through the full
-        pipeline 170 valid walking windows instead of 169 and 22 gait ids instead of 24. The price is a pose
-        crop for each one-frame false detection.
+        tentative one, since its velocity is unknown, and dropped if the next detector frame misses it) beat 2
+        on the online output (MOT15 MOTA / IDF1 / HOTA +1.1 / +0.7 / +0.8, MOT17 +0.4 / +0.1 / +0.2, KITTI
+        -1.4 / -0.6 / +0.1), but not through the full pipeline on vtest.avi (147 valid walking windows instead
+        of 169: with the HOG detector every 0.5 s, a newcomer missed by the next detector frame is dropped; kept
+        as LOST instead, 170 windows and 22 instead of 24 gait ids, but KITTI-trk-0013 MOTA 36.8 -> 28.3 online
+        and 30.9 -> 19.3 with the fixed lag, and one false abnormal-gait alert on vtest). 2 stays the default.
     max_age_s:
         How long a track coasts on its motion model without any observation before it is deleted. Raising it
         keeps IDs through longer occlusions (a person behind a pillar) but hands IDs over when another person
@@ -154,7 +155,7 @@ class TrackerSettings:
 
     # Annotated ranges: what an admin may configure (the daemon's config is validated against them, see
     # gaitwatch.daemon.library_settings); __post_init__ keeps what the code itself needs.
-    min_hits: Annotated[int, Interval(ge=1, le=50)] = 1
+    min_hits: Annotated[int, Interval(ge=1, le=50)] = 2
     max_age_s: Annotated[float, Interval(gt=0.0, le=600.0)] = 2.0
     iou_threshold: Annotated[float, Interval(gt=0.0, le=1.0)] = 0.3
     high_score: Annotated[float, Interval(ge=0.0, le=1.0)] = 0.6
@@ -285,7 +286,7 @@ class Tracker:
         xyxy, score = detections.xyxy, detections.score
         tracks = self._tracks
         # Tracks seen once have no velocity yet: they are matched in round 4 only, on buffered boxes (with
-        # min_hits = 1 such a track is already CONFIRMED, or LOST if the next detector frame missed it).
+        # min_hits = 1 such a track is already CONFIRMED).
         seen_once = np.array([tr.hits == 1 for tr in tracks], dtype=bool)
         active = np.flatnonzero(~seen_once)
         young = np.flatnonzero(seen_once)
@@ -355,8 +356,8 @@ class Tracker:
             if track.state == TrackState.TENTATIVE or track.hits == 1:
                 # Never confirmed, or seen once, and not seen again: a flicker, dropped now (with min_hits 1 it
                 # was reported once). Kept, a track seen once would be matched on boxes buffered by ever longer
-                # walks, and flickering false detections would chain into tracks: on the online output this
-                # gained KITTI MOTA +1.2 (KITTI-trk-0013 +2.8) for IDF1 -0.7, HOTA -0.1.
+                # walks, and flickering false detections would chain into tracks: with min_hits 1, dropping gained
+                # KITTI MOTA +1.2 (KITTI-trk-0013 +2.8) for IDF1 -0.7, HOTA -0.1 on the online output.
                 keep[index] = False
             else:
                 track.state = TrackState.LOST
