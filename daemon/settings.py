@@ -266,6 +266,8 @@ TRACKER_TABLE: Final = LibraryTable(
     "new_track_score",
     "score_noise_floor",
     "recovery_iou_threshold",
+    "mahalanobis_weight",
+    "lost_box_growth_per_s",
     # The library default (0.9) suits CNN detectors, whose scores cluster near 1; HOG scores of real people
     # sit lower: on vtest.avi 0.9 kept 4.2 of ~5.8 people tracked on average, 0.7-0.75 kept 4.8.
     new_track_score=0.75,

@@ -134,7 +134,8 @@ def test_every_tracker_key_reaches_the_tracker() -> None:
     from gaitwatch.daemon.settings import TRACKER_TABLE
 
     changed = {"min_hits": 4, "max_age_s": 3.5, "iou_threshold": 0.21, "min_score": 0.11, "high_score": 0.61,
-               "new_track_score": 0.66, "score_noise_floor": 0.45, "recovery_iou_threshold": 0.33}  # fmt: skip
+               "new_track_score": 0.66, "score_noise_floor": 0.45, "recovery_iou_threshold": 0.33,
+               "mahalanobis_weight": 0.5, "lost_box_growth_per_s": 0.1}  # fmt: skip
     assert set(changed) == set(TRACKER_TABLE.keys), "every key is exercised here"
     settings = parse_settings({"cameras": [{"id": "a", "source": "x.mp4"}], "tracker": changed})
     library = settings.tracker
