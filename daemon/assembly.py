@@ -133,7 +133,11 @@ def build_floor_stage(camera_id: str, settings: Settings) -> FloorStage | None:
     )
 
 
-def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedModels) -> CameraPipeline:
+def build_camera_pipeline(
+    camera_id: str, settings: Settings, shared: SharedModels, scan_phase: float = 0.0
+) -> CameraPipeline:
+    """One camera's pipeline. ``scan_phase``: where in the full-frame interval this camera's whole-frame scans
+    fall (``SearchRegionPlanner``'s ``phase``); the daemon spreads its cameras evenly over it."""
     return CameraPipeline(
         camera_id,
         PipelineSettings(
@@ -143,7 +147,7 @@ def build_camera_pipeline(camera_id: str, settings: Settings, shared: SharedMode
             verify_new_tracks=True,
         ),
         detector=shared.detector,
-        regions=SearchRegionPlanner(search_region_settings(settings)),
+        regions=SearchRegionPlanner(search_region_settings(settings), scan_phase),
         tracker=Tracker(settings.tracker),
         pose=shared.pose,
         scheduler=PoseScheduler(library_settings(ScheduleSettings, settings.pose)),

@@ -282,12 +282,13 @@ class Service:
             CameraRunner(
                 source.settings,
                 source,
-                build_camera_pipeline(source.camera_id, s, shared),
+                # Whole-frame scans spread evenly over the interval, camera by camera (see SearchRegionPlanner).
+                build_camera_pipeline(source.camera_id, s, shared, scan_phase=i / len(sources)),
                 metrics=self.metrics,
                 counters=self.counters,
                 workers=self._workers,
             )
-            for source in sources
+            for i, source in enumerate(sources)
         ]
         self._metrics_server = serve_metrics(s, self.metrics)
         if broker is not None:

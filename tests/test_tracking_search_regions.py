@@ -87,6 +87,21 @@ def test_first_frame_and_every_full_frame_interval_scan_the_whole_frame() -> Non
     assert planner.plan(0.3, still, NO_TRACKS) is None, "a clock that went back starts over with a full scan"
 
 
+def test_cameras_with_different_phases_scan_whole_frames_on_different_frames() -> None:
+    """Four cameras started together: their whole-frame scans fall half a second apart, not on the same frame."""
+    still = ward_frame()
+    whole_at: list[list[float]] = []
+    for k in range(4):
+        planner = SearchRegionPlanner(SearchRegionSettings(full_frame_interval_s=2.0), phase=k / 4)
+        whole_at.append([t for t in np.arange(0.0, 6.01, 0.25) if planner.plan(float(t), still, NO_TRACKS) is None])
+    assert whole_at[0] == [0.0, 2.0, 4.0, 6.0]
+    assert whole_at[1] == [0.0, 1.5, 3.5, 5.5]
+    assert whole_at[2] == [0.0, 1.0, 3.0, 5.0]
+    assert whole_at[3] == [0.0, 0.5, 2.5, 4.5]
+    with pytest.raises(ValueError, match="phase"):
+        SearchRegionPlanner(phase=1.0)
+
+
 def test_zero_interval_always_scans_the_whole_frame() -> None:
     planner = SearchRegionPlanner(SearchRegionSettings(full_frame_interval_s=0.0))
     assert all(planner.plan(t, ward_frame(), NO_TRACKS) is None for t in (0.0, 0.5, 1.0))
