@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
 from gaitwatch.daemon.assembly import build_detector
-from gaitwatch.daemon.settings import Settings, load_settings, parse_settings
+from gaitwatch.tools.cmd_eval_detect import detector_settings
 from gaitwatch.tracking.boxes import iou_matrix
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,20 +100,6 @@ def matched_iou(truth: NDArray[np.float64], found: NDArray[np.float64]) -> NDArr
     return out
 
 
-def detector_settings(kind: str, config: Path | None = None) -> Settings:
-    """The settings of ``config`` (else the built-in defaults), with detector kind ``kind`` unless it is
-    ``default`` (the configured kind)."""
-    if config is not None:
-        settings = load_settings(config)
-    else:
-        settings = parse_settings({"cameras": [{"id": "bench", "source": "photos"}]}, "<defaults>")
-    if kind == "default":
-        return settings
-    data = settings.model_dump()
-    data["detector"]["kind"] = kind
-    return parse_settings(data, f"--detector {kind}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -126,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no shared pose photos under {args.data}; pass --data PATH/TO/shared/data/pose", file=sys.stderr)
         return 2
     cv2.setNumThreads(1)
-    detector = build_detector(detector_settings(args.detector, args.config))
+    detector = build_detector(detector_settings(args.config, args.detector))
     people = load_people(args.data)
     labels = load_labels(args.labels)
     posture = [labels.get((p.dataset, str(p.annotation_id)), "unlabelled") for p in people]

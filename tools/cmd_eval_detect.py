@@ -98,7 +98,7 @@ def _err(line: str) -> None:
     sys.stderr.write(f"eval-detect: {line}\n")
 
 
-def _settings(config: Path | None, detector: str) -> Settings:
+def detector_settings(config: Path | None, detector: str) -> Settings:
     """The config's (or default) settings with the detector kind ``detector`` (``default``: as configured)."""
     if config is not None:
         settings = load_settings(config)
@@ -370,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
         _err(f"--frames must be >= 1; got {args.frames}")
         return EXIT_USAGE
     try:
-        settings = _settings(args.config, args.detector)
+        settings = detector_settings(args.config, args.detector)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_CONFIG
