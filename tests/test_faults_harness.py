@@ -463,10 +463,15 @@ class Integrator:
                         item = Received(str(message.topic), bytes(payload), bool(message.retain))
                         self.received.append(item)
                         self._changed.set()
-                        if self.ack_topic and "/alert" in item.topic:
-                            await client.publish(self.ack_topic, ack_payload(item.json()), qos=1)
+                        ack_to = self.ack_topic_for(item.topic)
+                        if ack_to is not None:
+                            await client.publish(ack_to, ack_payload(item.json()), qos=1)
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.1)
+
+    def ack_topic_for(self, topic: str) -> str | None:
+        """Where an alert received on ``topic`` is acknowledged: ``ack_topic``, if any (None: not acked)."""
+        return self.ack_topic if self.ack_topic and "/alert" in topic else None
 
     def alerts(self) -> list[dict[str, Any]]:
         return [r.json() for r in self.received if "/alert" in r.topic]
