@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from gaitwatch.pose.roi import box_from_keypoints
 from gaitwatch.pose.types import Poses
-from gaitwatch.tracking.boxes import area, iou_matrix
+from gaitwatch.tracking.boxes import area, covered_share_matrix, iou_matrix
 from gaitwatch.tracking.search_regions import merge_overlapping
 from gaitwatch.tracking.types import Detections
 
@@ -122,13 +122,7 @@ def recovered_detections(
 
 def _covered_share(regions: FloatArray, known: FloatArray) -> FloatArray:
     """For each region, the largest share of its area that any one known box covers."""
-    x1 = np.maximum(regions[:, None, 0], known[None, :, 0])
-    y1 = np.maximum(regions[:, None, 1], known[None, :, 1])
-    x2 = np.minimum(regions[:, None, 2], known[None, :, 2])
-    y2 = np.minimum(regions[:, None, 3], known[None, :, 3])
-    inter = np.clip(x2 - x1, 0.0, None) * np.clip(y2 - y1, 0.0, None)
-    own = np.maximum(area(regions), 1e-9)
-    share: FloatArray = (inter / own[:, None]).max(axis=1)
+    share: FloatArray = covered_share_matrix(regions, known).max(axis=1)
     return share
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gaitwatch.tracking.boxes import cxcywh_to_xyxy, iou_matrix, nms, xyxy_to_cxcywh
+from gaitwatch.tracking.boxes import covered_share_matrix, cxcywh_to_xyxy, iou_matrix, nms, xyxy_to_cxcywh
 
 
 def test_iou_known_values() -> None:
@@ -28,3 +28,11 @@ def test_cxcywh_round_trip() -> None:
     xyxy = np.array([[10.0, 20.0, 30.0, 80.0], [0.0, 0.0, 0.0, 0.0]])
     np.testing.assert_allclose(xyxy_to_cxcywh(xyxy), [[20, 50, 20, 60], [0, 0, 0, 0]])
     np.testing.assert_allclose(cxcywh_to_xyxy(xyxy_to_cxcywh(xyxy)), xyxy)
+
+
+def test_covered_share_is_the_intersection_over_the_first_box_own_area() -> None:
+    a = np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 5.0, 9.0]])  # a box and a degenerate one
+    b = np.array([[0.0, 0.0, 10.0, 5.0], [-100.0, -100.0, 100.0, 100.0], [20.0, 20.0, 30.0, 30.0]])
+    share = covered_share_matrix(a, b)
+    np.testing.assert_allclose(share[0], [0.5, 1.0, 0.0])
+    assert np.isfinite(share).all() and share[1, 2] == 0.0

@@ -36,6 +36,18 @@ def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
     return out
 
 
+def covered_share_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
+    """The share of each box in ``a`` (N, 4) that lies inside each box in ``b`` (M, 4): shape (N, M), the
+    intersection over ``a``'s own area (a degenerate box of ``a`` counts as area 1e-9, never a division by 0)."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0.0, None) * np.clip(y2 - y1, 0.0, None)
+    share: FloatArray = inter / np.maximum(area(a), 1e-9)[:, None]
+    return share
+
+
 def nms(xyxy: FloatArray, score: FloatArray, iou_threshold: float) -> IntArray:
     """Greedy non-maximum suppression: indices of the boxes kept, best score first.
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from gaitwatch.tracking.boxes import nms
+from gaitwatch.tracking.boxes import covered_share_matrix, nms
 from gaitwatch.tracking.detector import PersonDetector
 from gaitwatch.tracking.types import Detections
 
@@ -89,12 +89,6 @@ def _inside_a_better_box(
     n = len(score)
     if n < 2:
         return np.zeros(n, dtype=bool)
-    x1 = np.maximum(xyxy[:, None, 0], xyxy[None, :, 0])
-    y1 = np.maximum(xyxy[:, None, 1], xyxy[None, :, 1])
-    x2 = np.minimum(xyxy[:, None, 2], xyxy[None, :, 2])
-    y2 = np.minimum(xyxy[:, None, 3], xyxy[None, :, 3])
-    inter = np.clip(x2 - x1, 0.0, None) * np.clip(y2 - y1, 0.0, None)
-    own = np.maximum((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]), 1e-9)
-    inside = (inter / own[:, None] >= contained) & (score[None, :] > score[:, None]) & container[None, :]
-    dropped: NDArray[np.bool_] = inside.any(axis=1)
+    inside = (covered_share_matrix(xyxy, xyxy) >= contained) & (score[None, :] > score[:, None]) & container[None, :]
+    dropped: NDArray[np.bool_] = np.asarray(inside.any(axis=1), dtype=bool)
     return dropped
