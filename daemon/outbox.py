@@ -763,9 +763,11 @@ class Outbox:
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the file at ``path``, or None when there is none."""
+    """(device, inode) of the directory entry at ``path``, or None when there is none. The entry itself, not what
+    a symbolic link points to: a link put where the deleted outbox was (even one pointing nowhere yet) counts as
+    a replacement, so the outbox is never written back through it to a file elsewhere."""
     try:
-        st = path.stat()
+        st = path.lstat()
     except (FileNotFoundError, NotADirectoryError):
         return None
     return (st.st_dev, st.st_ino)

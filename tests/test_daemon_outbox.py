@@ -615,3 +615,17 @@ def test_outbox_deleted_where_it_cannot_be_written_back_is_a_storage_error(tmp_p
         with pytest.raises(OutboxStorageError, match="deleted while gaitwatch was running") as err:
             box.add("t", b"x", "a1", now_wall=T0)
         assert str(path) in str(err.value)
+
+
+def test_a_symlink_put_where_the_deleted_outbox_was_is_never_written_through(tmp_path: Path) -> None:
+    """Someone who can write the state directory plants a dangling link at the outbox's path after deleting
+    it: the copy must not land at the link's target."""
+    path = tmp_path / "outbox.sqlite"
+    target = tmp_path / "elsewhere.db"
+    with make(tmp_path) as box:
+        box.add("t", b"x", "a0", now_wall=T0)
+        path.unlink()
+        path.symlink_to(target)
+        with pytest.raises(OutboxStorageError, match="replaced by another"):
+            box.add("t", b"x", "a1", now_wall=T0)
+        assert not target.exists()
