@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -53,7 +54,6 @@ MODELS = REPO / "pose" / "models"
 FLOAT_MODEL = MODELS / "pose_landmark_full.tflite"
 INT8_MODEL = MODELS / "pose_landmark_full_int8.tflite"
 SHARED_VIDEO = REPO.parent / "shared" / "data" / "video"
-KEPT_OUTPUTS = ("Identity", "Identity_1", "Identity_4")
 SIGNATURE = "serving_default"
 # Output heads and their reshapes (by output tensor name), which stay float.
 FLOAT_HEADS = r"convld_3d|convworld_3d|poseflag|^Identity"
@@ -140,108 +140,27 @@ def clip_crops(clips: list[Path]) -> list[np.ndarray[Any, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Step 1: graph surgery on the flatbuffer (ai_edge_litert's schema; runs in either venv)
+# Step 1: graph surgery on the flatbuffer (gaitwatch/pose/graph_surgery.py, loaded by path: it needs only numpy,
+# flatbuffers and ai_edge_litert's schema, and gaitwatch is not installed in the quantizer's venv)
 
 
-def _opcode(model: Any, op: Any) -> int:
-    code = model.operatorCodes[op.opcodeIndex]
-    return int(max(code.builtinCode, code.deprecatedBuiltinCode))
+def _graph_surgery() -> Any:
+    spec = importlib.util.spec_from_file_location("graph_surgery", REPO / "pose" / "graph_surgery.py")
+    if spec is None or spec.loader is None:
+        raise BuildError(f"cannot load {REPO / 'pose' / 'graph_surgery.py'}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def pruned_float_model(source: bytes) -> bytes:
     """The float model with float32 weights, only the outputs gaitwatch reads, and a signature for calibration."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(source, 0))
-    graph = model.subgraphs[0]
-    _expand_float16_weights(model, graph, schema)
-    _prune_outputs(graph, KEPT_OUTPUTS)
-    _drop_unused_tensors(model, graph)
-    signature = schema.SignatureDefT()
-    signature.signatureKey = SIGNATURE
-    signature.subgraphIndex = 0
-    signature.inputs = [_tensor_map(graph, t, schema) for t in graph.inputs]
-    signature.outputs = [_tensor_map(graph, t, schema) for t in graph.outputs]
-    model.signatureDefs = [signature]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def _tensor_map(graph: Any, tensor: int, schema: Any) -> Any:
-    entry = schema.TensorMapT()
-    entry.name = graph.tensors[tensor].name
-    entry.tensorIndex = int(tensor)
-    return entry
-
-
-def _expand_float16_weights(model: Any, graph: Any, schema: Any) -> None:
-    # The quantizer calibrates and quantizes float32 constants; float16 constants behind DEQUANTIZE ops are
-    # turned into the float32 constants the DEQUANTIZE would have produced (exact: float16 -> float32).
-    kept = []
-    for op in graph.operators:
-        if _opcode(model, op) == schema.BuiltinOperator.DEQUANTIZE:
-            src = graph.tensors[op.inputs[0]]
-            data = model.buffers[src.buffer].data
-            if src.type == schema.TensorType.FLOAT16 and data is not None and len(data):
-                values = np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=np.float16)
-                buffer = schema.BufferT()
-                buffer.data = np.frombuffer(values.astype(np.float32).tobytes(), dtype=np.uint8)
-                model.buffers.append(buffer)
-                graph.tensors[op.outputs[0]].buffer = len(model.buffers) - 1
-                continue
-        kept.append(op)
-    graph.operators = kept
-
-
-def _prune_outputs(graph: Any, names: tuple[str, ...]) -> None:
-    by_name = {graph.tensors[t].name.decode(): int(t) for t in graph.outputs}
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise BuildError(f"the float model lacks outputs {missing} (has {sorted(by_name)}); is it BlazePose GHUM?")
-    graph.outputs = np.array([by_name[n] for n in names], dtype=np.int32)
-    producer = {int(t): i for i, op in enumerate(graph.operators) for t in op.outputs}
-    needed: set[int] = set()
-    stack = [int(t) for t in graph.outputs]
-    while stack:
-        tensor = stack.pop()
-        op_index = producer.get(tensor)
-        if op_index is not None and op_index not in needed:
-            needed.add(op_index)
-            stack.extend(int(t) for t in graph.operators[op_index].inputs if t >= 0)
-    graph.operators = [op for i, op in enumerate(graph.operators) if i in needed]
-
-
-def _drop_unused_tensors(model: Any, graph: Any) -> None:
-    used = {int(t) for t in graph.inputs} | {int(t) for t in graph.outputs}
-    for op in graph.operators:
-        used |= {int(t) for t in op.inputs if t >= 0} | {int(t) for t in op.outputs}
-    order = sorted(used)
-    new_index = {old: new for new, old in enumerate(order)}
-
-    def remap(indices: Any) -> Any:
-        return np.array([new_index[int(t)] if t >= 0 else -1 for t in indices], dtype=np.int32)
-
-    graph.tensors = [graph.tensors[i] for i in order]
-    graph.inputs = remap(graph.inputs)
-    graph.outputs = remap(graph.outputs)
-    for op in graph.operators:
-        op.inputs = remap(op.inputs)
-        op.outputs = remap(op.outputs)
-    # Buffer 0 is the format's empty sentinel; metadata buffers stay.
-    metadata = list(model.metadata or [])
-    kept_buffers = sorted({0} | {t.buffer for t in graph.tensors} | {m.buffer for m in metadata})
-    new_buffer = {old: new for new, old in enumerate(kept_buffers)}
-    model.buffers = [model.buffers[i] for i in kept_buffers]
-    for tensor in graph.tensors:
-        tensor.buffer = new_buffer[tensor.buffer]
-    for entry in metadata:
-        entry.buffer = new_buffer[entry.buffer]
-    if model.metadataBuffer is not None and len(model.metadataBuffer):
-        model.metadataBuffer = np.array(
-            [new_buffer[int(b)] for b in model.metadataBuffer if int(b) in new_buffer], dtype=np.int32
-        )
+    surgery = _graph_surgery()
+    try:
+        pruned: bytes = surgery.pruned_float_model(source)
+    except surgery.GraphSurgeryError as exc:
+        raise BuildError(str(exc)) from exc
+    return pruned
 
 
 # ---------------------------------------------------------------------------------------------------------
