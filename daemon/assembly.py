@@ -36,7 +36,9 @@ from gaitwatch.tracking.tracker import Tracker
 OPENCV_THREADS = 1
 
 
-def build_detector(settings: Settings) -> PersonDetector:
+def build_detector(settings: Settings, parallel: bool = False) -> PersonDetector:
+    """The configured person detector. ``parallel``: a whole-frame scan of ``hog+blazepose`` runs its two
+    detectors side by side (``UnionDetector.parallel_whole_frame``; the daemon with more than one thread)."""
     d = settings.detector
     if d.kind == "onnx":
         # onnx_model is set here: DetectorSettings refuses kind = 'onnx' without it.
@@ -48,7 +50,10 @@ def build_detector(settings: Settings) -> PersonDetector:
         if d.blazepose_scans == "whole_frame":
             # A search region is looked at whole, in one pass: it is about one person's size.
             return UnionDetector(
-                [hog], whole_frame_parts=[blazepose], fallback_parts=[build_blazepose_detector(settings, 0.0)]
+                [hog],
+                whole_frame_parts=[blazepose],
+                fallback_parts=[build_blazepose_detector(settings, 0.0)],
+                parallel_whole_frame=parallel,
             )
         return UnionDetector([hog, blazepose])
     return HogPersonDetector(d.hog)
@@ -112,8 +117,8 @@ class SharedModels:
 
     def __init__(self, settings: Settings, inference_threads: int | None = None) -> None:
         cv2.setNumThreads(OPENCV_THREADS)
-        self.detector = build_detector(settings)
         threads = settings.service.inference_threads if inference_threads is None else inference_threads
+        self.detector = build_detector(settings, parallel=threads > 1)
         self.pose = PoseBackendPool(lambda: build_pose_backend(settings), threads)
         self.classifier = GaitClassifier()
 

@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +324,75 @@ def test_union_drops_a_box_on_part_of_a_better_boxed_person() -> None:
         == 2
     )
     assert len(UnionDetector([_FixedBoxes([whole, head], [0.9, 0.5])]).detect(image)) == 2
+
+
+class _ThreadRecordingBoxes(_FixedBoxes):
+    """Fixed boxes that also note which thread asked, and take a moment (a real pass takes ~60-90 ms)."""
+
+    def __init__(self, xyxy: list[list[float]], score: list[float], fails: bool = False) -> None:
+        super().__init__(xyxy, score)
+        self.threads: list[int] = []
+        self.fails = fails
+
+    def detect(self, image: NDArray[np.uint8]) -> Detections:
+        self.threads.append(threading.get_ident())
+        time.sleep(0.02)
+        if self.fails:
+            raise RuntimeError("the near-people detector broke")
+        return self.found
+
+
+def test_parallel_whole_frame_scan_finds_the_same_boxes_with_both_halves_on_two_threads() -> None:
+    image = np.zeros((480, 640, 3), dtype=np.uint8)
+    whole, legs = [250.0, 120.0, 430.0, 370.0], [350.0, 190.0, 400.0, 350.0]
+    head, beside = [300.0, 120.0, 350.0, 245.0], [440.0, 130.0, 520.0, 360.0]
+    hog = _ThreadRecordingBoxes([head, beside], [0.8, 0.7])
+    near = _ThreadRecordingBoxes([whole, legs], [1.0, 0.95])
+    sequential = UnionDetector([hog], whole_frame_parts=[near]).detect(image)
+    parallel = UnionDetector([hog], whole_frame_parts=[near], parallel_whole_frame=True)
+    found = parallel.detect(image)
+    np.testing.assert_array_equal(found.xyxy, sequential.xyxy)
+    np.testing.assert_array_equal(found.score, sequential.score)
+    assert hog.threads[-1] == threading.get_ident() and near.threads[-1] != threading.get_ident()
+    # A search region stays on the caller's thread (one pass of HOG; the fallback only where HOG found nobody).
+    parallel.detect_region(image, image.shape[0])
+    assert hog.threads[-1] == threading.get_ident()
+
+
+def test_parallel_whole_frame_scan_runs_on_the_callers_thread_while_the_helper_is_busy() -> None:
+    """Two cameras' whole-frame scans at once: the second does not queue behind the first one's helper job."""
+    image = np.zeros((480, 640, 3), dtype=np.uint8)
+    entered, gate = threading.Event(), threading.Event()
+
+    class _HeldFirstCall(_ThreadRecordingBoxes):
+        def detect(self, image: NDArray[np.uint8]) -> Detections:
+            if not entered.is_set():  # the first scan's helper job holds the helper until released
+                entered.set()
+                assert gate.wait(10.0)
+            return super().detect(image)
+
+    near = _HeldFirstCall([[300.0, 100.0, 400.0, 400.0]], [0.9])
+    union = UnionDetector(
+        [_FixedBoxes([[10.0, 10.0, 50.0, 110.0]], [0.9])], whole_frame_parts=[near], parallel_whole_frame=True
+    )
+    first = threading.Thread(target=union.detect, args=(image,))
+    first.start()
+    assert entered.wait(10.0)
+    assert len(union.detect(image)) == 2  # would wait for ever behind the held helper if it queued there
+    assert near.threads == [threading.get_ident()]  # ran on this caller's own thread
+    gate.set()
+    first.join(10.0)
+    assert len(near.threads) == 2 and near.threads[1] != threading.get_ident()  # the held helper job, done
+
+
+def test_parallel_whole_frame_scan_reports_a_failing_part_and_frees_its_helper() -> None:
+    image = np.zeros((480, 640, 3), dtype=np.uint8)
+    near = _ThreadRecordingBoxes([[300.0, 100.0, 400.0, 400.0]], [0.9], fails=True)
+    union = UnionDetector(
+        [_FixedBoxes([[10.0, 10.0, 50.0, 110.0]], [0.9])], whole_frame_parts=[near], parallel_whole_frame=True
+    )
+    with pytest.raises(RuntimeError, match="broke"):
+        union.detect(image)
+    near.fails = False
+    assert len(union.detect(image)) == 2
+    assert near.threads[-1] != threading.get_ident()  # the helper was given back: the next scan used it again

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +32,13 @@ class UnionDetector:
     found nobody in it. A region is there because something moved or a tracked person is in it, so a tall region
     HOG finds nobody in is where a near seated, bent or lying person may be (a patient sitting still keeps their
     track through HOG's misses), while regions of walkers HOG finds and of far people cost no network pass.
+
+    ``parallel_whole_frame``: on a whole frame, the ``whole_frame_parts`` run on a helper thread beside the caller,
+    which runs ``parts`` meanwhile, whenever the helper is free (else the caller runs everything itself). The
+    boxes are the same either way; the scan takes the time of its slower half instead of the sum when a core is
+    free. A whole-frame scan with BlazePose is the longest job a camera's frame waits for (HOG ~64 ms and
+    BlazePose ~90 ms of CPU on 768x576), and a frame that waits longer than the camera's jitter buffer drops the
+    next one: with four cameras those scans, not the average load, were what dropped frames.
     """
 
     def __init__(
@@ -40,6 +49,7 @@ class UnionDetector:
         fallback_parts: Sequence[PersonDetector] = (),
         contained: float = 0.8,
         fallback_min_height: float = 0.4,
+        parallel_whole_frame: bool = False,
     ) -> None:
         if not parts:
             raise ValueError("UnionDetector needs at least one detector that also scans search regions")
@@ -55,10 +65,29 @@ class UnionDetector:
         self.nms_iou = nms_iou
         self.contained = contained
         self.fallback_min_height = fallback_min_height
+        # Named like the detection threads: its CPU is theirs (the bench's thread roles).
+        self._helper = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="detection-whole-frame")
+            if parallel_whole_frame and self.whole_frame_parts
+            else None
+        )
+        self._helper_free = threading.Semaphore(1)
 
     def detect(self, image: NDArray[np.uint8]) -> Detections:
         """All parts on a whole frame (or a still image)."""
-        return self._merged(self.parts + self.whole_frame_parts, image)
+        every = self.parts + self.whole_frame_parts
+        if self._helper is None or not self._helper_free.acquire(blocking=False):
+            return self._merge(every, [part.detect(image) for part in every])
+        future: Future[list[Detections]] | None = None
+        try:
+            future = self._helper.submit(_detect_all, self.whole_frame_parts, image)
+            found = [part.detect(image) for part in self.parts]
+            found += future.result()
+        finally:
+            if future is not None:
+                future.exception()  # the helper is free again only once its part has finished (also after an error)
+            self._helper_free.release()
+        return self._merge(every, found)
 
     def detect_region(self, crop: NDArray[np.uint8], frame_height: int) -> Detections:
         """A search region's crop: ``parts``, then ``fallback_parts`` where a tall region holds nobody for them."""
@@ -68,7 +97,10 @@ class UnionDetector:
         return self._merged(self.fallback_parts, crop)
 
     def _merged(self, parts: list[PersonDetector], image: NDArray[np.uint8]) -> Detections:
-        found = [part.detect(image) for part in parts]
+        return self._merge(parts, [part.detect(image) for part in parts])
+
+    def _merge(self, parts: list[PersonDetector], found: list[Detections]) -> Detections:
+        """One box per person from what each of ``parts`` found (``found``, in the same order)."""
         xyxy = np.concatenate([f.xyxy for f in found])
         score = np.concatenate([f.score for f in found])
         # Boxes of the whole-frame and fallback parts (the near-people detector) may hold a part-box of their person.
@@ -76,6 +108,10 @@ class UnionDetector:
         kept = nms(xyxy, score, self.nms_iou)
         kept = kept[~_inside_a_better_box(xyxy[kept], score[kept], near[kept].astype(bool), self.contained)]
         return Detections(np.ascontiguousarray(xyxy[kept]), np.ascontiguousarray(score[kept]))
+
+
+def _detect_all(parts: Sequence[PersonDetector], image: NDArray[np.uint8]) -> list[Detections]:
+    return [part.detect(image) for part in parts]
 
 
 def _inside_a_better_box(
