@@ -56,8 +56,8 @@ _NUM_POINTS = 39
 _AUX_CENTRE = 33
 _AUX_TOP = 34
 
-# Output tensors by name (their index order differs between model files and converter versions).
-# The outputs read, in graph_surgery.LANDMARK_OUTPUTS order:
+# Output tensors by name (their index order differs between model files and converter versions); the three read,
+# as graph_surgery.LANDMARK_OUTPUTS lists them:
 _OUT_LANDMARKS = "Identity"  # [1, 195] = 39 x (x, y, z, visibility logit, presence logit)
 _OUT_PRESENCE = "Identity_1"  # [1, 1] probability that the crop holds a person
 _OUT_WORLD = "Identity_4"  # [1, 117] = 39 x (x, y, z) metres, origin between the hips
