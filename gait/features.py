@@ -85,14 +85,16 @@ def analyze_window(window: GaitWindow, settings: GaitSettings | None = None) -> 
         return GaitMetrics(window.track_id, t_start, t_end, False, quality, still, None, feats)
     # Left/right label swaps are repaired on the camera's own samples before anything reads a side: the stride
     # frequency they need comes from signals a swap cannot change (see stride_peak).
-    first = stride_peak(prepared, settings)
+    spectra = stride_spectra(prepared, settings)
+    first = _joint_peak(spectra.signed, spectra.magnitude, prepared, settings)
     repair = repair_swaps(window, first[0] if first is not None else None, settings.min_visibility)
+    reused: StrideSpectra | None = spectra  # stride_analysis reads the same spectra unless the sides were repaired
     if repair.count:
         again = prepare_window(repair.window, settings)[0]
         if again is not None:
-            prepared = again
+            prepared, reused = again, None
     feats[Feature.SWAP_FRACTION] = repair.foot_fraction
-    gait = stride_analysis(prepared, settings)
+    gait = stride_analysis(prepared, settings, reused)
     feats.update(gait.features)
     walking = gait.walking
     state = ActivityState.WALKING if walking else still
@@ -134,7 +136,17 @@ def _unit_band(spec: Spectrum, hi_band: float) -> NDArray[np.float64]:
     return out
 
 
-def stride_spectra(w: PreparedWindow, settings: GaitSettings) -> tuple[Spectrum, Spectrum]:
+@dataclass(frozen=True, slots=True)
+class StrideSpectra:
+    """``stride_spectra``'s two spectra, and the power spectrum of each ankle separation they were made from
+    (image, then world when present), which ``stride_analysis`` reads the stride amplitude from."""
+
+    signed: Spectrum
+    magnitude: Spectrum
+    separations: tuple[Spectrum, ...]
+
+
+def stride_spectra(w: PreparedWindow, settings: GaitSettings) -> StrideSpectra:
     """Two spectra on the stride-frequency axis, each source normalised to unit gait-band power and summed.
 
     signed: the left-minus-right ankle separation oscillates once per stride with only odd harmonics, so its
@@ -149,8 +161,10 @@ def stride_spectra(w: PreparedWindow, settings: GaitSettings) -> tuple[Spectrum,
     signed = None
     magnitude = None
     freq = np.zeros(0)
+    per_separation = []
     for sep in seps:
         s = power_spectrum(sep, rate, settings.freq_step_hz)
+        per_separation.append(s)
         freq = s.freq
         mag = power_spectrum(np.linalg.norm(sep, axis=1), rate, settings.freq_step_hz)
         signed = _unit_band(s, hi_band) + (signed if signed is not None else 0.0)
@@ -164,14 +178,15 @@ def stride_spectra(w: PreparedWindow, settings: GaitSettings) -> tuple[Spectrum,
         magnitude = on_stride + (magnitude if magnitude is not None else 0.0)
     if signed is None or magnitude is None:  # pragma: no cover - there is always an image separation
         raise ValueError("stride_spectra: no ankle separation")
-    return Spectrum(freq, signed), Spectrum(freq, magnitude)
+    return StrideSpectra(Spectrum(freq, signed), Spectrum(freq, magnitude), tuple(per_separation))
 
 
 def stride_peak(w: PreparedWindow, settings: GaitSettings) -> tuple[float, float] | None:
     """Stride frequency (Hz) and peak height where the signed and magnitude spectra agree best (their sum):
     label swaps smear the signed one, a limp's alternating step lengths put a stride line in the magnitude
     one, but they rarely fool both at once. None when there is no peak in the cadence band."""
-    return _joint_peak(*stride_spectra(w, settings), w, settings)
+    spectra = stride_spectra(w, settings)
+    return _joint_peak(spectra.signed, spectra.magnitude, w, settings)
 
 
 def _joint_peak(
@@ -183,13 +198,15 @@ def _joint_peak(
     return peak_frequency(both, lo, hi)
 
 
-def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis:
-    """Cadence and spectral features from the ankle separation and the ankles' motion about the pelvis."""
-    rate = w.rate_hz
+def stride_analysis(w: PreparedWindow, settings: GaitSettings, spectra: StrideSpectra | None = None) -> StrideAnalysis:
+    """Cadence and spectral features from the ankle separation and the ankles' motion about the pelvis.
+    ``spectra``: ``stride_spectra(w, settings)`` when the caller has it already (computed here otherwise)."""
     nyq = w.nyquist_hz
     sep_img = _separations(w)[0]
     hi_band = min(nyq, _FREEZE_HI_HZ)
-    comb, magnitude = stride_spectra(w, settings)
+    if spectra is None:
+        spectra = stride_spectra(w, settings)
+    comb, magnitude = spectra.signed, spectra.magnitude
     peak = _joint_peak(comb, magnitude, w, settings)
     feats: dict[str, float] = {}
     # Main-lobe half width of a Hann window is 2 / duration; this much around a peak is "the peak".
@@ -198,10 +215,7 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
     if peak is not None and peak[0] < settings.min_strides / max(w.duration_s, 1e-6):
         peak = None  # fewer than min_strides strides in the stretch: a trend or a shuffle, not a rhythm
     if peak is not None:
-        amps = [
-            np.sqrt(2.0 * _near(power_spectrum(s, rate, settings.freq_step_hz), f_stride, half, (1,)))
-            for s in _separations(w)
-        ]
+        amps = [np.sqrt(2.0 * _near(s, f_stride, half, (1,))) for s in spectra.separations]
         swing = float(max(amps))
         harmonics = tuple(k for k in (1, 3, 5) if k * f_stride < hi_band)
         periodic = _near(comb, f_stride, half, harmonics) / max(comb.band_power(_MIN_HZ, hi_band), 1e-12)
@@ -283,7 +297,7 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings) -> StrideAnalysis
                 feats[Feature.EVENT_SNR] = float(min(events.snr, 1e4))
             if events is not None and events.snr >= settings.min_event_snr:
                 feats.update(step_metrics(events, f_stride))
-                feats.update(_regularity(sep_img, rate, f_stride))
+                feats.update(_regularity(sep_img, w.rate_hz, f_stride))
                 feats.update(_harmonic_ratio(w, f_stride, nyq))
         feats.update(_trunk_lean(w))
         feats.update(_arm_features(w, f_stride, settings))
