@@ -77,12 +77,11 @@ class UnionDetector:
         """All parts on a whole frame (or a still image)."""
         every = self.parts + self.whole_frame_parts
         if self._helper is None or not self._helper_free.acquire(blocking=False):
-            return self._merge(every, [part.detect(image) for part in every])
+            return self._merged(every, image)
         future: Future[list[Detections]] | None = None
         try:
             future = self._helper.submit(_detect_all, self.whole_frame_parts, image)
-            found = [part.detect(image) for part in self.parts]
-            found += future.result()
+            found = _detect_all(self.parts, image) + future.result()
         finally:
             if future is not None:
                 future.exception()  # the helper is free again only once its part has finished (also after an error)
@@ -97,7 +96,7 @@ class UnionDetector:
         return self._merged(self.fallback_parts, crop)
 
     def _merged(self, parts: list[PersonDetector], image: NDArray[np.uint8]) -> Detections:
-        return self._merge(parts, [part.detect(image) for part in parts])
+        return self._merge(parts, _detect_all(parts, image))
 
     def _merge(self, parts: list[PersonDetector], found: list[Detections]) -> Detections:
         """One box per person from what each of ``parts`` found (``found``, in the same order)."""
