@@ -84,7 +84,7 @@ def analyze_window(window: GaitWindow, settings: GaitSettings | None = None) -> 
     if not long_enough:
         return GaitMetrics(window.track_id, t_start, t_end, False, quality, still, None, feats)
     # Left/right label swaps are repaired on the camera's own samples before anything reads a side: the stride
-    # frequency they need comes from signals a swap cannot change (see stride_peak).
+    # frequency they need comes from signals a swap cannot change (see _joint_peak).
     spectra = stride_spectra(prepared, settings)
     first = _joint_peak(spectra.signed, spectra.magnitude, prepared, settings)
     repair = repair_swaps(window, first[0] if first is not None else None, settings.min_visibility)
@@ -181,17 +181,12 @@ def stride_spectra(w: PreparedWindow, settings: GaitSettings) -> StrideSpectra:
     return StrideSpectra(Spectrum(freq, signed), Spectrum(freq, magnitude), tuple(per_separation))
 
 
-def stride_peak(w: PreparedWindow, settings: GaitSettings) -> tuple[float, float] | None:
-    """Stride frequency (Hz) and peak height where the signed and magnitude spectra agree best (their sum):
-    label swaps smear the signed one, a limp's alternating step lengths put a stride line in the magnitude
-    one, but they rarely fool both at once. None when there is no peak in the cadence band."""
-    spectra = stride_spectra(w, settings)
-    return _joint_peak(spectra.signed, spectra.magnitude, w, settings)
-
-
 def _joint_peak(
     signed: Spectrum, magnitude: Spectrum, w: PreparedWindow, settings: GaitSettings
 ) -> tuple[float, float] | None:
+    """Stride frequency (Hz) and peak height where the signed and magnitude spectra (``stride_spectra``) agree
+    best (their sum): label swaps smear the signed one, a limp's alternating step lengths put a stride line in the
+    magnitude one, but they rarely fool both at once. None when there is no peak in the cadence band."""
     both = Spectrum(signed.freq, signed.power + magnitude.power)
     lo = settings.cadence_min_spm / 120.0
     hi = min(settings.cadence_max_spm / 120.0, 0.95 * w.nyquist_hz)
