@@ -40,6 +40,7 @@ Exit codes: 0 built, 1 missing or unreadable input (named on stderr), 2 bad usag
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib.util
 import re
@@ -54,7 +55,6 @@ MODELS = REPO / "pose" / "models"
 FLOAT_MODEL = MODELS / "pose_landmark_full.tflite"
 INT8_MODEL = MODELS / "pose_landmark_full_int8.tflite"
 SHARED_VIDEO = REPO.parent / "shared" / "data" / "video"
-SIGNATURE = "serving_default"
 # Output heads and their reshapes (by output tensor name), which stay float.
 FLOAT_HEADS = r"convld_3d|convworld_3d|poseflag|^Identity"
 # The stem: the 128x128 block and the first 64x64 block up to its residual add (11 ops).
@@ -144,6 +144,7 @@ def clip_crops(clips: list[Path]) -> list[np.ndarray[Any, Any]]:
 # flatbuffers and ai_edge_litert's schema, and gaitwatch is not installed in the quantizer's venv)
 
 
+@functools.cache
 def _graph_surgery() -> Any:
     spec = importlib.util.spec_from_file_location("graph_surgery", REPO / "pose" / "graph_surgery.py")
     if spec is None or spec.loader is None:
@@ -206,7 +207,8 @@ def quantize(float_model: bytes, crops: np.ndarray[Any, Any], float_stem_ops: in
     # (COCO PCK@0.1 0.779 with the moving average, 0.807 with min/max, same float ops). Quantizer.calibrate
     # does not take the update rule, so its Calibrator is driven directly with the quantizer's recipe.
     calib = calibrator.Calibrator(bytearray(float_model), num_threads=1, qsv_update_func=qsv_utils.min_max_update)
-    calib.calibrate({SIGNATURE: samples}, qt._recipe_manager)
+    # The signature the pruned graph carries (step 1).
+    calib.calibrate({_graph_surgery().SIGNATURE: samples}, qt._recipe_manager)
     stats = calib.get_model_qsvs()
     if input_name not in stats:
         raise BuildError(f"calibration has no statistics for {input_name!r}; tensors: {sorted(stats)[:5]}...")
