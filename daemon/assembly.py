@@ -24,8 +24,9 @@ from gaitwatch.pose.student_backend import StudentBackend, StudentSettings
 from gaitwatch.pose.temporal import PoseTemporalFilter, TemporalSettings
 from gaitwatch.tracking.blazepose_detector import BlazePoseDetectorSettings, BlazePosePersonDetector
 from gaitwatch.tracking.detector import PersonDetector
-from gaitwatch.tracking.detector_union import UnionDetector
+from gaitwatch.tracking.detector_union import FrameWideUnion, UnionDetector
 from gaitwatch.tracking.hog import HogPersonDetector
+from gaitwatch.tracking.nanodet import NanodetPersonDetector, NanodetSettings
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings, OnnxPersonDetector
 from gaitwatch.tracking.search_regions import SearchRegionPlanner, SearchRegionSettings
 from gaitwatch.tracking.tracker import Tracker
@@ -37,14 +38,22 @@ OPENCV_THREADS = 1
 
 
 def build_detector(settings: Settings, parallel: bool = False) -> PersonDetector:
-    """The configured person detector. ``parallel``: a whole-frame scan of ``hog+blazepose`` runs its two
-    detectors side by side (``UnionDetector.parallel_whole_frame``; the daemon with more than one thread)."""
+    """The configured person detector. ``parallel``: a whole-frame scan of ``hog+blazepose`` or
+    ``nanodet+blazepose`` runs its two detectors side by side (``UnionDetector.parallel_whole_frame``; the daemon
+    with more than one thread)."""
     d = settings.detector
     if d.kind == "onnx":
         # onnx_model is set here: DetectorSettings refuses kind = 'onnx' without it.
         return OnnxPersonDetector(library_settings(OnnxDetectorSettings, d))
     if d.kind == "blazepose":
         return build_blazepose_detector(settings)
+    if d.kind in ("nanodet", "nanodet+blazepose"):
+        nanodet = NanodetPersonDetector(library_settings(NanodetSettings, d.nanodet))
+        if d.kind == "nanodet":
+            return nanodet
+        return FrameWideUnion(
+            [nanodet], whole_frame_parts=[build_blazepose_detector(settings)], parallel_whole_frame=parallel
+        )
     if d.kind == "hog+blazepose":
         hog, blazepose = HogPersonDetector(d.hog), build_blazepose_detector(settings)
         if d.blazepose_scans == "whole_frame":
@@ -61,11 +70,11 @@ def build_detector(settings: Settings, parallel: bool = False) -> PersonDetector
 
 def build_blazepose_detector(settings: Settings, tile_fraction: float | None = None) -> PersonDetector:
     """The BlazePose person detector, its finds checked and boxed by the landmark model unless configured off.
-    Beside HOG (kind ``hog+blazepose``) it looks for near people only: tiles of ``near_tile_fraction``;
-    ``tile_fraction`` overrides the tiles (0: the whole image only)."""
+    Beside HOG or NanoDet (kinds ``hog+blazepose``, ``nanodet+blazepose``) it looks for near people only: tiles of
+    ``near_tile_fraction``; ``tile_fraction`` overrides the tiles (0: the whole image only)."""
     d = settings.detector
     b = d.blazepose
-    tiles = b.near_tile_fraction if d.kind == "hog+blazepose" else b.tile_fraction
+    tiles = b.near_tile_fraction if d.kind in ("hog+blazepose", "nanodet+blazepose") else b.tile_fraction
     tiles = tiles if tile_fraction is None else tile_fraction
     detector = BlazePosePersonDetector(library_settings(BlazePoseDetectorSettings, b, tile_fraction=tiles))
     if not b.refine_with_landmarks:
@@ -85,6 +94,10 @@ def search_region_settings(settings: Settings) -> SearchRegionSettings:
     d = settings.detector
     if d.kind in ("hog", "hog+blazepose"):
         min_w, min_h = d.hog.smallest_window()
+        interval = SearchRegionSettings().full_frame_interval_s
+    elif d.kind == "nanodet+blazepose":
+        # NanoDet scans the whole frame on every detection (BetweenScansDetector); the interval paces BlazePose.
+        min_w, min_h = 64, 128
         interval = SearchRegionSettings().full_frame_interval_s
     elif d.kind == "blazepose":
         # Tiled like HOG's pyramid, its cost grows with the area scanned; a region around one person is

@@ -31,7 +31,7 @@ from gaitwatch.pose.schedule import PoseScheduler
 from gaitwatch.pose.temporal import PoseTemporalFilter
 from gaitwatch.pose.types import Poses
 from gaitwatch.tracking.boxes import iou_matrix
-from gaitwatch.tracking.detector import PersonDetector
+from gaitwatch.tracking.detector import BetweenScansDetector, PersonDetector
 from gaitwatch.tracking.search_regions import SearchRegionPlanner, detect_in_regions
 from gaitwatch.tracking.tracker import Tracker
 from gaitwatch.tracking.types import Detections, Frame, Tracks, TrackState
@@ -183,6 +183,8 @@ class CameraPipeline:
         regions = plan.regions
         if regions is None:
             detections = self._detector.detect(frame.image)
+        elif isinstance(self._detector, BetweenScansDetector):
+            detections = self._detector.detect_between_scans(frame.image)
         else:
             detections = detect_in_regions(self._detector, frame.image, regions, self._settings.region_nms_iou)
         return TimedDetections(detections, self._clock() - started, whole_frame=regions is None, motion=plan.motion)

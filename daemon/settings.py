@@ -40,6 +40,7 @@ from gaitwatch.pose.recovery import RecoverySettings
 from gaitwatch.pose.schedule import ScheduleSettings
 from gaitwatch.tracking.blazepose_detector import BlazePoseDetectorSettings
 from gaitwatch.tracking.hog import HogSettings
+from gaitwatch.tracking.nanodet import NanodetSettings
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings
 from gaitwatch.tracking.tracker import TrackerSettings
 
@@ -300,6 +301,15 @@ class BlazePoseDetectorSettingsModel(BorrowingSection):
     refine_min_presence: float = borrow(LandmarkRefinementSettings, "min_presence")
 
 
+class NanodetSettingsModel(BorrowingSection):
+    """The shipped NanoDet person detector (meaning and trade-off of each knob:
+    ``gaitwatch.tracking.nanodet.NanodetSettings``)."""
+
+    min_score: float = borrow(NanodetSettings, "min_score")
+    nms_iou: float = borrow(NanodetSettings, "nms_iou")
+    model_path: Path | None = borrow(NanodetSettings, "model_path")
+
+
 class DetectorSettings(BorrowingSection):
     """Person detection, run on a frame once ``interval_s`` has passed since the last detection (with
     ``interval_s = N / fps`` that is every N frames). Between detections each track's box comes from its last
@@ -308,8 +318,10 @@ class DetectorSettings(BorrowingSection):
     # hog: OpenCV HOG (upright walkers). blazepose: MediaPipe's BlazePose person detector on the whole image and
     # tiles, each find checked by the pose landmark model (also seated, bent and lying people; ~5x HOG's CPU time
     # on a whole 768x576 frame). hog+blazepose (default): HOG on every scan and BlazePose, in coarse tiles for near
-    # people, beside it (figures: README).
-    kind: Literal["hog", "onnx", "blazepose", "hog+blazepose"] = "hog+blazepose"
+    # people, beside it. nanodet+blazepose: NanoDet (COCO-trained CNN, shipped) on the whole frame at every
+    # detection and BlazePose on whole-frame scans; a person both find is one box (``FrameWideUnion``). nanodet:
+    # NanoDet alone. Figures: README.
+    kind: Literal["hog", "onnx", "blazepose", "hog+blazepose", "nanodet", "nanodet+blazepose"] = "hog+blazepose"
     # hog+blazepose: BlazePose on whole-frame scans (every full_frame_interval_s) and, in one pass, on the search
     # regions at least 0.4 of the frame tall that HOG finds nobody in (a near seated or lying patient keeps their
     # track; walkers HOG finds and far people cost nothing more), or on "all" scans, every search region included.
@@ -329,6 +341,7 @@ class DetectorSettings(BorrowingSection):
     )
     hog: Annotated[HogSettings, HOG_TABLE] = Field(default_factory=HOG_TABLE.default)
     blazepose: BlazePoseDetectorSettingsModel = BlazePoseDetectorSettingsModel()
+    nanodet: NanodetSettingsModel = NanodetSettingsModel()
     onnx_model: Path | None = borrow(
         OnnxDetectorSettings, "model_path", default=None, description="person-detector .onnx file (kind = 'onnx')"
     )
@@ -340,6 +353,11 @@ class DetectorSettings(BorrowingSection):
     def _onnx_needs_model(self) -> DetectorSettings:
         if self.kind == "onnx" and self.onnx_model is None:
             raise ValueError("kind = 'onnx' needs onnx_model = path to a person-detector .onnx file")
+        if self.kind == "nanodet+blazepose" and self.blazepose_scans != "whole_frame":
+            raise ValueError(
+                "blazepose_scans = 'all' applies to kind = 'hog+blazepose'; with 'nanodet+blazepose' BlazePose runs on "
+                "whole-frame scans (full_frame_interval_s) and NanoDet on every detection"
+            )
         return self
 
 
@@ -495,6 +513,17 @@ class FhirSettings(ConfigSection):
         return self
 
 
+# Each detector scores on its own scale, and the tracker's confidence thresholds are written against it: where a
+# kind's scale differs from HOG's (TRACKER_TABLE's defaults), these are its defaults for the keys [tracker] leaves
+# out. NanoDet's scores are quality scores (predicted IoU), lower than HOG's for the same people; on vtest.avi
+# through the whole pipeline high_score / new_track_score 0.45 / 0.5 and 0.5 / 0.6 gave the same recall and
+# precision (0.869 / 0.889 and 0.868 / 0.890), HOG's 0.6 / 0.75 lost a tenth of the people (recall 0.792).
+TRACKER_SCORES_BY_DETECTOR: Final[dict[str, dict[str, float]]] = {
+    "nanodet": {"high_score": 0.45, "new_track_score": 0.5},
+    "nanodet+blazepose": {"high_score": 0.45, "new_track_score": 0.5},
+}
+
+
 class Settings(ConfigSection):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     # One reader thread and pipeline each: a 2-core PC runs 2-4 in real time; 32 is a typo guard, not a target.
@@ -509,6 +538,25 @@ class Settings(ConfigSection):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     fhir: FhirSettings = Field(default_factory=FhirSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tracker_scores_for_detector(cls, data: Any) -> Any:
+        """The detector kind's tracker score defaults (``TRACKER_SCORES_BY_DETECTOR``) for keys [tracker] leaves out."""
+        if not isinstance(data, dict):
+            return data
+        detector = data.get("detector")
+        default_kind = DetectorSettings.model_fields["kind"].default
+        kind = (
+            detector.get("kind", default_kind)
+            if isinstance(detector, dict)
+            else getattr(detector, "kind", default_kind)
+        )
+        defaults = TRACKER_SCORES_BY_DETECTOR.get(kind) if isinstance(kind, str) else None
+        tracker = data.get("tracker", {})
+        if defaults is None or not isinstance(tracker, dict):
+            return data  # an already built TrackerSettings (a copy, a test) keeps its own values
+        return {**data, "tracker": {**defaults, **tracker}}
 
     @field_validator("cameras")
     @classmethod

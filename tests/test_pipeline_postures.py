@@ -29,16 +29,22 @@ from gaitwatch.tracking.types import TrackState
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not ANNOTATIONS.is_file(), reason=f"needs {ANNOTATIONS}")]
 
 # Seated, lying and close people need the BlazePose person detector besides HOG (issue 13).
-SEES_POSTURES: dict[str, Any] = {"detector": {"kind": "hog+blazepose"}}
+# Both detector kinds that see them: the default and NanoDet beside BlazePose.
+POSTURE_KINDS = pytest.mark.parametrize("kind", ["hog+blazepose", "nanodet+blazepose"])
 
 
-def test_a_person_seated_still_for_30_s_keeps_one_confirmed_track_sitting() -> None:
+def _sees_postures(kind: str) -> dict[str, Any]:
+    return {"detector": {"kind": kind}}
+
+
+@POSTURE_KINDS
+def test_a_person_seated_still_for_30_s_keeps_one_confirmed_track_sitting(kind: str) -> None:
     person = cutout(SEATED, 0.55 * HEIGHT)
     frame = compose(backdrop(), person, 120.0, 0.3 * HEIGHT - 60.0)
     fps = 5.0
     # The full pose model: the int8 model (the default since issue 19) scores this crouching catcher, seen from
     # behind, below presence 0.5 in every crop, so no posture could be judged at all.
-    results = run(iter([frame] * int(30 * fps)), fps, {**SEES_POSTURES, "pose": {"model": "full"}})
+    results = run(iter([frame] * int(30 * fps)), fps, {**_sees_postures(kind), "pose": {"model": "full"}})
     settled = results[int(3 * fps) :]  # after the first seconds (confirmation)
     ids = {int(i) for r in settled for i in r.tracks.ids}
     assert len(ids) == 1, f"tracks over the 30 s: {sorted(ids)}"
@@ -51,12 +57,13 @@ def test_a_person_seated_still_for_30_s_keeps_one_confirmed_track_sitting() -> N
     assert not any(a for r in results for a in r.alerts if a.type == AlertType.FALL)
 
 
-def test_a_close_person_filling_half_the_frame_is_tracked_and_posed() -> None:
+@POSTURE_KINDS
+def test_a_close_person_filling_half_the_frame_is_tracked_and_posed(kind: str) -> None:
     person = cutout(SKIER_UPRIGHT, 0.5 * HEIGHT)
     wall = backdrop()
     fps, steps = 7.0, 35
     lefts = [60.0 + 6.0 * i for i in range(steps)]  # a slow walk across
-    results = run((compose(wall, person, x, 100.0) for x in lefts), fps, {})
+    results = run((compose(wall, person, x, 100.0) for x in lefts), fps, _sees_postures(kind))
     last = results[-14:]  # the final two seconds
     for r, x in zip(last, lefts[-14:], strict=True):
         truth = person.box + np.array([x, 100.0, x, 100.0])
@@ -72,7 +79,8 @@ def test_a_close_person_filling_half_the_frame_is_tracked_and_posed() -> None:
         assert ankles - nose >= 0.6 * 0.5 * HEIGHT, "landmarks span the body, head above feet"
 
 
-def test_a_person_who_falls_and_stays_down_raises_exactly_one_fall_alert() -> None:
+@POSTURE_KINDS
+def test_a_person_who_falls_and_stays_down_raises_exactly_one_fall_alert(kind: str) -> None:
     person = cutout(SKIER_UPRIGHT, 0.45 * HEIGHT)
     wall = backdrop()
     fps = 7.0
@@ -88,7 +96,7 @@ def test_a_person_who_falls_and_stays_down_raises_exactly_one_fall_alert() -> No
         boxes.append(turned_box(person, feet, angle))
     lying = compose_turned(wall, person, feet, 90.0)
     frames += [lying] * int(10 * fps)  # left lying
-    results = run(iter(frames), fps, SEES_POSTURES)
+    results = run(iter(frames), fps, _sees_postures(kind))
     falls = [a for r in results for a in r.alerts if a.type == AlertType.FALL]
     starts = [a for a in falls if a.phase == AlertPhase.START]
     assert len(starts) == 1, f"fall alerts: {[(a.phase, a.track_id, a.t_observed) for a in falls]}"

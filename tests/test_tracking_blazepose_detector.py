@@ -254,8 +254,8 @@ def test_union_keeps_each_detectors_people_once() -> None:
     assert np.all(iou_matrix(parts, union.xyxy).max(axis=1) > 0.4 - 1e-9)
 
 
-def test_default_detector_is_hog_with_near_people_blazepose_on_whole_frames() -> None:
-    union = build_detector(_settings())
+def test_hog_blazepose_kind_is_hog_with_near_people_blazepose_on_whole_frames() -> None:
+    union = build_detector(_settings(kind="hog+blazepose"))
     assert isinstance(union, UnionDetector)
     assert [type(p) for p in union.parts] == [HogPersonDetector]
     (near,) = union.whole_frame_parts
@@ -275,7 +275,7 @@ def test_default_detector_is_hog_with_near_people_blazepose_on_whole_frames() ->
 @needs_photos
 def test_tall_search_regions_get_blazepose_only_where_hog_finds_nobody() -> None:
     image, box, _ = _annotation(SEATED)
-    union = build_detector(_settings())
+    union = build_detector(_settings(kind="hog+blazepose"))
     assert isinstance(union, UnionDetector)
     hog = union.parts[0]
     # A whole-frame scan (or a still image) runs BlazePose too and finds the seated man HOG misses.

@@ -5,13 +5,13 @@ Usage:
   ``gaitwatch eval-detect --video VIDEO --reference DET.txt [--fps F] [--min-score S] [options]`` (MOT det or gt
   text: ``frame,id,x,y,w,h,score,...`` with frames counted from 1)
 
-Options: ``--detector hog|blazepose|hog+blazepose|onnx|default`` (default: ``default``), ``--config FILE`` (a
+Options: ``--detector hog|blazepose|hog+blazepose|nanodet|onnx|default`` (default: ``default``), ``--config FILE`` (a
 daemon config: its detector, tracker and pose settings; the built-in defaults otherwise), ``--rotate 0|90`` (turn
 every image 90 degrees clockwise first: a stand-in for people lying down), ``--postures FILE``, ``--frames N``,
 ``--json OUT``.
 
-``hog``, ``blazepose``, ``hog+blazepose`` and ``onnx`` run that person detector on every whole image or frame
-(``onnx`` needs ``[detector] onnx_model`` in ``--config``). ``default`` is the shipped configuration as the
+``hog``, ``blazepose``, ``hog+blazepose``, ``nanodet`` and ``onnx`` run that person detector on every whole image or
+frame (``onnx`` needs ``[detector] onnx_model`` in ``--config``). ``default`` is the shipped configuration as the
 daemon runs it: on a video the real camera pipeline (detector on its schedule and search regions, tracker, pose
 on each confirmed track, presence verification, motion-verified recovery), scored on the boxes it reports as
 people, i.e. the confirmed tracks whose latest pose crop held a person; on still images (no motion, no tracks)
@@ -80,7 +80,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--reference", type=Path, help="MOT det/gt text file of the video's reference boxes")
     p.add_argument("--fps", type=float, default=None, help="the footage's true frame rate (default: container's)")
     p.add_argument("--min-score", type=float, default=0.5, help="reference rows scored below this are ignored")
-    p.add_argument("--detector", choices=("hog", "blazepose", "hog+blazepose", "onnx", "default"), default="default")
+    p.add_argument(
+        "--detector", choices=("hog", "blazepose", "hog+blazepose", "nanodet", "onnx", "default"), default="default"
+    )
     p.add_argument("--config", type=Path, default=None, help="daemon config whose detection/pose settings to use")
     p.add_argument("--rotate", type=int, choices=(0, 90), default=0, help="turn images 90 degrees clockwise first")
     p.add_argument("--postures", type=Path, default=None, help="CSV dataset,image,annotation_id,posture")

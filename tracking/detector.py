@@ -30,3 +30,12 @@ class RegionAwareDetector(PersonDetector, Protocol):
     from (so the detector can tell a region that may hold a near person from one around a far one)."""
 
     def detect_region(self, crop: NDArray[np.uint8], frame_height: int) -> Detections: ...
+
+
+@runtime_checkable
+class BetweenScansDetector(PersonDetector, Protocol):
+    """A detector whose every-detection part looks at the whole frame, while other parts wait for the search-region
+    planner's whole-frame scans: ``detect_between_scans`` runs in place of the region scans. For a network whose
+    pass costs the same on a region's crop as on a frame, scanning regions would only multiply its passes."""
+
+    def detect_between_scans(self, image: NDArray[np.uint8]) -> Detections: ...

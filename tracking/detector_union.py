@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 from numpy.typing import NDArray
 
-from gaitwatch.tracking.boxes import covered_share_matrix, nms
+from gaitwatch.tracking.boxes import covered_share_matrix, iou_matrix, nms
 from gaitwatch.tracking.detector import PersonDetector
 from gaitwatch.tracking.types import Detections
 
@@ -107,6 +107,46 @@ class UnionDetector:
         kept = nms(xyxy, score, self.nms_iou)
         kept = kept[~_inside_a_better_box(xyxy[kept], score[kept], near[kept].astype(bool), self.contained)]
         return Detections(np.ascontiguousarray(xyxy[kept]), np.ascontiguousarray(score[kept]))
+
+
+class FrameWideUnion(UnionDetector):
+    """A ``UnionDetector`` (``BetweenScansDetector``) whose ``parts`` look at the whole frame on every detection:
+    NanoDet, whose one pass over a whole 768x576 frame costs ~40 ms and finds far walkers too. The
+    ``whole_frame_parts`` (BlazePose for near, bent and lying people) still run on the planner's whole-frame scans
+    only; no fallback parts (NanoDet sees seated people itself).
+
+    The parts' boxes come first. A whole-frame part's box that overlaps a part's box by more than ``nms_iou`` or
+    lies ``contained`` or more inside it is the same person: the part's box stays (NanoDet's boxes fit the whole
+    person) with the better of the two scores (both detectors saw someone there: a seated patient NanoDet scores
+    0.37 and BlazePose 0.9 can start a track). Any other whole-frame-part box adds a person the parts missed.
+    """
+
+    def detect_between_scans(self, image: NDArray[np.uint8]) -> Detections:
+        return self._merged(self.parts, image)
+
+    def _merge(self, parts: list[PersonDetector], found: list[Detections]) -> Detections:
+        first = [f for part, f in zip(parts, found, strict=True) if part in self.parts]
+        extra = [f for part, f in zip(parts, found, strict=True) if part not in self.parts]
+        primary = super()._merge(self.parts, first)
+        if not extra:
+            return primary
+        added = super()._merge([p for p in parts if p not in self.parts], extra)
+        score = primary.score.copy()
+        if len(primary.score) and len(added.score):
+            overlap = iou_matrix(added.xyxy, primary.xyxy)
+            same = (overlap > self.nms_iou) | (covered_share_matrix(added.xyxy, primary.xyxy) >= self.contained)
+            xyxy = primary.xyxy.copy()
+            for row in np.flatnonzero(same.any(axis=1)):
+                match = int(np.argmax(np.where(same[row], overlap[row], -1.0)))
+                weights = np.array([primary.score[match], added.score[row]])
+                xyxy[match] = weights @ np.stack([primary.xyxy[match], added.xyxy[row]]) / max(weights.sum(), 1e-9)
+                score[match] = max(score[match], added.score[row])
+            primary = Detections(xyxy, primary.score)
+            new = ~same.any(axis=1)
+            added = Detections(np.ascontiguousarray(added.xyxy[new]), np.ascontiguousarray(added.score[new]))
+        return Detections(
+            np.concatenate([primary.xyxy, added.xyxy]).reshape(-1, 4), np.concatenate([score, added.score])
+        )
 
 
 def _detect_all(parts: Sequence[PersonDetector], image: NDArray[np.uint8]) -> list[Detections]:
