@@ -54,6 +54,9 @@ def check_references(settings: Settings) -> list[str]:
     blazepose_model = settings.detector.blazepose.model_path
     if "blazepose" in settings.detector.kind and blazepose_model is not None and not blazepose_model.is_file():
         problems.append(f"detector.blazepose.model_path: {blazepose_model} does not exist or is not a file")
+    nanodet_model = settings.detector.nanodet.model_path
+    if "nanodet" in settings.detector.kind and nanodet_model is not None and not nanodet_model.is_file():
+        problems.append(f"detector.nanodet.model_path: {nanodet_model} does not exist or is not a file")
     onnx = settings.detector.onnx_model
     if settings.detector.kind == "onnx" and onnx is not None and not onnx.is_file():
         problems.append(f"detector.onnx_model: {onnx} does not exist or is not a file")

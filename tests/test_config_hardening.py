@@ -164,9 +164,20 @@ def test_check_config_reports_every_unusable_file_not_just_the_first_kind(tmp_pa
     config = _minimal(
         tmp_path,
         mqtt={"enabled": True, "password_file": str(tmp_path / "no-such-password"), "tls": {"ca_file": str(garbage)}},
-        detector={"kind": "blazepose", "blazepose": {"model_path": str(tmp_path / "missing-detector.tflite")}},
+        detector={
+            "kind": "nanodet+blazepose",
+            "blazepose": {"model_path": str(tmp_path / "missing-detector.tflite")},
+            "nanodet": {"model_path": str(tmp_path / "missing-nanodet.onnx")},
+        },
     )
     proc = _check_config(write_config(tmp_path / "refs.toml", config))
     assert proc.returncode == EX_CONFIG, proc.stdout
-    for needle in ("mqtt.password_file", "mqtt.tls:", "detector.blazepose.model_path", "missing-detector.tflite"):
+    for needle in (
+        "mqtt.password_file",
+        "mqtt.tls:",
+        "detector.blazepose.model_path",
+        "missing-detector.tflite",
+        "detector.nanodet.model_path",
+        "missing-nanodet.onnx",
+    ):
         assert needle in proc.stderr, proc.stderr
