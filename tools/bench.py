@@ -153,6 +153,7 @@ def bench_settings(
     state_dir: Path,
     port: int,
     inference_threads: int | None = None,
+    detector: str | None = None,
 ) -> Settings:
     return parse_settings(
         {
@@ -174,6 +175,7 @@ def bench_settings(
                 for i in range(cameras)
             ],
             "pose": {"model": model},
+            **({"detector": {"kind": detector}} if detector else {}),
             # The daemon's default MQTT settings (MQTT 5), as on a ward PC.
             "mqtt": {"host": "127.0.0.1", "port": port},
             "metrics": {"enabled": False},
@@ -203,16 +205,25 @@ async def run_once(
     seconds: float,
     fps: float | None,
     inference_threads: int | None = None,
+    detector: str | None = None,
 ) -> dict[str, Any]:
     """One benchmark run of ``seconds`` with ``cameras`` copies of the clips; returns its figures.
-    ``inference_threads``: the daemon's setting (None: its default)."""
+    ``inference_threads``, ``detector`` (the ``[detector] kind``): the daemon's settings (None: its default)."""
     import tempfile
 
     log = _RunLog()
     with tempfile.TemporaryDirectory(prefix="gaitwatch-bench-") as state:
         async with local_broker() as broker:
             settings = bench_settings(
-                videos, cameras, model, live, fps, Path(state), broker.port, inference_threads=inference_threads
+                videos,
+                cameras,
+                model,
+                live,
+                fps,
+                Path(state),
+                broker.port,
+                inference_threads=inference_threads,
+                detector=detector,
             )
             async with subscription(broker.host, broker.port, "gaitwatch/v1/+/+/gait/#", client_id="bench") as msgs:
 

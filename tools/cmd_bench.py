@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from gaitwatch.daemon.logs import configure_logging
+from gaitwatch.daemon.settings import DetectorSettings
 from gaitwatch.pose.blazepose import BlazePoseSettings, ModelVariant
 from gaitwatch.tools.bench import holds_realtime, run_once, time_pose_backend
 from gaitwatch.tools.demo import shipped_clip
@@ -55,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=None,
         help="the daemon's service.inference_threads for every run (default: the daemon's default)",
+    )
+    p.add_argument(
+        "--detector",
+        choices=get_args(DetectorSettings.model_fields["kind"].annotation),
+        default=None,
+        help="the daemon's [detector] kind for every run (default: the daemon's default)",
     )
     p.add_argument("--sweep", default="1,2,3,4,5,6", help="camera counts of the live real-time sweep")
     p.add_argument(
@@ -151,7 +158,13 @@ def _plot(sweep: list[dict[str, Any]], path: Path) -> str:
 
 
 async def _run_in_own_process(
-    videos: list[Path], fps: float | None, cameras: int, model: str, seconds: float, threads: int | None
+    videos: list[Path],
+    fps: float | None,
+    cameras: int,
+    model: str,
+    seconds: float,
+    threads: int | None,
+    detector: str | None,
 ) -> dict[str, Any]:
     """One live sweep run in a fresh process, so that its peak memory and its CPU are its own (memory freed by
     an earlier run is not always handed back to the system, and would be counted again)."""
@@ -165,6 +178,8 @@ async def _run_in_own_process(
             command += ["--fps", str(fps)]
         if threads:
             command += ["--inference-threads", str(threads)]
+        if detector:
+            command += ["--detector", detector]
         proc = await asyncio.create_subprocess_exec(
             *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
@@ -192,6 +207,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         seconds=args.seconds,
         fps=fps,
         inference_threads=threads,
+        detector=args.detector,
     )
     samples = main.pop("_samples")
     alone = float("nan") if args.no_pose_alone else time_pose_backend(args.model, samples)
@@ -227,7 +243,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         best = 0
         first_run: dict[str, Any] | None = None
         for n in counts:
-            run = await _run_in_own_process(videos, fps, n, model, args.seconds, threads)
+            run = await _run_in_own_process(videos, fps, n, model, args.seconds, threads, args.detector)
             run["realtime"] = holds_realtime(run)
             report["sweep"].append(run)
             first_run = first_run or run
