@@ -5,16 +5,15 @@ itself: test_pose_graph_surgery.py)."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 from pydantic import ValidationError
+from repo_scripts import load_script
 
 from gaitwatch.daemon.settings import PoseSettingsModel
 from gaitwatch.pose.blazepose import BlazePoseBackend, BlazePoseSettings, packaged_model_path
@@ -55,14 +54,6 @@ def held_out_people() -> list[tuple[NDArray[np.uint8], NDArray[np.float64]]]:
         out.append((np.asarray(frame, dtype=np.uint8), xyxy.astype(np.float64)))
     cap.release()
     return out
-
-
-def _load_build_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_pose_int8", REPO / "scripts" / "build_pose_int8.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_int8_model_loads_with_its_own_name_and_the_full_models_second_pass(int8_full: BlazePoseBackend) -> None:
@@ -136,7 +127,7 @@ def test_float_stem_ops_keeps_exactly_the_leading_ops_float() -> None:
     leaves the rest of the rule (small maps, heads) alone; the default is the shipped model's rule."""
     from ai_edge_litert import schema_py_generated as schema
 
-    build = _load_build_script()
+    build = load_script("build_pose_int8")
     pruned = build.pruned_float_model(packaged_model_path("full").read_bytes())
     graph = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(pruned, 0)).subgraphs[0]
     names = [graph.tensors[op.outputs[0]].name.decode() for op in graph.operators]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -10,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from repo_scripts import load_script
 
 from gaitwatch.daemon.assembly import build_detector, search_region_settings
 from gaitwatch.daemon.settings import TRACKER_SCORES_BY_DETECTOR, ConfigError, Settings, parse_settings
@@ -121,7 +121,9 @@ def test_build_script_quantizes_the_float_model_to_the_shipped_int8_file_byte_fo
     from gaitwatch.tracking.nanodet import packaged_model_path
 
     out = tmp_path / "int8.onnx"
-    assert _build_script().main(["quantize", "--out", str(out), "--video-dir", str(VIDEO.parent)]) == 0
+    assert (
+        load_script("build_nanodet_onnx").main(["quantize", "--out", str(out), "--video-dir", str(VIDEO.parent)]) == 0
+    )
     assert out.read_bytes() == packaged_model_path("int8").read_bytes()
 
 
@@ -210,14 +212,6 @@ def test_tracker_score_thresholds_follow_the_detectors_score_scale_unless_set() 
     assert parse_settings(settings.model_dump()).tracker == settings.tracker
 
 
-def _build_script() -> Any:
-    spec = importlib.util.spec_from_file_location("build_nanodet_onnx", REPO / "scripts" / "build_nanodet_onnx.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_build_script_translates_a_tfjs_graph_to_onnx_that_computes_the_same(tmp_path: Path) -> None:
     """A small TF.js graph in the layout of the shipped one (NHWC convolution on a transposed NCHW input, bias,
     LeakyReLU, max pool, half-pixel resize, concat, split, sigmoid, a reshape whose shape onnx_tf computed with
@@ -289,7 +283,7 @@ def test_build_script_translates_a_tfjs_graph_to_onnx_that_computes_the_same(tmp
     }
     (tmp_path / "g.json").write_text(json.dumps(graph))
     (tmp_path / "g.bin").write_bytes(blob)
-    script = _build_script()
+    script = load_script("build_nanodet_onnx")
     out = tmp_path / "g.onnx"
     assert script.main(["translate", str(tmp_path / "g.json"), "--out", str(out)]) == 0
     assert out.read_bytes() == script.build(tmp_path / "g.json").SerializeToString()  # deterministic
