@@ -95,19 +95,17 @@ def search_region_settings(settings: Settings) -> SearchRegionSettings:
     if d.kind in ("hog", "hog+blazepose"):
         min_w, min_h = d.hog.smallest_window()
         interval = SearchRegionSettings().full_frame_interval_s
-    elif d.kind == "nanodet+blazepose":
-        # NanoDet scans the whole frame on every detection (BetweenScansDetector); the interval paces BlazePose.
-        min_w, min_h = 64, 128
-        interval = SearchRegionSettings().full_frame_interval_s
     elif d.kind == "blazepose":
         # Tiled like HOG's pyramid, its cost grows with the area scanned; a region around one person is
         # looked at in one pass (too small for tiles), where the person is large, as the network likes.
         min_w = min_h = d.blazepose.min_tile_px
         interval = SearchRegionSettings().full_frame_interval_s
     else:
-        # A network with a fixed input runs a whole pass per region: whole frames only, unless configured.
+        # A network with a fixed input runs a whole pass per region: whole frames only, unless configured. With
+        # nanodet+blazepose NanoDet looks at the whole frame at every detection anyway (BetweenScansDetector) and
+        # the interval paces BlazePose's whole-frame scans.
         min_w, min_h = 64, 128
-        interval = 0.0
+        interval = SearchRegionSettings().full_frame_interval_s if d.kind == "nanodet+blazepose" else 0.0
     if d.full_frame_interval_s is not None:
         interval = d.full_frame_interval_s
     return SearchRegionSettings(full_frame_interval_s=interval, min_region_w=min_w, min_region_h=min_h)

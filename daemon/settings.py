@@ -520,9 +520,10 @@ class FhirSettings(ConfigSection):
 # out. NanoDet's scores are quality scores (predicted IoU), lower than HOG's for the same people; on vtest.avi
 # through the whole pipeline high_score / new_track_score 0.45 / 0.5 and 0.5 / 0.6 gave the same recall and
 # precision (0.869 / 0.889 and 0.868 / 0.890), HOG's 0.6 / 0.75 lost a tenth of the people (recall 0.792).
+_NANODET_TRACKER_SCORES: Final[dict[str, float]] = {"high_score": 0.45, "new_track_score": 0.5}
 TRACKER_SCORES_BY_DETECTOR: Final[dict[str, dict[str, float]]] = {
-    "nanodet": {"high_score": 0.45, "new_track_score": 0.5},
-    "nanodet+blazepose": {"high_score": 0.45, "new_track_score": 0.5},
+    "nanodet": _NANODET_TRACKER_SCORES,
+    "nanodet+blazepose": _NANODET_TRACKER_SCORES,
 }
 
 

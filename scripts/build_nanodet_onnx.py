@@ -33,6 +33,7 @@ The float graph: input ``input_1`` (1, 3, 416, 416) float32; outputs ``Identity`
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import sys
@@ -103,8 +104,6 @@ def _ints(node: dict[str, Any], name: str) -> list[int]:
 
 
 def _padding(node: dict[str, Any]) -> str:
-    import base64
-
     return base64.b64decode(_attr(node, "padding").get("s", "")).decode()
 
 

@@ -116,9 +116,11 @@ class FrameWideUnion(UnionDetector):
     only; no fallback parts (NanoDet sees seated people itself).
 
     The parts' boxes come first. A whole-frame part's box that overlaps a part's box by more than ``nms_iou`` or
-    lies ``contained`` or more inside it is the same person: the part's box stays (NanoDet's boxes fit the whole
-    person) with the better of the two scores (both detectors saw someone there: a seated patient NanoDet scores
-    0.37 and BlazePose 0.9 can start a track). Any other whole-frame-part box adds a person the parts missed.
+    lies ``contained`` or more inside it is the same person: the two boxes are fused, their score-weighted mean
+    (NanoDet's box fits the whole person as COCO boxes it; BlazePose's landmark box is the crop the pose model
+    finds the person in), with the better of the two scores (both detectors saw someone there: a seated patient
+    NanoDet scores 0.37 and BlazePose 0.9 can start a track). Any other whole-frame-part box adds a person the
+    parts missed.
     """
 
     def detect_between_scans(self, image: NDArray[np.uint8]) -> Detections:
@@ -131,21 +133,17 @@ class FrameWideUnion(UnionDetector):
         if not extra:
             return primary
         added = super()._merge([p for p in parts if p not in self.parts], extra)
-        score = primary.score.copy()
-        if len(primary.score) and len(added.score):
-            overlap = iou_matrix(added.xyxy, primary.xyxy)
-            same = (overlap > self.nms_iou) | (covered_share_matrix(added.xyxy, primary.xyxy) >= self.contained)
-            xyxy = primary.xyxy.copy()
-            for row in np.flatnonzero(same.any(axis=1)):
-                match = int(np.argmax(np.where(same[row], overlap[row], -1.0)))
-                weights = np.array([primary.score[match], added.score[row]])
-                xyxy[match] = weights @ np.stack([primary.xyxy[match], added.xyxy[row]]) / max(weights.sum(), 1e-9)
-                score[match] = max(score[match], added.score[row])
-            primary = Detections(xyxy, primary.score)
-            new = ~same.any(axis=1)
-            added = Detections(np.ascontiguousarray(added.xyxy[new]), np.ascontiguousarray(added.score[new]))
+        xyxy, score = primary.xyxy.copy(), primary.score.copy()
+        overlap = iou_matrix(added.xyxy, primary.xyxy)
+        same = (overlap > self.nms_iou) | (covered_share_matrix(added.xyxy, primary.xyxy) >= self.contained)
+        for row in np.flatnonzero(same.any(axis=1)):
+            match = int(np.argmax(np.where(same[row], overlap[row], -1.0)))
+            weights = np.array([primary.score[match], added.score[row]])
+            xyxy[match] = weights @ np.stack([primary.xyxy[match], added.xyxy[row]]) / max(weights.sum(), 1e-9)
+            score[match] = max(score[match], added.score[row])
+        new = ~same.any(axis=1)
         return Detections(
-            np.concatenate([primary.xyxy, added.xyxy]).reshape(-1, 4), np.concatenate([score, added.score])
+            np.concatenate([xyxy, added.xyxy[new]]).reshape(-1, 4), np.concatenate([score, added.score[new]])
         )
 
 

@@ -16,6 +16,7 @@ the person class, and applies non-maximum suppression.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 from dataclasses import dataclass
@@ -103,11 +104,15 @@ def preprocess(image: NDArray[np.uint8]) -> NDArray[np.float32]:
     return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
 
 
-def _cell_centres(stride: int) -> NDArray[np.float32]:
-    """Centres (cells, 2) of one feature map's cells in input pixels, row-major like the network's output."""
+@functools.cache
+def _cell_centres(stride: int) -> NDArray[np.float64]:
+    """Centres (cells, 2) of one feature map's cells in input pixels, row-major like the network's output (the
+    same three grids for every frame: made once; callers index them, never write)."""
     side = INPUT_SIDE // stride
     ys, xs = np.mgrid[0:side, 0:side]
-    return np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1).astype(np.float32)
+    centres = np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1).astype(np.float64)
+    centres.setflags(write=False)
+    return centres
 
 
 def decode_level(
@@ -126,7 +131,7 @@ def decode_level(
     weights = np.exp(logits - logits.max(axis=2, keepdims=True))
     weights /= weights.sum(axis=2, keepdims=True)
     distance = (weights @ np.arange(REG_MAX + 1, dtype=np.float64)) * stride  # (N, 4)
-    centre = _cell_centres(stride)[keep].astype(np.float64)
+    centre = _cell_centres(stride)[keep]
     boxes = np.concatenate([centre - distance[:, :2], centre + distance[:, 2:]], axis=1)
     return boxes, person[keep].astype(np.float64)
 
@@ -165,7 +170,8 @@ class NanodetPersonDetector:
         self._input = inputs[0].name
         # Outputs are told apart by shape: (1, cells, 80) scores and (1, cells, 44) side distributions per map.
         by_shape = {(int(o.shape[1]), int(o.shape[2])): o.name for o in self._session.get_outputs()}
-        self._outputs: list[tuple[int, str, str]] = []
+        # Per stride: its scores output, then its side distributions output, in STRIDES order.
+        self._output_names: list[str] = []
         for stride in STRIDES:
             cells = (INPUT_SIDE // stride) ** 2
             score_name = by_shape.get((cells, NUM_CLASSES))
@@ -175,17 +181,16 @@ class NanodetPersonDetector:
                     f"person-detector model {self.model_path} lacks the stride-{stride} outputs "
                     f"(1, {cells}, {NUM_CLASSES}) and (1, {cells}, {4 * (REG_MAX + 1)}); {hint}"
                 )
-            self._outputs.append((stride, score_name, side_name))
+            self._output_names += [score_name, side_name]
 
     def detect(self, image: NDArray[np.uint8]) -> Detections:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
             raise ValueError(f"NanoDet detector expects a BGR uint8 HxWx3 image; got {image.dtype} {image.shape}")
         height, width = image.shape[:2]
         tensor = preprocess(image)
-        names = [name for _, score, side in self._outputs for name in (score, side)]
-        raw = self._session.run(names, {self._input: tensor})
+        raw = self._session.run(self._output_names, {self._input: tensor})
         boxes, scores = [], []
-        for k, (stride, _, _) in enumerate(self._outputs):
+        for k, stride in enumerate(STRIDES):
             b, s = decode_level(raw[2 * k][0], raw[2 * k + 1][0], stride, self.settings.min_score)
             boxes.append(b)
             scores.append(s)
