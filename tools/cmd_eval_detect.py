@@ -5,17 +5,17 @@ Usage:
   ``gaitwatch eval-detect --video VIDEO --reference DET.txt [--fps F] [--min-score S] [options]`` (MOT det or gt
   text: ``frame,id,x,y,w,h,score,...`` with frames counted from 1)
 
-Options: ``--detector hog|blazepose|hog+blazepose|nanodet|onnx|default`` (default: ``default``), ``--config FILE`` (a
+Options: ``--detector KIND|default`` (any ``[detector] kind``; default: ``default``), ``--config FILE`` (a
 daemon config: its detector, tracker and pose settings; the built-in defaults otherwise), ``--rotate 0|90`` (turn
 every image 90 degrees clockwise first: a stand-in for people lying down), ``--postures FILE``, ``--frames N``,
 ``--json OUT``.
 
-``hog``, ``blazepose``, ``hog+blazepose``, ``nanodet`` and ``onnx`` run that person detector on every whole image or
-frame (``onnx`` needs ``[detector] onnx_model`` in ``--config``). ``default`` is the shipped configuration as the
-daemon runs it: on a video the real camera pipeline (detector on its schedule and search regions, tracker, pose
-on each confirmed track, presence verification, motion-verified recovery), scored on the boxes it reports as
-people, i.e. the confirmed tracks whose latest pose crop held a person; on still images (no motion, no tracks)
-the configured detector's boxes that a pose crop verifies (presence >= ``[pose] min_presence``).
+A kind (``hog``, ``blazepose``, ``hog+blazepose``, ``nanodet``, ``nanodet+blazepose``, ``onnx``) runs that person
+detector on every whole image or frame (``onnx`` needs ``[detector] onnx_model`` in ``--config``). ``default`` is
+the shipped configuration as the daemon runs it: on a video the real camera pipeline (detector on its schedule and
+search regions, tracker, pose on each confirmed track, presence verification, motion-verified recovery), scored on
+the boxes it reports as people, i.e. the confirmed tracks whose latest pose crop held a person; on still images (no
+motion, no tracks) the configured detector's boxes that a pose crop verifies (presence >= ``[pose] min_presence``).
 
 Boxes are matched one-to-one to the reference (maximum total IoU); reported at IoU 0.5 and 0.3: recall,
 precision, by reference box height (``<75``, ``75-150``, ``>=150`` px) and by posture (``upright`` /
@@ -38,14 +38,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from gaitwatch.daemon.assembly import SharedModels, build_camera_pipeline, build_detector
-from gaitwatch.daemon.settings import ConfigError, Settings, load_settings, parse_settings
+from gaitwatch.daemon.settings import ConfigError, DetectorSettings, Settings, load_settings, parse_settings
 from gaitwatch.tracking.offline.detection_eval import (
     NON_UPRIGHT,
     UNKNOWN_POSTURE,
@@ -81,7 +81,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--fps", type=float, default=None, help="the footage's true frame rate (default: container's)")
     p.add_argument("--min-score", type=float, default=0.5, help="reference rows scored below this are ignored")
     p.add_argument(
-        "--detector", choices=("hog", "blazepose", "hog+blazepose", "nanodet", "onnx", "default"), default="default"
+        "--detector",
+        choices=(*get_args(DetectorSettings.model_fields["kind"].annotation), "default"),
+        default="default",
     )
     p.add_argument("--config", type=Path, default=None, help="daemon config whose detection/pose settings to use")
     p.add_argument("--rotate", type=int, choices=(0, 90), default=0, help="turn images 90 degrees clockwise first")
