@@ -19,6 +19,7 @@ from gaitwatch.tracking.detector import BetweenScansDetector
 from gaitwatch.tracking.detector_union import FrameWideUnion, UnionDetector
 from gaitwatch.tracking.nanodet import (
     INPUT_SIDE,
+    MAX_CANDIDATES,
     NUM_CLASSES,
     REG_MAX,
     NanodetModelError,
@@ -143,6 +144,11 @@ def test_model_and_input_errors_name_the_problem(tmp_path: Path) -> None:
         _settings(kind="nanodet", nanodet={"model": "fp16"})
     # A blank frame holds nobody.
     assert len(detector.detect(np.full((480, 640, 3), 127, dtype=np.uint8))) == 0
+    # An admin's min_score 0 makes every cell a candidate (3549): suppression still sees at most MAX_CANDIDATES
+    # (before the cap, one frame kept 1070 boxes and took 1.2 s).
+    everything = NanodetPersonDetector(NanodetSettings(min_score=0.0))
+    noise = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    assert 0 < len(everything.detect(noise)) <= MAX_CANDIDATES
 
 
 class _FixedBoxes:
