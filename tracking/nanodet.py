@@ -29,6 +29,7 @@ from annotated_types import Interval
 from numpy.typing import NDArray
 
 from gaitwatch.tracking.boxes import nms
+from gaitwatch.tracking.onnx_detector import cpu_session
 from gaitwatch.tracking.types import Detections
 
 # The shipped builds: float32 as translated from the TF.js graph, and int8 (static quantization, per-channel
@@ -153,13 +154,8 @@ class NanodetPersonDetector:
         except OSError as exc:
             raise NanodetModelError(f"cannot read person-detector model {self.model_path} ({exc}); {hint}") from None
         self.model_version = f"{self.model_path.stem}@{hashlib.sha256(blob).hexdigest()[:12]}"
-        import onnxruntime as ort  # heavy import, only when a detector is made
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.settings.num_threads
-        options.inter_op_num_threads = 1
         try:
-            self._session: Any = ort.InferenceSession(blob, sess_options=options, providers=["CPUExecutionProvider"])
+            self._session: Any = cpu_session(blob, self.settings.num_threads)
         except Exception as exc:
             raise NanodetModelError(
                 f"person-detector model {self.model_path} cannot be loaded ({exc}); {hint}"

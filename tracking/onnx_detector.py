@@ -10,7 +10,8 @@ Expected model layout (the common single-output YOLO export with NMS-free or bui
   ``class`` the class index (``person_class``, 0 for COCO-trained models). ``N`` may be dynamic.
 
 Boxes are mapped back through the letterbox to frame pixels, filtered by class and score, and NMS is applied
-(harmless for models that already did it). onnxruntime is imported lazily so the package works without it.
+(harmless for models that already did it). onnxruntime (a core dependency since NanoDet ships) is imported only
+when a detector is made: it is heavy.
 """
 
 from __future__ import annotations
@@ -110,6 +111,18 @@ def _dim(value: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
+def cpu_session(model: str | bytes, num_threads: int) -> Any:
+    """An onnxruntime CPU session of ``model`` (a path or the file's bytes) on ``num_threads`` intra-op threads and
+    one inter-op thread (the person detectors: the daemon's own threads give the parallelism). Raises whatever
+    onnxruntime raises for a model it cannot load."""
+    import onnxruntime as ort  # heavy import, only when a detector is made
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+
 class OnnxPersonDetector:
     """``PersonDetector`` backed by an onnxruntime session (CPU). Safe to call from several threads at once:
     ``InferenceSession.run`` is thread-safe and ``detect`` keeps no state of its own."""
@@ -120,16 +133,7 @@ class OnnxPersonDetector:
         if not path.is_file():
             raise FileNotFoundError(f"ONNX person-detector model not found: {path}")
         try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - exercised only without the optional dependency
-            raise ImportError(
-                "the ONNX person detector needs the 'onnxruntime' package: pip install 'gaitwatch[onnx]'"
-            ) from exc
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.num_threads
-        options.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            self._session = cpu_session(str(path), settings.num_threads)
         except Exception as exc:
             raise ValueError(f"cannot load ONNX person-detector model {path}: {exc}") from exc
         inputs = self._session.get_inputs()
