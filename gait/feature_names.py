@@ -43,6 +43,7 @@ class Feature(StrEnum):
     STEP_LENGTH_LL = "step_length_ll"
     SPEED_BH_S = "speed_bh_s"
     SPEED_FROM_STEPS_BH_S = "speed_from_steps_bh_s"
+    STEP_PROGRESS = "step_progress"
     APPROACH_RATE_PER_S = "approach_rate_per_s"
     HALT_S = "halt_s"
     HALT_T = "halt_t"

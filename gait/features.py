@@ -101,6 +101,8 @@ def analyze_window(window: GaitWindow, settings: GaitSettings | None = None) -> 
     seen_well = (
         repair.foot_fraction <= settings.max_swap_fraction
         and feats.get(Feature.STRIDE_SNR, np.inf) >= settings.min_stride_snr  # unknown noise (no trunk seen): pass
+        # steps that explain too little of the body's progression: legs or cadence misread (unmeasured: pass)
+        and feats.get(Feature.STEP_PROGRESS, np.inf) >= settings.min_step_progress
     )
     valid = (
         walking
@@ -282,6 +284,7 @@ def stride_analysis(w: PreparedWindow, settings: GaitSettings, spectra: StrideSp
         if heading <= settings.max_heading_deg:
             feats[Feature.STEP_LENGTH_LL] = swing  # ankle separation amplitude ~ step length, in leg lengths
             feats[Feature.SPEED_FROM_STEPS_BH_S] = swing * LEG_LENGTH_PER_HEIGHT * 2.0 * f_stride
+            feats[Feature.STEP_PROGRESS] = feats[Feature.SPEED_FROM_STEPS_BH_S] / max(speed, 1e-9)
         # Step-to-step timing (variability, asymmetry, autocorrelation regularity, the pelvis's harmonic
         # ratio) needs each heel strike placed to ~1-2 % of a step, or several stride harmonics below the
         # Nyquist frequency; with too few camera frames per step the pose noise decides instead.

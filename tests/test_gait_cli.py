@@ -55,7 +55,7 @@ def test_synth_train_eval_replay_report(tmp_path: Path) -> None:
 
 def test_replay_fps_override_rescales_time(tmp_path: Path) -> None:
     data = tmp_path / "s"
-    assert _cli("synth", "--out", str(data), "--subjects", "1", "--duration", "12", "--fps", "10") == 0
+    assert _cli("synth", "--out", str(data), "--subjects", "1", "--duration", "12", "--fps", "10", "--seed", "1") == 0
     out10, out7 = tmp_path / "a.json", tmp_path / "b.json"
     rec = str(data / "subject_0000.npz")
     assert _cli("replay", rec, "--json", str(out10), "--quiet") == 0

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gaitwatch.gait.feature_names import Feature
 from gaitwatch.gait.features import analyze_window
 from gaitwatch.gait.offline.synthetic import CameraView, PoseNoise, SyntheticWalk, WalkerParams, generate_walk
 from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.gait.types import ActivityState, GaitWindow
+from gaitwatch.pose.keypoints import Landmark
 
 
 def _window(walk: SyntheticWalk, t0: float, t1: float) -> GaitWindow:
@@ -84,3 +86,34 @@ def test_cadence_is_rate_independent_when_frames_are_irregular() -> None:
     m = analyze_window(win)
     truth = walk.truth(float(win.t[0]), float(win.t[-1]))["cadence_spm"]
     assert m.valid and m.cadence_spm is not None and abs(m.cadence_spm - truth) <= 2.0
+
+
+def test_steps_that_cannot_carry_the_body_make_the_window_invalid() -> None:
+    # The legs seen at 0.3 of their real swing (a small, blurred walker) while the pelvis crosses the view
+    # at full speed: the steps explain a third of the progression, so cadence and step length are not trusted.
+    walk = generate_walk(WalkerParams(cadence_spm=105.0), fps=15.0, duration_s=10.0, seed=6)
+    win = _window(walk, 1.0, 9.0)
+    seen = analyze_window(win)
+    assert seen.valid and 0.7 <= seen.features[Feature.STEP_PROGRESS] <= 1.4
+    kp = win.keypoints.copy()
+    pelvis_x = kp[:, [Landmark.LEFT_HIP, Landmark.RIGHT_HIP], 0].mean(axis=1, keepdims=True)
+    legs = [
+        Landmark.LEFT_KNEE,
+        Landmark.RIGHT_KNEE,
+        Landmark.LEFT_ANKLE,
+        Landmark.RIGHT_ANKLE,
+        Landmark.LEFT_HEEL,
+        Landmark.RIGHT_HEEL,
+        Landmark.LEFT_FOOT_INDEX,
+        Landmark.RIGHT_FOOT_INDEX,
+    ]
+    kp[:, legs, 0] = pelvis_x + 0.3 * (kp[:, legs, 0] - pelvis_x)
+    world = win.world.copy()  # the pose model's 3-D landmarks (hip-centred metres) misread the same way
+    world[:, legs, 0] *= 0.3
+    world[:, legs, 2] *= 0.3
+    misread = GaitWindow(win.track_id, win.t, kp, world)
+    m = analyze_window(misread)
+    assert m.features[Feature.STEP_PROGRESS] < 0.5
+    assert not m.valid and m.cadence_spm is None
+    # The check is what rejects it: switched off, the same window passes as walking.
+    assert analyze_window(misread, GaitSettings(min_step_progress=0.0)).valid

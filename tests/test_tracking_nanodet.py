@@ -185,6 +185,29 @@ def test_frame_wide_union_fuses_a_person_both_detectors_found_and_adds_the_ones_
     assert (nanodet.calls, blazepose.calls) == (2, 1)
 
 
+def test_frame_wide_union_lends_only_its_score_to_a_person_when_its_box_spans_two_people() -> None:
+    image = np.zeros((480, 640, 3), dtype=np.uint8)
+    # vtest frame 556: one walker crossing in front of another; BlazePose's box holds both of NanoDet's people.
+    behind, in_front = [167.0, 354.0, 216.0, 496.0], [198.0, 380.0, 271.0, 527.0]
+    both = [167.0, 348.0, 264.0, 523.0]
+    union = FrameWideUnion(
+        [_FixedBoxes([behind, in_front], [0.78, 0.76])], whole_frame_parts=[_FixedBoxes([both], [1.0])]
+    )
+    found = union.detect(image)
+    order = np.argsort(found.xyxy[:, 0])
+    np.testing.assert_array_equal(found.xyxy[order], [behind, in_front])  # neither dragged towards the other
+    np.testing.assert_allclose(found.score[order], [0.78, 1.0])
+    # A close-up person with NanoDet part-boxes (a hand, a head) inside BlazePose's box: still one fused box.
+    person, hand, head = [314.0, 334.0, 1324.0, 1061.0], [641.0, 321.0, 825.0, 544.0], [759.0, 279.0, 885.0, 433.0]
+    landmarks = [295.0, 72.0, 1274.0, 943.0]
+    union = FrameWideUnion(
+        [_FixedBoxes([person, hand, head], [0.6, 0.43, 0.31])], whole_frame_parts=[_FixedBoxes([landmarks], [1.0])]
+    )
+    found = union.detect(np.zeros((1080, 1920, 3), dtype=np.uint8))
+    fused = (0.6 * np.array(person) + 1.0 * np.array(landmarks)) / 1.6
+    np.testing.assert_allclose(found.xyxy[np.argmax(found.score)], fused)
+
+
 def test_nanodet_blazepose_runs_nanodet_on_every_detection_and_blazepose_on_whole_frame_scans() -> None:
     union = build_detector(_settings(kind="nanodet+blazepose"))
     assert isinstance(union, FrameWideUnion)
