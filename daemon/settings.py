@@ -319,11 +319,12 @@ class DetectorSettings(BorrowingSection):
 
     # hog: OpenCV HOG (upright walkers). blazepose: MediaPipe's BlazePose person detector on the whole image and
     # tiles, each find checked by the pose landmark model (also seated, bent and lying people; ~5x HOG's CPU time
-    # on a whole 768x576 frame). hog+blazepose (default): HOG on every scan and BlazePose, in coarse tiles for near
-    # people, beside it. nanodet+blazepose: NanoDet (COCO-trained CNN, shipped) on the whole frame at every
-    # detection and BlazePose on whole-frame scans; a person both find is one box (``FrameWideUnion``). nanodet:
-    # NanoDet alone. Figures: README.
-    kind: Literal["hog", "onnx", "blazepose", "hog+blazepose", "nanodet", "nanodet+blazepose"] = "hog+blazepose"
+    # on a whole 768x576 frame). hog+blazepose: HOG on every scan and BlazePose, in coarse tiles for near people,
+    # beside it. nanodet+blazepose (default): NanoDet (COCO-trained CNN, shipped, int8) on the whole frame at every
+    # detection and BlazePose on whole-frame scans; a person both find is one box (``FrameWideUnion``): it sees
+    # seated and bent people HOG misses (shared photos: 0.77 of them against 0.46) at HOG's CPU cost. nanodet:
+    # NanoDet alone (misses most lying people). Figures: README.
+    kind: Literal["hog", "onnx", "blazepose", "hog+blazepose", "nanodet", "nanodet+blazepose"] = "nanodet+blazepose"
     # hog+blazepose: BlazePose on whole-frame scans (every full_frame_interval_s) and, in one pass, on the search
     # regions at least 0.4 of the frame tall that HOG finds nobody in (a near seated or lying patient keeps their
     # track; walkers HOG finds and far people cost nothing more), or on "all" scans, every search region included.

@@ -34,6 +34,12 @@ class ScheduleSettings:
     ``moving_speed``: box motion (centre speed plus height change, in box heights per second) above which a
     track counts as moving. Walking is about 0.5-0.8 body heights per second; detector jitter on a still
     person about 0.02-0.1. Lower starts full-rate posing sooner; higher spares CPU on fidgeting.
+    ``still_speed``: a moving track counts as still again only below this speed (hysteresis). A slow walker's box
+    moves at ~0.1-0.2 body heights per second (slower still when heading obliquely towards the camera), around
+    ``moving_speed``: without hysteresis their posing flipped between the two rates and the gait stage saw gaps
+    of 2 frames at 7 fps, half a step of the slowest walkers, the people gait alerts are for (measured on the demo
+    clip: a couple strolling at 65-70 steps/min, read as unsteady). Lower keeps more fidgeting, once-moving
+    people at the full rate (CPU); it must stay above a still person's detector jitter.
     ``speed_time_constant_s``: smoothing of that speed. Longer ignores jitter and brief motions but switches
     to full rate later when someone starts walking.
     ``max_crops_per_frame``: at most this many crops per call (0 = no limit): the most overdue tracks first.
@@ -50,6 +56,7 @@ class ScheduleSettings:
     max_rate_hz: Annotated[float, Interval(gt=0.0, le=120.0)] = 15.0
     stationary_rate_hz: Annotated[float, Interval(gt=0.0, le=120.0)] = 3.0
     moving_speed: float = 0.15
+    still_speed: float = 0.07
     speed_time_constant_s: float = 0.5
     max_crops_per_frame: int = 0
     empty_after: int = 3
@@ -64,6 +71,8 @@ class ScheduleSettings:
             raise ValueError("ScheduleSettings.stationary_rate_hz must not exceed max_rate_hz")
         if not (math.isfinite(self.moving_speed) and self.moving_speed >= 0.0):
             raise ValueError(f"ScheduleSettings.moving_speed must be >= 0; got {self.moving_speed}")
+        if not (math.isfinite(self.still_speed) and 0.0 <= self.still_speed <= self.moving_speed):
+            raise ValueError(f"ScheduleSettings.still_speed must be in [0, moving_speed]; got {self.still_speed}")
         if self.empty_after < 1:
             raise ValueError(f"ScheduleSettings.empty_after must be >= 1; got {self.empty_after}")
         if self.max_crops_per_frame < 0:
@@ -83,6 +92,7 @@ class _TrackClock:
     vy: float = 0.0
     vh: float = 0.0
     empty_crops: int = 0  # consecutive crops in which the pose model found nobody
+    moving: bool = False
 
     @property
     def speed(self) -> float:
@@ -108,7 +118,7 @@ class PoseScheduler:
             clock = self._observe(tid, t, tracks.xyxy[i])
             if int(tracks.state[i]) != TrackState.CONFIRMED:
                 continue
-            rate = s.max_rate_hz if clock.speed >= s.moving_speed else s.stationary_rate_hz
+            rate = s.max_rate_hz if clock.moving else s.stationary_rate_hz
             if clock.empty_crops >= s.empty_after:
                 rate = min(rate, s.empty_rate_hz)
             if clock.last_pose_t is None:
@@ -139,7 +149,7 @@ class PoseScheduler:
     def is_moving(self, track_id: int) -> bool:
         """Whether the track currently counts as moving (False for unknown tracks)."""
         clock = self._tracks.get(int(track_id))
-        return clock is not None and clock.speed >= self.settings.moving_speed
+        return clock is not None and clock.moving
 
     def prune(self, live_track_ids: NDArray[np.int64]) -> None:
         """Forget tracks that are no longer live."""
@@ -162,4 +172,9 @@ class PoseScheduler:
             clock.vy += a * ((cy - clock.cy) / dt - clock.vy)
             clock.vh += a * ((h - clock.h) / dt - clock.vh)
             clock.cx, clock.cy, clock.h, clock.last_seen_t = cx, cy, h, t
+        speed = clock.speed
+        if speed >= self.settings.moving_speed:
+            clock.moving = True
+        elif speed < self.settings.still_speed:
+            clock.moving = False
         return clock

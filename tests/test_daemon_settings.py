@@ -109,12 +109,15 @@ def test_secret_is_read_from_credentials_directory(tmp_path: Path, monkeypatch: 
 
 def test_search_regions_default_by_detector_kind() -> None:
     """HOG costs grow with the area scanned, so it searches regions between 2 s full scans; a fixed-input ONNX
-    network would run a whole pass per region, so it scans whole frames unless the site says otherwise."""
+    network would run a whole pass per region, so it scans whole frames unless the site says otherwise; with the
+    default nanodet+blazepose NanoDet sees every whole frame and the 2 s pace BlazePose's whole-frame scans."""
     from gaitwatch.daemon.assembly import search_region_settings
 
     camera = {"cameras": [{"id": "a", "source": "x.mp4"}]}
-    hog = search_region_settings(parse_settings(camera))
+    hog = search_region_settings(parse_settings({**camera, "detector": {"kind": "hog"}}))
     assert (hog.full_frame_interval_s, hog.min_region_w, hog.min_region_h) == (2.0, 50, 99)  # 64x128 / 1.3
+    default = search_region_settings(parse_settings(camera))
+    assert (default.full_frame_interval_s, default.min_region_w, default.min_region_h) == (2.0, 64, 128)
     onnx = {"kind": "onnx", "onnx_model": "/etc/gaitwatch/person.onnx"}
     assert search_region_settings(parse_settings({**camera, "detector": onnx})).full_frame_interval_s == 0.0
     tuned = {**onnx, "full_frame_interval_s": 3.0}
@@ -175,7 +178,7 @@ def test_a_value_the_library_refuses_is_a_config_error_naming_the_key() -> None:
     daemon when it builds its pipeline (before, `min_score` above `high_score` passed check-config)."""
     camera: dict[str, Any] = {"cameras": [{"id": "a", "source": "x.mp4"}]}
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"tracker": {"min_score": 0.7}}, "  tracker.min_score: min_score (0.7) must not exceed high_score (0.6)"),
+        ({"tracker": {"min_score": 0.7}}, "  tracker.min_score: min_score (0.7) must not exceed high_score (0.45)"),
         ({"detector": {"blazepose": {"tile_fraction": 0.05}}}, "  detector.blazepose.tile_fraction: tile_fraction"),
         ({"pose": {"stationary_rate_hz": 20.0}}, "  pose.stationary_rate_hz: stationary_rate_hz must not exceed"),
         ({"alerts": {"k_end": 4}}, "  alerts: needs 0 <= k_end < k_start <= window_count (hysteresis)"),
@@ -193,7 +196,7 @@ def test_library_tables_are_the_library_objects_and_dump_as_their_toml_table() -
     settings = parse_settings({"cameras": [{"id": "a", "source": "x.mp4"}], "gait": {"window_s": 10.0}})
     assert settings.gait == GaitSettings(window_s=10.0)
     assert settings.alerts == AlertPolicySettings()
-    assert settings.tracker == TrackerSettings(new_track_score=0.75)
+    assert settings.tracker == TrackerSettings(high_score=0.45, new_track_score=0.5)  # the default detector's
     dumped = settings.model_dump(mode="json")
     assert dumped["gait"] == {"window_s": 10.0, "hop_s": 1.0, "join_max_gap_s": 3.0}
     assert set(dumped["alerts"]) == {"window_count", "k_start", "k_end", "cooldown_s", "update_interval_s",

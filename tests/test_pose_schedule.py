@@ -55,6 +55,41 @@ def test_walking_track_is_capped_at_max_rate_and_still_track_polled_slowly() -> 
     assert sched.is_moving(1) and not sched.is_moving(2)
 
 
+def test_a_walker_who_slows_down_keeps_the_full_rate_until_still() -> None:
+    """A slow walker's box moves at ~0.1 body heights per second, below the speed that starts full-rate posing:
+    once moving, they keep every pose until they are clearly still (hysteresis), so their gait windows have no
+    gaps; a person who stops is polled slowly again."""
+    settings = ScheduleSettings(max_rate_hz=15.0, stationary_rate_hz=3.0, moving_speed=0.15, still_speed=0.07)
+    sched = PoseScheduler(settings)
+    fps, height = 7.0, 170.0
+    x, k = 50.0, 0
+    posed_slow = 0
+    for speed_bh_s, seconds in ((0.5, 2.0), (0.1, 6.0), (0.0, 3.0)):
+        for _ in range(int(seconds * fps)):
+            t = k / fps
+            due = bool(sched.select(t, _tracks([1], [_box_at(x, height)]))[0])
+            if speed_bh_s == 0.1 and t >= 3.0:  # the smoothed speed settled on the slow pace
+                posed_slow += int(due)
+            x += speed_bh_s * height / fps
+            k += 1
+        if speed_bh_s == 0.1:
+            assert sched.is_moving(1)
+    assert posed_slow == int(5.0 * fps)  # every frame of the slow walk's last 5 s
+    assert not sched.is_moving(1)
+    # Without hysteresis the same slow walker is polled at the stationary rate.
+    plain = PoseScheduler(ScheduleSettings(moving_speed=0.15, still_speed=0.15))
+    x = 50.0
+    for k in range(int(8 * fps)):
+        plain.select(k / fps, _tracks([1], [_box_at(x, height)]))
+        x += (0.5 if k < 2 * fps else 0.1) * height / fps
+    assert not plain.is_moving(1)
+
+
+def test_still_speed_above_moving_speed_is_refused() -> None:
+    with pytest.raises(ValueError, match="still_speed"):
+        ScheduleSettings(moving_speed=0.1, still_speed=0.2)
+
+
 def test_standing_up_switches_to_full_rate() -> None:
     """A seated person standing up barely moves the box centre but changes its height."""
     sched = PoseScheduler(ScheduleSettings(max_rate_hz=15.0, stationary_rate_hz=2.0))

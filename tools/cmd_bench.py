@@ -118,8 +118,11 @@ def _print_run(run: dict[str, Any]) -> None:
     out.write(f"  per-person ms by people in frame: {run['per_person_cost_by_people']}\n")
     passes = run["detection_passes"]
     out.write(
-        f"  detection passes: {passes['whole_frame']} on the whole frame (median {passes['whole_frame_median_ms']} "
-        f"ms), {passes['regions']} on search regions only (median {passes['regions_median_ms']} ms)\n"
+        # Between whole-frame scans the HOG kinds search regions only, while the NanoDet kinds run NanoDet alone
+        # on the whole frame (BlazePose waits for the next scan): the label must not claim regions for them.
+        f"  detection passes: {passes['whole_frame']} whole-frame scans (median {passes['whole_frame_median_ms']} "
+        f"ms), {passes['regions']} between them (median {passes['regions_median_ms']} ms; search regions, or "
+        "NanoDet alone on the whole frame)\n"
     )
     roles = run["cpu_ms_per_frame_by_role"]
     if roles:

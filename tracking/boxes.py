@@ -17,6 +17,12 @@ def area(xyxy: FloatArray) -> FloatArray:
     return np.clip(xyxy[:, 2] - xyxy[:, 0], 0.0, None) * np.clip(xyxy[:, 3] - xyxy[:, 1], 0.0, None)
 
 
+def longer_side(xyxy: FloatArray) -> FloatArray:
+    """Each box's longer side: a person's size whatever their posture (a lying person's box is wide)."""
+    side: FloatArray = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
+    return side
+
+
 def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
     """Intersection over union of every box in ``a`` (N, 4) with every box in ``b`` (M, 4): shape (N, M).
 

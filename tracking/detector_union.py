@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 from numpy.typing import NDArray
 
-from gaitwatch.tracking.boxes import covered_share_matrix, iou_matrix, nms
+from gaitwatch.tracking.boxes import covered_share_matrix, iou_matrix, longer_side, nms
 from gaitwatch.tracking.detector import PersonDetector
 from gaitwatch.tracking.types import Detections
 
@@ -172,13 +172,8 @@ def _holds_another_person(
     inside, around = covered_share_matrix(boxes, matched)[:, 0], covered_share_matrix(matched, boxes)[0]
     nested = np.maximum(inside, around) >= contained
     others &= ~nested
-    others &= _longer_side(boxes) >= SECOND_PERSON_MIN_SIDE * float(_longer_side(find[None])[0])
+    others &= longer_side(boxes) >= SECOND_PERSON_MIN_SIDE * float(longer_side(find[None])[0])
     return bool(others.any())
-
-
-def _longer_side(xyxy: NDArray[np.float64]) -> NDArray[np.float64]:
-    side: NDArray[np.float64] = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
-    return side
 
 
 def _detect_all(parts: Sequence[PersonDetector], image: NDArray[np.uint8]) -> list[Detections]:

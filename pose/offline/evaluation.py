@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gaitwatch.pose.keypoints import Landmark
+from gaitwatch.tracking.boxes import longer_side
 
 # BlazePose landmark for each joint name used by COCO-17, CrowdPose and PoseTrack18.
 _NAME_TO_LANDMARK: dict[str, Landmark] = {
@@ -180,7 +181,7 @@ def load_coco_keypoints(annotations: Path, images: Path) -> KeypointDataset:
         labelled=np.asarray(labelled, dtype=bool).reshape(-1, len(keep)),
         joint_names=joint_names,
         landmarks=tuple(_NAME_TO_LANDMARK[n] for n in joint_names),
-        norm=np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]),
+        norm=longer_side(xyxy),
         norm_kind="box",
     )
 
@@ -256,7 +257,7 @@ def reference_dataset(
         labelled=labelled,
         joint_names=tuple(lm.name.lower() for lm in lms),
         landmarks=lms,
-        norm=np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]),
+        norm=longer_side(box),
         norm_kind="box",
     )
 
