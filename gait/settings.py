@@ -4,6 +4,7 @@ are these classes (gaitwatch.daemon.library_settings)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -152,7 +153,7 @@ class GaitSettings:
 
     def __post_init__(self) -> None:
         for name in ("window_s", "hop_s", "min_duration_s", "resample_hz", "max_gap_s", "lowpass_hz"):
-            if not getattr(self, name) > 0:
+            if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"GaitSettings.{name} must be > 0; got {getattr(self, name)}")
         if self.min_duration_s > self.window_s:
             raise ValueError("GaitSettings.min_duration_s must not exceed window_s")
@@ -164,7 +165,7 @@ class GaitSettings:
             "min_event_snr",
             "min_step_progress",
         ):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # written so that NaN fails too
                 raise ValueError(f"GaitSettings.{name} must be >= 0; got {getattr(self, name)}")
         if not 0 < self.cadence_min_spm < self.cadence_max_spm:
             raise ValueError("GaitSettings.cadence_min_spm must be in (0, cadence_max_spm)")

@@ -195,6 +195,13 @@ def test_settings_reject_bad_robustness_knobs() -> None:
         GaitSettings(min_event_snr=-1.0)
     with pytest.raises(ValueError):
         AlertPolicySettings(freezing_min_episodes=0)
+    # NaN compares false with everything: a check written "< 0" let it through, and every window after it was
+    # silently valid (or never); inf windows never fill.
+    for knob in ("min_step_progress", "min_event_snr", "min_strides", "min_stride_snr"):
+        with pytest.raises(ValueError, match=knob):
+            GaitSettings(**{knob: float("nan")})
+    with pytest.raises(ValueError, match="window_s"):
+        GaitSettings(window_s=float("inf"))
 
 
 @pytest.mark.slow

@@ -231,7 +231,8 @@ def test_tracker_score_thresholds_follow_the_detectors_score_scale_unless_set() 
     for kind in ("hog", "hog+blazepose"):
         hog = parse_settings({**camera, "detector": {"kind": kind}}).tracker
         assert (hog.high_score, hog.new_track_score) == (0.6, 0.75)
-    assert parse_settings(camera).tracker == parse_settings({**camera, "detector": {"kind": "nanodet+blazepose"}}).tracker
+    default_kind = parse_settings({**camera, "detector": {"kind": "nanodet+blazepose"}}).tracker
+    assert parse_settings(camera).tracker == default_kind
     own = parse_settings(
         {**camera, "detector": {"kind": "nanodet"}, "tracker": {"new_track_score": 0.7, "min_hits": 3}}
     ).tracker
