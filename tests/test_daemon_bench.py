@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gaitwatch.tools.cmd_bench import largest_held, sweep_counts
 from gaitwatch.tools.demo import shipped_clip
 
 REQUIRED = (
@@ -98,3 +99,23 @@ def test_an_unknown_sweep_model_fails_before_any_run() -> None:
     proc = _bench("--video", str(shipped_clip()), "--sweep-models", "full,huge")
     assert proc.returncode == 1
     assert "unknown model(s) huge" in proc.stderr
+
+
+def test_a_sweep_that_starts_above_one_camera_reports_the_largest_count_held() -> None:
+    """An admin who already knows 1 and 2 cameras hold sweeps 3,4,5: the answer is the largest count held before
+    the first miss, not 0 (it was 0 when the code wanted the count one below to have held)."""
+    assert largest_held([(3, True), (4, True), (5, False)]) == 4
+    assert largest_held([(1, True), (2, True), (3, True)]) == 3
+    assert largest_held([(3, False)]) == 0
+    assert largest_held([]) == 0
+    assert sweep_counts("5, 3,4,4") == [3, 4, 5]  # run in increasing order: a miss means more cannot hold
+
+
+def test_bad_sweep_counts_fail_before_any_run() -> None:
+    for bad in ("0,1", "two", ","):
+        with pytest.raises(ValueError, match="--sweep"):
+            sweep_counts(bad)
+    proc = _bench("--video", str(shipped_clip()), "--sweep", "3,x")
+    assert proc.returncode == 1
+    assert "--sweep: expected camera counts" in proc.stderr
+    assert proc.stdout == ""  # refused before the throughput run (which prints its figures)

@@ -241,9 +241,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.no_sweep:
         return report
-    counts = [int(c) for c in args.sweep.split(",") if c.strip()]
+    counts = sweep_counts(args.sweep)
     for model in _sweep_models(args):
-        best = 0
         first_run: dict[str, Any] | None = None
         for n in counts:
             run = await _run_in_own_process(videos, fps, n, model, args.seconds, threads, args.detector)
@@ -252,10 +251,10 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             first_run = first_run or run
             _print_run(run)
             sys.stdout.write(f"  real time: {run['realtime']}\n")
-            if run["realtime"] and best == n - 1:
-                best = n
             if not run["realtime"]:
                 break
+        runs = [(int(r["cameras"]), bool(r["realtime"])) for r in report["sweep"] if r["model"] == model]
+        best = largest_held(runs)
         report[_realtime_key(model)] = best
         if best == 0 and first_run is not None:
             report[f"p95_latency_ms_{model.replace('-', '_')}_1cam"] = first_run["p95_latency_ms"]
@@ -266,6 +265,30 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             report["dropped_fraction"] = live_default[0]["dropped_fraction"]
     sys.stdout.write(_plot(report["sweep"], args.plot) + "\n")
     return report
+
+
+def sweep_counts(text: str) -> list[int]:
+    """``--sweep``'s camera counts, increasing and without repeats (the sweep stops at its first miss, which
+    only means "more cannot hold either" when the counts increase)."""
+    try:
+        counts = sorted({int(c) for c in text.split(",") if c.strip()})
+    except ValueError:
+        raise ValueError(f"--sweep: expected camera counts such as 1,2,3; got {text!r}") from None
+    if not counts or counts[0] < 1:
+        raise ValueError(f"--sweep: camera counts must be >= 1; got {text!r}")
+    return counts
+
+
+def largest_held(runs: list[tuple[int, bool]]) -> int:
+    """The largest camera count of a sweep that held real time, given its (cameras, held) runs in the order run:
+    counts up to the first miss (0 when the first run missed). Counts need not start at 1: a sweep of 3,4,5 that
+    held 3 and 4 is 4 (this used to say 0, wanting the count one below to have held)."""
+    best = 0
+    for cameras, held in runs:
+        if not held:
+            break
+        best = cameras
+    return best
 
 
 def _realtime_key(model: str) -> str:
@@ -284,6 +307,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging("warning")
     try:
         _sweep_models(args)  # a typo fails now, not after the throughput run
+        if not args.no_sweep:
+            sweep_counts(args.sweep)
         report = asyncio.run(_bench(args))
     except (FileNotFoundError, RuntimeError, ValueError) as exc:
         sys.stderr.write(f"gaitwatch bench: {exc}\n")
