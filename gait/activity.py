@@ -42,6 +42,12 @@ _FALL_DESCENT_S = 1.5  # falls reach the floor in < ~1 s (Wu 2000: 0.5-0.9 s); s
 _RISE_BRACKET = 0.1
 _RISE_SLOPE_HALF_S = 0.25
 _RISE_ONSET_OF_PEAK = 0.1
+# A posture counts once held this long (shorter runs are flicker).
+_MIN_RUN_S = 0.5
+# A sit-to-stand rises from a settled seat. On vtest.avi two pedestrians crossing, posed on one crop, read
+# "sitting" for 0.86 s and then "standing": a 3-3.7 s "slow sit-to-stand" alert on a walker. A person who sat down
+# stays seated longer than that; 1.5 s keeps the 30 s seated clip, every generated rise and a quick sit-and-rise.
+_SEATED_BEFORE_RISE_S = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +153,11 @@ def activity_features(p: PostureSeries) -> dict[str, float]:
     fall = _first_descent(p)
     if fall is not None:
         out["descent_t"], out["descent_drop_bh"] = fall
-    for name, before, after in (("sit_to_stand", SITTING, STANDING), ("stand_to_sit", STANDING, SITTING)):
-        tr = _latest_transition(p, before, after)
+    for name, before, after, settled in (
+        ("sit_to_stand", SITTING, STANDING, _SEATED_BEFORE_RISE_S),
+        ("stand_to_sit", STANDING, SITTING, _MIN_RUN_S),
+    ):
+        tr = _latest_transition(p, before, after, settled)
         if tr is not None:
             out[f"{name}_t"], out[f"{name}_s"] = tr
     return out
@@ -170,8 +179,9 @@ def _first_descent(p: PostureSeries) -> tuple[float, float] | None:
     return None
 
 
-def _latest_transition(p: PostureSeries, before: int, after: int) -> tuple[float, float] | None:
-    """End time and duration of the latest change from ``before`` to ``after`` posture (runs of >= 0.5 s)."""
+def _latest_transition(p: PostureSeries, before: int, after: int, min_before_s: float) -> tuple[float, float] | None:
+    """End time and duration of the latest change from ``before`` to ``after`` posture: a ``before`` run of at
+    least ``min_before_s`` seconds, then an ``after`` run of at least ``_MIN_RUN_S``."""
     ok = p.state != UNKNOWN
     t, st, hy = p.t[ok], p.state[ok], p.hip_y[ok]
     if t.shape[0] < 4:
@@ -183,7 +193,7 @@ def _latest_transition(p: PostureSeries, before: int, after: int) -> tuple[float
         while j + 1 < t.shape[0] and st[j + 1] == st[i]:
             j += 1
         # Run [i, j] of one state: a long enough "before" run, then (maybe after a short other run) "after".
-        if st[i] == before and t[j] - t[i] >= 0.5:
+        if st[i] == before and t[j] - t[i] >= min_before_s:
             k = j + 1
             while k < t.shape[0] and st[k] not in (before, after):
                 k += 1
@@ -191,7 +201,7 @@ def _latest_transition(p: PostureSeries, before: int, after: int) -> tuple[float
                 m = k
                 while m + 1 < t.shape[0] and st[m + 1] == after:
                     m += 1
-                if t[m] - t[k] >= 0.5:
+                if t[m] - t[k] >= _MIN_RUN_S:
                     dur = _rise_time(t[i : m + 1], hy[i : m + 1], j - i + 1, m - k + 1)
                     result = (float(t[k]), dur)
         i = j + 1
@@ -220,7 +230,11 @@ def _rise_time(t: NDArray[np.float64], y: NDArray[np.float64], n_before: int, n_
         return 0.0
     ys = np.array([np.nanmedian(y[(t >= ti - 0.1) & (t <= ti + 0.1)]) for ti in t])
     frac = (ys - a) / (b - a)
-    half = np.flatnonzero(frac >= 0.5)
+    # The rise crosses half-way after the last seated sample still below it: a stray first sample already at the
+    # standing level (a pose glitch at the window's start) must not be taken for the rise.
+    seated = np.flatnonzero(frac[:n_before] < 0.5)
+    start = int(seated[-1]) if seated.shape[0] else 0
+    half = start + np.flatnonzero(frac[start:] >= 0.5)
     if half.shape[0] == 0:
         return 0.0
     i50 = int(half[0])

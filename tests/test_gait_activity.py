@@ -58,6 +58,37 @@ def test_sit_to_stand_duration_follows_the_true_duration() -> None:
     assert measured[-1] > 2.5
 
 
+def test_every_window_of_one_rise_reads_the_same_duration() -> None:
+    """The generator's first sample holds the hips at standing height (as a pose glitch at a window's start
+    would): the window starting there read a 1.2 s rise as 4.1 s, taking that sample for the rise."""
+    walk = _walk((("sit", 3.0), ("stand_up", 1.2), ("stand", 6.0)), seed=12)
+    values = [m.features["sit_to_stand_s"] for m in _metrics(walk) if "sit_to_stand_s" in m.features]
+    assert len(values) >= 2
+    assert all(abs(v - 1.2) <= 0.4 for v in values), values
+
+
+def _posture(states: list[int], hip_y: list[float], fps: float = 7.0) -> PostureSeries:
+    t = np.arange(len(states)) / fps
+    return PostureSeries(t, np.array(states, dtype=np.int8), np.full(len(states), 1.0), np.array(hip_y))
+
+
+def test_a_rise_needs_a_settled_seat_before_it() -> None:
+    """Two pedestrians crossing, posed on one crop, read "sitting" for under a second and then "standing"; on
+    vtest.avi that made a 3-3.7 s "slow sit-to-stand" alert on a walker. Someone who sat down stays seated
+    longer, and their rise is measured."""
+
+    def rise(seated_s: float) -> dict[str, float]:
+        n_sit, n_rise, n_stand = round(7 * seated_s), 14, 14
+        states = [SITTING] * n_sit + [SITTING] * 4 + [STANDING] * (n_rise - 4 + n_stand)
+        hips = [1.75] * n_sit + list(np.linspace(1.75, 1.5, n_rise)) + [1.5] * n_stand
+        return activity_features(_posture(states, hips))
+
+    assert "sit_to_stand_s" not in rise(0.3)  # with the 4 rising samples still "sitting": 0.71 s seated
+    measured = rise(3.0)
+    assert "sit_to_stand_s" in measured
+    assert 1.2 <= measured["sit_to_stand_s"] <= 2.6  # a 2 s rise (14 samples at 7 fps)
+
+
 def _rise_shape(kind: str, x: NDArray[np.float64]) -> NDArray[np.float64]:
     x = np.clip(x, 0.0, 1.0)
     if kind == "linear":
