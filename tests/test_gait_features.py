@@ -10,7 +10,7 @@ from gaitwatch.gait.features import analyze_window
 from gaitwatch.gait.offline.synthetic import CameraView, PoseNoise, SyntheticWalk, WalkerParams, generate_walk
 from gaitwatch.gait.settings import GaitSettings
 from gaitwatch.gait.types import ActivityState, GaitWindow
-from gaitwatch.pose.keypoints import Landmark
+from gaitwatch.pose.keypoints import LEG_PAIRS, Landmark
 
 
 def _window(walk: SyntheticWalk, t0: float, t1: float) -> GaitWindow:
@@ -97,16 +97,7 @@ def test_steps_that_cannot_carry_the_body_make_the_window_invalid() -> None:
     assert seen.valid and 0.7 <= seen.features[Feature.STEP_PROGRESS] <= 1.4
     kp = win.keypoints.copy()
     pelvis_x = kp[:, [Landmark.LEFT_HIP, Landmark.RIGHT_HIP], 0].mean(axis=1, keepdims=True)
-    legs = [
-        Landmark.LEFT_KNEE,
-        Landmark.RIGHT_KNEE,
-        Landmark.LEFT_ANKLE,
-        Landmark.RIGHT_ANKLE,
-        Landmark.LEFT_HEEL,
-        Landmark.RIGHT_HEEL,
-        Landmark.LEFT_FOOT_INDEX,
-        Landmark.RIGHT_FOOT_INDEX,
-    ]
+    legs = [landmark for pair in LEG_PAIRS for landmark in pair]  # knees, ankles, heels, toes
     kp[:, legs, 0] = pelvis_x + 0.3 * (kp[:, legs, 0] - pelvis_x)
     world = win.world.copy()  # the pose model's 3-D landmarks (hip-centred metres) misread the same way
     world[:, legs, 0] *= 0.3

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from repo_scripts import load_script
 
 from gaitwatch.daemon.assembly import build_detector, search_region_settings
 from gaitwatch.daemon.settings import ConfigError, Settings, parse_settings
@@ -59,12 +58,7 @@ def _annotation(annotation_id: int) -> tuple[NDArray[np.uint8], NDArray[np.float
 
 def _bench_module() -> Any:
     """``bench/detect_photos.py`` (not a package): its loaders and matching are what the figures come from."""
-    spec = importlib.util.spec_from_file_location("detect_photos", REPO / "bench" / "detect_photos.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    return load_script("detect_photos", "bench")
 
 
 def _settings(**detector: Any) -> Settings:
