@@ -201,7 +201,8 @@ async def _run_in_own_process(
         return run
 
 
-async def _bench(args: argparse.Namespace) -> dict[str, Any]:
+async def _bench(args: argparse.Namespace, counts: list[int]) -> dict[str, Any]:
+    """The throughput run, then the live sweep over ``counts`` cameras (``sweep_counts``) unless ``--no-sweep``."""
     videos, fps = (args.video, args.fps) if args.video else _default_videos()
     fps = args.fps or fps
     for video in videos:
@@ -249,7 +250,6 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.no_sweep:
         return report
-    counts = sweep_counts(args.sweep)
     for model in _sweep_models(args):
         first_run: dict[str, Any] | None = None
         for n in counts:
@@ -315,9 +315,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging("warning")
     try:
         _sweep_models(args)  # a typo fails now, not after the throughput run
-        if not args.no_sweep:
-            sweep_counts(args.sweep)
-        report = asyncio.run(_bench(args))
+        counts = [] if args.no_sweep else sweep_counts(args.sweep)
+        report = asyncio.run(_bench(args, counts))
     except (FileNotFoundError, RuntimeError, ValueError) as exc:
         sys.stderr.write(f"gaitwatch bench: {exc}\n")
         return 1
